@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The GPU machine's check, in one go (see ../shared/GPU.md): the engines found, `kernelbook check` on
+# every engine (4096x32000 included on a real GPU), and a second opinion from PyTorch on the same
+# inputs. Logs go to the folder given as $1 (or $OUT); a short table is printed last.
+# Needs: a built kernelbook binary (target/release/kernelbook, or $KERNELBOOK), python3 with numpy
+# (torch optional: without it the torch comparison is skipped with a message).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-${OUT:-gpu-check-out}}
+mkdir -p "$out"
+bin=${KERNELBOOK:-target/release/kernelbook}
+[ -x "$bin" ] || { echo "gpu-check: no binary at $bin (build with cargo build --release)" >&2; exit 2; }
+
+status=0
+step() { echo; echo "== $*"; }
+
+step "backends"
+"$bin" backends | tee "$out/backends.txt"
+"$bin" backends --json > "$out/backends.json"
+
+summary=()
+for engine in cuda wgpu cpu; do
+  step "check --engine $engine"
+  start=$(date +%s.%N)
+  KERNELBOOK_REQUIRE_CUDA=1 "$bin" check --engine "$engine" > "$out/check-$engine.txt" 2> "$out/check-$engine.err"
+  rc=$?
+  secs=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$start" "$(date +%s.%N)")
+  cat "$out/check-$engine.err" "$out/check-$engine.txt" | grep -v '^  ' | tail -n 60
+  [ $rc -eq 0 ] || status=1
+  summary+=("$(printf '%-6s exit %d  %-44s %6ss' "$engine" "$rc" "$(tail -n 1 "$out/check-$engine.txt")" "$secs")")
+done
+"$bin" check --engine all --json > "$out/check-all.json" 2> /dev/null || status=1
+
+step "torch comparison"
+if python3 scripts/torch_compare.py "$bin" "$out" > "$out/torch.txt" 2> "$out/torch.err"; then
+  cat "$out/torch.txt"
+else
+  cat "$out/torch.txt" "$out/torch.err"
+  status=1
+fi
+
+step "summary (logs in $out)"
+printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
+tail -n 3 "$out/torch.txt" | tee -a "$out/summary.txt"
+exit $status

@@ -1,0 +1,280 @@
+// logits.wgsl: logit, sigmoid and logsigmoid, element-wise, in f32 / f16 / bf16 storage.
+//
+// Compiled by wgpu (naga) at start-up (src/engine/wgpu.rs) and shown in the app next to its results.
+// Every engine computes exactly the algorithm in src/ops/logits.rs:
+//   * values are loaded from their storage type (f32, f16 or bf16) and widened to f32 (exact);
+//   * all arithmetic is f32;
+//   * the result is rounded back to the storage type (round to nearest, ties to even; too large
+//     becomes +-inf; NaN stays NaN).
+//
+// One invocation handles one element of a flat index i in [0, n).
+//
+// Two WGSL facts shape this file:
+//   1. WGSL lets an implementation assume that no infinity or NaN ever appears in f32 arithmetic
+//      (results that would be inf or NaN are "indeterminate"). So special values are made from
+//      their bit patterns with bitcast, tested through their bits, and handled before any
+//      arithmetic touches them: nothing here relies on max(), min() or a comparison passing a NaN
+//      along.
+//   2. WGSL storage buffers hold 32-bit words, and pack2x16float's result is indeterminate for
+//      values outside f16's range (exactly the values this app is about). So the f16 and bf16
+//      conversions are written out with integer arithmetic.
+//
+// Storage: every buffer is an array<u32> with one element per word. An f32 is stored as its bits;
+// an f16 or bf16 sits in the low 16 bits of its word. Simple and race-free, at the price of twice
+// the memory traffic a packed 16-bit layout would need.
+
+// ---------------------------------------------------------------------------------------------
+// Inputs, outputs and parameters (filled in by src/engine/wgpu.rs).
+// ---------------------------------------------------------------------------------------------
+
+struct Params {
+    dtype: u32,        // storage type: 0 = f32, 1 = f16, 2 = bf16
+    op: u32,           // 0 = logit, 1 = sigmoid, 2 = logsigmoid
+    rows: u32,         // (unused here: element-wise)
+    cols: u32,         // (unused here: element-wise)
+    n: u32,            // number of elements
+    temperature: f32,  // (unused here)
+    clamp: u32,        // logit only: 1 = clamp p to [lo, hi] first
+    lo: f32,           // f32(eps)
+    hi: f32,           // 1 - lo, computed in f32 (as torch.logit does)
+    stable: u32,       // (unused here)
+    pad0: u32,
+    pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<u32>;
+@group(0) @binding(1) var<storage, read_write> y: array<u32>;
+@group(0) @binding(2) var<uniform> params: Params;
+
+const DTYPE_F16: u32 = 1u;
+const DTYPE_BF16: u32 = 2u;
+
+const OP_LOGIT: u32 = 0u;
+const OP_SIGMOID: u32 = 1u;
+
+// ---------------------------------------------------------------------------------------------
+// Special values, by their bits.
+// ---------------------------------------------------------------------------------------------
+
+const POS_INF_BITS: u32 = 0x7f800000u;
+const NEG_INF_BITS: u32 = 0xff800000u;
+const NAN_BITS: u32 = 0x7fc00000u;
+
+fn pos_inf() -> f32 { return bitcast<f32>(POS_INF_BITS); }
+fn neg_inf() -> f32 { return bitcast<f32>(NEG_INF_BITS); }
+fn nan() -> f32 { return bitcast<f32>(NAN_BITS); }
+
+// NaN: all exponent bits set and a non-zero mantissa.
+fn is_nan(v: f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > POS_INF_BITS; }
+// +inf or -inf: all exponent bits set and a zero mantissa.
+fn is_inf(v: f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) == POS_INF_BITS; }
+// The sign bit (true for -0 and -inf too): used where a comparison with inf would be indeterminate.
+fn sign_bit(v: f32) -> bool { return (bitcast<u32>(v) >> 31u) == 1u; }
+
+// ---------------------------------------------------------------------------------------------
+// f16 and bf16 <-> f32, with integer arithmetic.
+// ---------------------------------------------------------------------------------------------
+
+// IEEE half (1 sign, 5 exponent, 10 mantissa bits) to f32. Exact: every f16 is an f32.
+fn f16_to_f32(h: u32) -> f32 {
+    let sign = (h & 0x8000u) << 16u;
+    let exponent = (h >> 10u) & 0x1fu;
+    let mantissa = h & 0x3ffu;
+    if exponent == 0x1fu {
+        // inf (mantissa 0) or NaN (payload kept, moved to the top of the f32 mantissa)
+        return bitcast<f32>(sign | POS_INF_BITS | (mantissa << 13u));
+    }
+    if exponent == 0u {
+        if mantissa == 0u {
+            return bitcast<f32>(sign); // +-0
+        }
+        // Subnormal: mantissa * 2^-24. Its leading 1 is bit p (0..9), so the value is
+        // 1.xxx * 2^(p - 24): a normal f32 with biased exponent p - 24 + 127.
+        let p = 31u - countLeadingZeros(mantissa);
+        let f32_mantissa = (mantissa << (23u - p)) & 0x7fffffu;
+        return bitcast<f32>(sign | ((p + 103u) << 23u) | f32_mantissa);
+    }
+    // Normal: rebias the exponent (15 -> 127) and widen the mantissa (10 -> 23 bits).
+    return bitcast<f32>(sign | ((exponent + 112u) << 23u) | (mantissa << 13u));
+}
+
+// f32 to IEEE half bits, round to nearest, ties to even. |v| >= 65520 becomes inf, values below
+// half of the smallest subnormal (2^-25) become +-0, NaN stays NaN.
+fn f32_to_f16(v: f32) -> u32 {
+    let bits = bitcast<u32>(v);
+    let sign = (bits >> 16u) & 0x8000u;
+    let exponent = (bits >> 23u) & 0xffu;
+    let mantissa = bits & 0x7fffffu;
+    if exponent == 0xffu {
+        if mantissa != 0u {
+            return sign | 0x7e00u | (mantissa >> 13u); // NaN: set the quiet bit so it stays NaN
+        }
+        return sign | 0x7c00u; // +-inf
+    }
+    let e = i32(exponent) - 127; // unbiased exponent: |v| = 1.m * 2^e
+    if e > 15 {
+        return sign | 0x7c00u; // beyond 65504 and its rounding range: overflow to inf
+    }
+    if e >= -14 {
+        // Normal f16: keep the top 10 mantissa bits, round on the 13 dropped ones.
+        var h = (u32(e + 15) << 10u) | (mantissa >> 13u);
+        let dropped = mantissa & 0x1fffu;
+        if dropped > 0x1000u || (dropped == 0x1000u && (h & 1u) == 1u) {
+            h = h + 1u; // a carry may ripple into the exponent: up to 0x7c00 = inf, as it should
+        }
+        return sign | h;
+    }
+    if e < -25 {
+        return sign; // below 2^-25: rounds to zero (f32 subnormals land here too)
+    }
+    // Subnormal f16: count units of 2^-24. |v| = significand * 2^(e - 23) with the hidden bit
+    // restored, so the count is significand >> shift with shift = -(e + 1), in 14..24.
+    let significand = mantissa | 0x800000u;
+    let shift = u32(-(e + 1));
+    var h = significand >> shift;
+    let dropped = significand & ((1u << shift) - 1u);
+    let half = 1u << (shift - 1u);
+    if dropped > half || (dropped == half && (h & 1u) == 1u) {
+        h = h + 1u; // may become 0x400, the smallest normal: also correct
+    }
+    return sign | h;
+}
+
+// bfloat16 (the top 16 bits of an f32) to f32: append 16 zero bits. Exact.
+fn bf16_to_f32(b: u32) -> f32 {
+    return bitcast<f32>(b << 16u);
+}
+
+// f32 to bfloat16 bits, round to nearest, ties to even; NaN stays NaN.
+fn f32_to_bf16(v: f32) -> u32 {
+    let bits = bitcast<u32>(v);
+    if (bits & 0x7fffffffu) > POS_INF_BITS {
+        return (bits >> 16u) | 0x0040u; // NaN: keep sign and top payload, force the quiet bit
+    }
+    // Add 0x7fff plus the lowest kept bit, then truncate: ties go to the even neighbour. A carry
+    // out of the mantissa bumps the exponent; past the largest bf16 it gives inf.
+    let lowest_kept = (bits >> 16u) & 1u;
+    return (bits + 0x7fffu + lowest_kept) >> 16u;
+}
+
+// Read element i and widen it to f32.
+fn load(i: u32) -> f32 {
+    let word = x[i];
+    switch params.dtype {
+        case DTYPE_F16: { return f16_to_f32(word & 0xffffu); }
+        case DTYPE_BF16: { return bf16_to_f32(word & 0xffffu); }
+        default: { return bitcast<f32>(word); }
+    }
+}
+
+// Round v to the storage type and write it as element i.
+fn store(i: u32, v: f32) {
+    switch params.dtype {
+        case DTYPE_F16: { y[i] = f32_to_f16(v); }
+        case DTYPE_BF16: { y[i] = f32_to_bf16(v); }
+        default: { y[i] = bitcast<u32>(v); }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The three functions, in f32.
+// ---------------------------------------------------------------------------------------------
+
+// logit(p) = ln(p / (1 - p)), the log-odds. With params.clamp, p is first clamped to [lo, hi].
+// Edge values are explicit rather than left to the hardware:
+// p = 0 -> -inf, p = 1 -> +inf, p < 0, p > 1 or NaN -> NaN.
+fn logit(p_in: f32) -> f32 {
+    if is_nan(p_in) {
+        return nan(); // NaN in, NaN out (the clamp would hide it)
+    }
+    var p = p_in;
+    if params.clamp == 1u {
+        if is_inf(p) {
+            p = select(params.hi, params.lo, sign_bit(p)); // -inf -> lo, +inf -> hi
+        } else if p < params.lo {
+            p = params.lo;
+        } else if p > params.hi {
+            p = params.hi;
+        }
+    }
+    if is_inf(p) || p < 0.0 || p > 1.0 {
+        return nan(); // not a probability
+    }
+    if p == 0.0 {
+        return neg_inf();
+    }
+    if p == 1.0 {
+        return pos_inf();
+    }
+    return log(p / (1.0 - p));
+}
+
+// sigmoid(x) = 1 / (1 + e^-x), evaluated so that e^(+large) is never formed:
+// for x < 0 the equivalent e^x / (1 + e^x) only exponentiates a negative number.
+fn sigmoid(v: f32) -> f32 {
+    if is_nan(v) {
+        return nan();
+    }
+    if is_inf(v) {
+        return select(1.0, 0.0, sign_bit(v)); // sigmoid(-inf) = 0, sigmoid(+inf) = 1
+    }
+    if v >= 0.0 {
+        return 1.0 / (1.0 + exp(-v));
+    }
+    let e = exp(v);
+    return e / (1.0 + e);
+}
+
+// ln(1 + t) for t = e^-|x| in (0, 1]. WGSL has no log1p, and log(1.0 + t) loses t's low bits in
+// the rounding of 1 + t: for t near 2^-7 that is a relative error of up to 2^-17.
+//   * t < 2^-7: the series t - t^2/2 + t^3/3 - t^4/4; the first omitted term, t^5/5, is below
+//     2^-35 relative to t, far below f32's 2^-24.
+//   * otherwise: log(u) * t / (u - 1) with u = 1 + t. u - 1 is exact here (u in [1, 2]), and the
+//     ratio t / (u - 1) corrects for the rounding of 1 + t (Goldberg's log1p).
+fn log1p_small(t: f32) -> f32 {
+    if t < 0.0078125 {
+        return t * (1.0 - t * (0.5 - t * (1.0 / 3.0 - t * 0.25)));
+    }
+    let u = 1.0 + t;
+    return log(u) * (t / (u - 1.0));
+}
+
+// logsigmoid(x) = ln(sigmoid(x)) = min(x, 0) - ln(1 + e^-|x|).
+// Nothing underflows: logsigmoid(-200) = -200, where log(sigmoid(-200)) would give -inf.
+fn logsigmoid(v: f32) -> f32 {
+    if is_nan(v) {
+        return nan();
+    }
+    if is_inf(v) {
+        return select(0.0, neg_inf(), sign_bit(v)); // logsigmoid(-inf) = -inf, logsigmoid(+inf) = 0
+    }
+    let t = exp(-abs(v)); // in (0, 1]; 0 once |v| > 104 (then the log term is 0 anyway)
+    return min(v, 0.0) - log1p_small(t);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The entry point: load, compute in f32, store rounded.
+// ---------------------------------------------------------------------------------------------
+
+// 256 invocations per workgroup. A dispatch has at most 65535 workgroups per dimension, so for
+// more than 65535 * 256 elements the host launches a 2D grid of workgroups and each invocation
+// flattens its position into one index.
+@compute @workgroup_size(256)
+fn logits_main(
+    @builtin(workgroup_id) workgroup: vec3<u32>,
+    @builtin(num_workgroups) workgroups: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let i = (workgroup.y * workgroups.x + workgroup.x) * 256u + lane;
+    if i >= params.n {
+        return; // the last workgroup may run past the end
+    }
+    let v = load(i); // widen to f32 (exact)
+    var r: f32;
+    switch params.op {
+        case OP_LOGIT: { r = logit(v); }
+        case OP_SIGMOID: { r = sigmoid(v); }
+        default: { r = logsigmoid(v); }
+    }
+    store(i, r); // round once, to the storage type
+}

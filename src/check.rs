@@ -1,0 +1,258 @@
+//! The check: how far an engine's result is from the f64 reference, and whether that is within the
+//! tolerance for the op and dtype.
+//!
+//! Per element, with `ref` the f64 reference and `got` the engine's value (representable in the dtype):
+//! - a NaN reference needs a NaN; an infinite reference (or one that rounds to infinity in the
+//!   dtype) needs the same infinity; a finite reference with a non-finite result is a failure (that
+//!   is how the naive softmax's overflow shows up);
+//! - otherwise the element passes when `|got - ref| <= atol + rtol * |ref|` **or** `got` is within
+//!   `max_ulp` units in the last place of `ref` rounded to the dtype (a faithfully rounded f16/bf16
+//!   result is always accepted).
+//!
+//! Tolerances (REFERENCE.md): f32 rtol 1e-6; f16 |d| <= 2^-11 |ref| + 2^-24; bf16 |d| <= 2^-8 |ref|.
+//! Each op adds the absolute floor that its f32 arithmetic cannot beat: 2^-30 for probabilities
+//! (softmax, sigmoid: a tiny p whose relative error comes from rounding its exponent's argument),
+//! 2^-21 for log-valued ops (log_softmax, logsigmoid, logit: a logarithm of a value near 1 is only
+//! accurate in absolute terms on GPUs). The naive softmax in f16/bf16 keeps its intermediates in
+//! the storage dtype, so its result carries three roundings: its tolerance is rtol 4u and 2 ULPs.
+//! The reported max rel error is taken over elements whose
+//! reference is a normal number of the dtype, as REFERENCE.md defines it.
+
+use crate::dtype::DType;
+use crate::ops::{Op, OpKind, OpRequest};
+use serde::Serialize;
+use std::fmt;
+
+/// Bounds an element must meet: `|d| <= atol + rtol |ref|` or within `max_ulp` ULPs.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Tolerance {
+    pub rtol: f64,
+    pub atol: f64,
+    pub max_ulp: u64,
+}
+
+impl Tolerance {
+    pub fn for_op(op: &Op, dtype: DType) -> Tolerance {
+        let t = Tolerance::for_kind(op.kind(), dtype);
+        match op {
+            Op::Softmax { stable: false, .. } if dtype != DType::F32 => {
+                Tolerance { rtol: 4.0 * dtype.unit_roundoff(), max_ulp: 2, ..t }
+            }
+            _ => t,
+        }
+    }
+
+    pub fn for_kind(kind: OpKind, dtype: DType) -> Tolerance {
+        let (rtol, dtype_atol, max_ulp) = match dtype {
+            DType::F32 => (1e-6, 0.0, 2),
+            DType::F16 => (2f64.powi(-11), 2f64.powi(-24), 1),
+            DType::Bf16 => (2f64.powi(-8), 2f64.powi(-133), 1),
+        };
+        let op_floor = match kind {
+            OpKind::Softmax | OpKind::Sigmoid => 2f64.powi(-30),
+            OpKind::LogSoftmax | OpKind::LogSigmoid | OpKind::Logit => 2f64.powi(-21),
+        };
+        Tolerance { rtol, atol: dtype_atol.max(op_floor), max_ulp }
+    }
+}
+
+/// The comparison of one result against the reference.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CheckReport {
+    pub dtype: DType,
+    pub elements: usize,
+    /// Largest |got - ref| over elements where both are finite.
+    pub max_abs: f64,
+    /// Largest |got - ref| / |ref| over elements whose reference is a normal number of the dtype.
+    pub max_rel: f64,
+    /// Largest ULP distance (in the dtype) over elements where both are finite.
+    pub max_ulp: u64,
+    pub nan_got: usize,
+    pub inf_got: usize,
+    pub nan_ref: usize,
+    pub inf_ref: usize,
+    /// Elements outside the tolerance (including non-finite where the reference is finite).
+    pub failures: usize,
+    /// The element furthest outside (or closest to) its tolerance: (flat index, got, ref).
+    pub worst: Option<(usize, f32, f64)>,
+    pub tolerance: Tolerance,
+    pub passed: bool,
+}
+
+/// Compare `got` (an engine's output for `req`) with `reference` (`req.reference()`).
+pub fn check(req: &OpRequest, reference: &[f64], got: &[f32]) -> CheckReport {
+    compare(Tolerance::for_op(&req.op, req.dtype), req.dtype, reference, got)
+}
+
+/// Compare values of `dtype` against an f64 reference with a tolerance.
+pub fn compare(tolerance: Tolerance, dtype: DType, reference: &[f64], got: &[f32]) -> CheckReport {
+    let min_normal = dtype.min_positive_normal();
+    let mut r = CheckReport {
+        dtype,
+        elements: reference.len(),
+        max_abs: 0.0,
+        max_rel: 0.0,
+        max_ulp: 0,
+        nan_got: 0,
+        inf_got: 0,
+        nan_ref: 0,
+        inf_ref: 0,
+        failures: 0,
+        worst: None,
+        tolerance,
+        passed: true,
+    };
+    if reference.len() != got.len() {
+        r.failures = reference.len().max(got.len());
+        r.passed = false;
+        return r;
+    }
+    // Badness: how many tolerances away the element is (infinite for a class mismatch).
+    let mut worst_badness = -1.0f64;
+    for (i, (&want, &g)) in reference.iter().zip(got).enumerate() {
+        let g64 = g as f64;
+        r.nan_got += g.is_nan() as usize;
+        r.inf_got += g.is_infinite() as usize;
+        r.nan_ref += want.is_nan() as usize;
+        r.inf_ref += want.is_infinite() as usize;
+        let want_in_dtype = dtype.round_f64(want);
+        let badness = if want.is_nan() || g.is_nan() || want_in_dtype.is_infinite() || g.is_infinite() {
+            let same_class = (want.is_nan() && g.is_nan()) || (want_in_dtype.is_infinite() && want_in_dtype == g64);
+            if same_class { 0.0 } else { f64::INFINITY }
+        } else {
+            let d = (g64 - want).abs();
+            r.max_abs = r.max_abs.max(d);
+            if want.abs() >= min_normal {
+                r.max_rel = r.max_rel.max(d / want.abs());
+            }
+            let ulp = dtype.ulp_distance(g64, want).unwrap_or(u64::MAX);
+            r.max_ulp = r.max_ulp.max(ulp);
+            let allowed = tolerance.atol + tolerance.rtol * want.abs();
+            if ulp <= tolerance.max_ulp {
+                0.0
+            } else if allowed > 0.0 {
+                d / allowed
+            } else if d == 0.0 {
+                0.0
+            } else {
+                f64::INFINITY
+            }
+        };
+        if badness > 1.0 {
+            r.failures += 1;
+        }
+        if badness > worst_badness {
+            worst_badness = badness;
+            r.worst = Some((i, g, want));
+        }
+    }
+    r.passed = r.failures == 0;
+    r
+}
+
+/// Compact number formatting for tables: 3 significant digits, exponent when small or large.
+pub fn fmt_sci(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v.is_nan() || v.is_infinite() {
+        format!("{v}")
+    } else if (1e-3..1e4).contains(&v.abs()) {
+        format!("{:.3}", v).trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mark = if self.passed { "PASS" } else { "FAIL" };
+        write!(
+            f,
+            "{mark} max abs {} · max rel {} · max {} ULP ({})",
+            fmt_sci(self.max_abs),
+            fmt_sci(self.max_rel),
+            self.max_ulp,
+            self.dtype
+        )?;
+        if self.nan_got + self.inf_got > 0 {
+            write!(f, " · got {} NaN, {} inf", self.nan_got, self.inf_got)?;
+        }
+        if !self.passed {
+            write!(f, " · {} of {} outside tolerance", self.failures, self.elements)?;
+            if let Some((i, got, want)) = self.worst {
+                write!(f, " (worst at {i}: got {got:e}, want {want:e})")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compare(kind: OpKind, dtype: DType, reference: &[f64], got: &[f32]) -> CheckReport {
+        super::compare(Tolerance::for_kind(kind, dtype), dtype, reference, got)
+    }
+
+    #[test]
+    fn exact_match_passes() {
+        let r = compare(OpKind::Softmax, DType::F32, &[0.25, 0.75], &[0.25, 0.75]);
+        assert!(r.passed);
+        assert_eq!((r.max_abs, r.max_rel, r.max_ulp), (0.0, 0.0, 0));
+    }
+
+    #[test]
+    fn f32_relative_tolerance_is_1e6() {
+        let want = 0.5f64;
+        let inside = (want * (1.0 + 0.9e-6)) as f32;
+        let outside = (want * (1.0 + 3e-6)) as f32;
+        assert!(compare(OpKind::Softmax, DType::F32, &[want], &[inside]).passed);
+        let r = compare(OpKind::Softmax, DType::F32, &[want], &[outside]);
+        assert!(!r.passed);
+        assert_eq!(r.failures, 1);
+        assert!(r.to_string().starts_with("FAIL"), "{r}");
+    }
+
+    #[test]
+    fn f16_accepts_faithful_rounding_only() {
+        // 1 + 2^-10 is the next f16 after 1: one ULP away is accepted, two are not.
+        let want = 1.0 + 2f64.powi(-12);
+        assert!(compare(OpKind::Softmax, DType::F16, &[want], &[1.0]).passed);
+        assert!(compare(OpKind::Softmax, DType::F16, &[want], &[1.0 + 2f32.powi(-10)]).passed);
+        assert!(!compare(OpKind::Softmax, DType::F16, &[want], &[1.0 + 2.0 * 2f32.powi(-10)]).passed);
+    }
+
+    #[test]
+    fn non_finite_classes_must_match() {
+        let nan = f64::NAN;
+        let inf = f64::INFINITY;
+        assert!(compare(OpKind::Logit, DType::F32, &[nan, inf, -inf], &[f32::NAN, f32::INFINITY, f32::NEG_INFINITY]).passed);
+        let r = compare(OpKind::Logit, DType::F32, &[inf], &[f32::NEG_INFINITY]);
+        assert!(!r.passed);
+        // The naive f16 softmax: the reference is finite, the engine overflowed.
+        let r = compare(OpKind::Softmax, DType::F16, &[0.5, 0.5], &[f32::NAN, f32::NAN]);
+        assert!(!r.passed);
+        assert_eq!((r.nan_got, r.failures), (2, 2));
+        assert!(r.to_string().contains("2 NaN"), "{r}");
+    }
+
+    #[test]
+    fn reference_beyond_dtype_range_accepts_infinity() {
+        // A true value of 1e5 is +inf in f16.
+        assert!(compare(OpKind::Logit, DType::F16, &[1e5], &[f32::INFINITY]).passed);
+    }
+
+    #[test]
+    fn tiny_probabilities_use_the_absolute_floor() {
+        // sigmoid(-100): true 3.7e-44, fp32 torch gives 0. Within 2^-30 absolute.
+        let r = compare(OpKind::Sigmoid, DType::F32, &[3.720075976020836e-44], &[0.0]);
+        assert!(r.passed, "{r}");
+        assert_eq!(r.max_rel, 0.0, "3.7e-44 is subnormal in f32, so it is left out of max rel");
+    }
+
+    #[test]
+    fn length_mismatch_fails() {
+        assert!(!compare(OpKind::Softmax, DType::F32, &[1.0], &[]).passed);
+    }
+}

@@ -1,0 +1,622 @@
+//! The CUDA engine: the `.cu` files under `kernels/` compiled at start-up by NVRTC and run through the
+//! CUDA driver API (cudarc, loaded dynamically so the binary runs on machines without CUDA).
+//!
+//! - [`CudaEngine::probe`] checks for the driver (`libcuda`) and NVRTC before any other CUDA call
+//!   (cudarc panics when a library is missing), opens device 0, compiles every kernel file once for
+//!   the device's architecture and loads the entry points. Any failure is a one-line reason, never a
+//!   panic.
+//! - [`compile`], [`compile_all`] and [`nvrtc_available`] need NVRTC only, not a GPU: the tests use
+//!   them to prove every kernel compiles on a machine without a driver.
+//! - [`CudaEngine::execute`] uploads `x` (f32, or f16/bf16 as 16-bit patterns), launches one kernel
+//!   between two CUDA events (the kernel time), downloads `y` and decodes it to f32.
+//!
+//! Kernels are built with NVRTC's accurate defaults spelled out: no fast math, no flush-to-zero,
+//! IEEE division and square root, and no fused multiply-add contraction, so the CUDA results follow
+//! the f32 algorithm in `src/ops` operation for operation. When NVRTC knows the device's real
+//! architecture the kernels are compiled straight to a CUBIN (machine code: no driver JIT, and no
+//! "PTX too new for this driver" when NVRTC is newer than the driver); otherwise to PTX for the
+//! newest virtual architecture NVRTC and the device share, which the driver JIT-compiles.
+
+use super::{Engine, EngineError, EngineKind, OpOutput, TimingSource};
+use crate::dtype::DType;
+use crate::ops::{Op, OpRequest};
+use crate::sources;
+use cudarc::driver::sys as dsys;
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaStream, DeviceRepr, DriverError, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+};
+use cudarc::nvrtc::sys as nsys;
+use cudarc::nvrtc::{Ptx, result as nvrtc_result};
+use std::any::Any;
+use std::ffi::{CStr, CString, c_char, c_int};
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Op ids of `kernels/logits.cu` (its `OP_*` defines).
+pub const OP_LOGIT: i32 = 0;
+pub const OP_SIGMOID: i32 = 1;
+pub const OP_LOGSIGMOID: i32 = 2;
+
+/// Modes of `kernels/softmax.cu` (its `MODE_*` defines).
+pub const MODE_SOFTMAX: i32 = 0;
+pub const MODE_SOFTMAX_NAIVE: i32 = 1;
+pub const MODE_LOG_SOFTMAX: i32 = 2;
+
+/// Threads per block for every launch (`THREADS` in `kernels/softmax.cu`).
+pub const THREADS: u32 = 256;
+
+/// Most blocks one launch uses; the kernels' grid-stride loops cover the rest. 65535 is a valid
+/// grid size on every CUDA device.
+const MAX_BLOCKS: u32 = 65_535;
+
+/// Largest element count the kernels index with 32-bit unsigned integers (with room for the
+/// grid-stride step). `ops::MAX_ELEMENTS` (2^28) is well inside it.
+const MAX_KERNEL_ELEMENTS: usize = (u32::MAX / 2) as usize;
+
+/// The entry points each kernel file must export, per dtype (f32, f16, bf16).
+const ENTRY_POINTS: &[(&str, [&str; 3])] = &[
+    ("logits", ["logits_f32", "logits_f16", "logits_bf16"]),
+    ("softmax", ["softmax_f32", "softmax_f16", "softmax_bf16"]),
+];
+
+/// The NVRTC options every kernel is compiled with (plus `--gpu-architecture`).
+pub const COMPILE_OPTIONS: &[&str] = &["--fmad=false", "--ftz=false", "--prec-div=true", "--prec-sqrt=true"];
+
+// ------------------------------------------------------------------------------------------------
+// NVRTC: usable without a GPU.
+// ------------------------------------------------------------------------------------------------
+
+const NO_DRIVER: &str = "libcuda.so.1 not found: no NVIDIA driver on this machine";
+const NO_NVRTC: &str = "libnvrtc not found: install the CUDA toolkit or `pip install nvidia-cuda-nvrtc` and add its lib folder to LD_LIBRARY_PATH";
+
+/// Whether the CUDA driver library can be loaded. Checked before any other driver call.
+pub fn driver_available() -> Result<(), String> {
+    // SAFETY: only tries to dlopen the library by its candidate names and closes it again.
+    if unsafe { dsys::is_culib_present() } { Ok(()) } else { Err(NO_DRIVER.to_string()) }
+}
+
+/// Whether NVRTC (the run-time CUDA C++ compiler) can be loaded. Checked before any NVRTC call.
+pub fn nvrtc_available() -> Result<(), String> {
+    // SAFETY: only tries to dlopen the library by its candidate names and closes it again.
+    if unsafe { nsys::is_culib_present() } { Ok(()) } else { Err(NO_NVRTC.to_string()) }
+}
+
+/// NVRTC's version, e.g. (13, 0).
+pub fn nvrtc_version() -> Result<(i32, i32), String> {
+    nvrtc_available()?;
+    guard("nvrtcVersion", || {
+        let (mut major, mut minor): (c_int, c_int) = (0, 0);
+        // SAFETY: two valid out-pointers.
+        unsafe { nsys::nvrtcVersion(&mut major, &mut minor) }
+            .result()
+            .map_err(|e| format!("nvrtcVersion failed: {}", nvrtc_error(e)))?;
+        Ok((major, minor))
+    })
+}
+
+/// The architectures this NVRTC can compile for, as numbers (75 = sm_75 / compute_75), ascending.
+pub fn supported_archs() -> Result<Vec<i32>, String> {
+    nvrtc_available()?;
+    guard("nvrtcGetSupportedArchs", || {
+        let mut count: c_int = 0;
+        // SAFETY: a valid out-pointer.
+        unsafe { nsys::nvrtcGetNumSupportedArchs(&mut count) }
+            .result()
+            .map_err(|e| format!("nvrtcGetNumSupportedArchs failed: {}", nvrtc_error(e)))?;
+        let mut archs: Vec<c_int> = vec![0; count.max(0) as usize];
+        if !archs.is_empty() {
+            // SAFETY: `archs` has room for the `count` values NVRTC writes.
+            unsafe { nsys::nvrtcGetSupportedArchs(archs.as_mut_ptr()) }
+                .result()
+                .map_err(|e| format!("nvrtcGetSupportedArchs failed: {}", nvrtc_error(e)))?;
+        }
+        archs.sort_unstable();
+        Ok(archs)
+    })
+}
+
+/// What NVRTC produced: PTX text (for a virtual `compute_XX` architecture, JIT-compiled by the
+/// driver at load) or a CUBIN (for a real `sm_XX`, machine code loaded as is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageFormat {
+    Ptx,
+    Cubin,
+}
+
+impl fmt::Display for ImageFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ImageFormat::Ptx => "PTX",
+            ImageFormat::Cubin => "CUBIN",
+        })
+    }
+}
+
+/// One kernel file compiled by NVRTC.
+#[derive(Clone, Debug)]
+pub struct CompiledKernel {
+    /// File name shown to people, e.g. `kernels/softmax.cu`.
+    pub file: String,
+    /// The `--gpu-architecture` it was compiled for, e.g. `sm_90` or `compute_80`.
+    pub arch: String,
+    pub format: ImageFormat,
+    /// The PTX text (without a trailing NUL) or the CUBIN bytes.
+    pub image: Vec<u8>,
+    /// Wall time of NVRTC's compile call.
+    pub compile_time: Duration,
+    /// NVRTC's log (warnings); empty when clean.
+    pub log: String,
+}
+
+impl CompiledKernel {
+    pub fn size(&self) -> usize {
+        self.image.len()
+    }
+
+    /// The image as a module cudarc can load.
+    fn to_module_image(&self) -> Result<Ptx, String> {
+        match self.format {
+            ImageFormat::Cubin => Ok(Ptx::from_binary(self.image.clone())),
+            ImageFormat::Ptx => String::from_utf8(self.image.clone())
+                .map(Ptx::from_src)
+                .map_err(|_| format!("{}: NVRTC returned PTX that is not UTF-8", self.file)),
+        }
+    }
+}
+
+/// Destroys an NVRTC program when dropped, so every exit path frees it.
+struct Program(nsys::nvrtcProgram);
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        // SAFETY: created by `create_program` and destroyed only here. A failure to free is ignored:
+        // there is nothing useful to do about it.
+        let _ = unsafe { nvrtc_result::destroy_program(self.0) };
+    }
+}
+
+/// Compile one CUDA C++ source with NVRTC for `arch` (`compute_XX` gives PTX, `sm_XX` a CUBIN).
+/// `file` names the source in error messages. Errors carry NVRTC's log; nothing here panics.
+pub fn compile(file: &str, source: &str, arch: &str) -> Result<CompiledKernel, String> {
+    nvrtc_available()?;
+    let format = if arch.starts_with("sm_") {
+        ImageFormat::Cubin
+    } else if arch.starts_with("compute_") {
+        ImageFormat::Ptx
+    } else {
+        return Err(format!("{file}: unknown architecture '{arch}' (expected compute_XX or sm_XX)"));
+    };
+    let src = CString::new(source).map_err(|_| format!("{file}: source contains a NUL byte"))?;
+    let name = CString::new(file).map_err(|_| format!("file name {file:?} contains a NUL byte"))?;
+    let mut options: Vec<String> = vec![format!("--gpu-architecture={arch}")];
+    options.extend(COMPILE_OPTIONS.iter().map(|o| o.to_string()));
+
+    guard("NVRTC", || {
+        let prog = Program(
+            nvrtc_result::create_program(&src, Some(&name))
+                .map_err(|e| format!("{file}: nvrtcCreateProgram failed: {}", nvrtc_error(e)))?,
+        );
+        let started = Instant::now();
+        // SAFETY: `prog` is a live program; the options are plain ASCII strings.
+        let compiled = unsafe { nvrtc_result::compile_program(prog.0, &options) };
+        let compile_time = started.elapsed();
+        let log = program_log(&prog);
+        if let Err(e) = compiled {
+            let log = if log.is_empty() { "(NVRTC gave no log)".to_string() } else { log };
+            return Err(format!("{file}: NVRTC could not compile it for {arch} ({}):\n{log}", nvrtc_error(e)));
+        }
+        let image = match format {
+            ImageFormat::Ptx => {
+                // SAFETY: `prog` compiled successfully.
+                let raw = unsafe { nvrtc_result::get_ptx(prog.0) }
+                    .map_err(|e| format!("{file}: nvrtcGetPTX failed: {}", nvrtc_error(e)))?;
+                let mut bytes: Vec<u8> = raw.into_iter().map(|c| c as u8).collect();
+                while bytes.last() == Some(&0) {
+                    bytes.pop();
+                }
+                bytes
+            }
+            ImageFormat::Cubin => get_cubin(&prog).map_err(|e| format!("{file}: {e}"))?,
+        };
+        Ok(CompiledKernel { file: file.to_string(), arch: arch.to_string(), format, image, compile_time, log })
+    })
+}
+
+/// Compile every embedded kernel file (`sources::CUDA`) for `arch`, e.g. `compute_80` or `sm_90`.
+pub fn compile_all(arch: &str) -> Result<Vec<CompiledKernel>, String> {
+    sources::CUDA.iter().map(|(_, file, source)| compile(file, source, arch)).collect()
+}
+
+fn get_cubin(prog: &Program) -> Result<Vec<u8>, String> {
+    let mut size: usize = 0;
+    // SAFETY: `prog` compiled successfully; a valid out-pointer.
+    unsafe { nsys::nvrtcGetCUBINSize(prog.0, &mut size) }
+        .result()
+        .map_err(|e| format!("nvrtcGetCUBINSize failed: {}", nvrtc_error(e)))?;
+    if size == 0 {
+        return Err("NVRTC produced an empty CUBIN".into());
+    }
+    let mut bytes = vec![0u8; size];
+    // SAFETY: `bytes` holds the `size` bytes NVRTC writes.
+    unsafe { nsys::nvrtcGetCUBIN(prog.0, bytes.as_mut_ptr() as *mut c_char) }
+        .result()
+        .map_err(|e| format!("nvrtcGetCUBIN failed: {}", nvrtc_error(e)))?;
+    Ok(bytes)
+}
+
+fn program_log(prog: &Program) -> String {
+    // SAFETY: `prog` is a live program.
+    match unsafe { nvrtc_result::get_program_log(prog.0) } {
+        Ok(raw) => {
+            let bytes: Vec<u8> = raw.into_iter().take_while(|&c| c != 0).map(|c| c as u8).collect();
+            String::from_utf8_lossy(&bytes).trim().to_string()
+        }
+        Err(e) => format!("(could not read the NVRTC log: {})", nvrtc_error(e)),
+    }
+}
+
+fn nvrtc_error(e: nvrtc_result::NvrtcError) -> String {
+    // SAFETY: nvrtcGetErrorString returns a static C string (or null).
+    let ptr = unsafe { nsys::nvrtcGetErrorString(e.0) };
+    if ptr.is_null() {
+        format!("{:?}", e.0)
+    } else {
+        // SAFETY: non-null, NUL-terminated, static.
+        unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
+    }
+}
+
+/// Run `f`, turning a panic inside cudarc (a missing symbol, an internal unwrap) into an error.
+fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => Err(format!("{what} panicked: {}", panic_message(payload.as_ref()))),
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The engine.
+// ------------------------------------------------------------------------------------------------
+
+/// How one kernel file was built on this device (for the UI's "compiled for sm_90 in 42 ms").
+#[derive(Clone, Debug)]
+pub struct BuildInfo {
+    pub file: String,
+    pub arch: String,
+    pub format: ImageFormat,
+    pub bytes: usize,
+    pub compile_time: Duration,
+    /// NVRTC warnings, if any.
+    pub log: String,
+}
+
+/// The CUDA engine on device 0. Probe once with [`CudaEngine::probe`]; share freely (`Send + Sync`).
+pub struct CudaEngine {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    /// `logits_{f32,f16,bf16}` (indexed by [`dtype_index`]).
+    logits: [CudaFunction; 3],
+    /// `softmax_{f32,f16,bf16}`.
+    softmax: [CudaFunction; 3],
+    device: String,
+    compute_capability: (i32, i32),
+    max_blocks: u32,
+    builds: Vec<BuildInfo>,
+    /// Serialises device work: one request at a time on the stream, so the events around a launch
+    /// time that launch alone.
+    lock: Mutex<()>,
+}
+
+impl CudaEngine {
+    /// Open device 0 and compile every kernel. `Err` is a one-line reason the engine is absent.
+    pub fn probe() -> Result<Self, String> {
+        guard("CUDA probe", Self::probe_inner)
+    }
+
+    fn probe_inner() -> Result<Self, String> {
+        driver_available()?;
+        nvrtc_available()?;
+        let ctx = CudaContext::new(0).map_err(|e| match e.0 {
+            dsys::CUresult::CUDA_ERROR_NO_DEVICE => {
+                "no CUDA device: the NVIDIA driver is installed but sees no GPU".to_string()
+            }
+            dsys::CUresult::CUDA_ERROR_INSUFFICIENT_DRIVER => format!(
+                "the NVIDIA driver is too old for this CUDA runtime (driver supports CUDA {}): {}",
+                driver_version(),
+                driver_error(&e)
+            ),
+            _ => format!("could not open CUDA device 0: {}", driver_error(&e)),
+        })?;
+        let name = ctx.name().map_err(|e| format!("could not read the device name: {}", driver_error(&e)))?;
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(|e| format!("could not read the compute capability: {}", driver_error(&e)))?;
+        let max_grid_x = ctx
+            .attribute(dsys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X)
+            .map_err(|e| format!("could not read the maximum grid size: {}", driver_error(&e)))?;
+        let max_blocks = (max_grid_x.max(1) as u32).min(MAX_BLOCKS);
+        let targets = compile_targets(major, minor)?;
+        let stream = ctx.default_stream();
+
+        let mut builds = Vec::new();
+        let mut functions: Vec<(&str, CudaFunction)> = Vec::new();
+        for (topic, file, source) in sources::CUDA {
+            let entry_points = ENTRY_POINTS.iter().find(|(t, _)| t == topic).map(|(_, names)| names);
+            let (kernel, module) = load_file(&ctx, file, source, &targets)?;
+            builds.push(BuildInfo {
+                file: kernel.file.clone(),
+                arch: kernel.arch.clone(),
+                format: kernel.format,
+                bytes: kernel.size(),
+                compile_time: kernel.compile_time,
+                log: kernel.log.clone(),
+            });
+            for name in entry_points.into_iter().flatten() {
+                let f = module
+                    .load_function(name)
+                    .map_err(|e| format!("{file}: entry point {name} not found: {}", driver_error(&e)))?;
+                functions.push((name, f));
+            }
+        }
+        let take = |name: &str| -> Result<CudaFunction, String> {
+            functions
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, f)| f.clone())
+                .ok_or_else(|| format!("no kernel file provides {name}"))
+        };
+        let logits = [take("logits_f32")?, take("logits_f16")?, take("logits_bf16")?];
+        let softmax = [take("softmax_f32")?, take("softmax_f16")?, take("softmax_bf16")?];
+        Ok(CudaEngine {
+            device: format!("{} · sm_{major}{minor}", name.trim()),
+            ctx,
+            stream,
+            logits,
+            softmax,
+            compute_capability: (major, minor),
+            max_blocks,
+            builds,
+            lock: Mutex::new(()),
+        })
+    }
+
+    /// Compute capability (major, minor), e.g. (9, 0).
+    pub fn compute_capability(&self) -> (i32, i32) {
+        self.compute_capability
+    }
+
+    /// How each kernel file was compiled at probe time.
+    pub fn builds(&self) -> &[BuildInfo] {
+        &self.builds
+    }
+
+    /// (free, total) device memory in bytes.
+    pub fn memory(&self) -> Result<(usize, usize), EngineError> {
+        self.ctx.mem_get_info().map_err(failed("query device memory"))
+    }
+
+    fn launch_and_time<T>(&self, req: &OpRequest, host_x: &[T]) -> Result<(Vec<T>, Duration), EngineError>
+    where
+        T: DeviceRepr + ValidAsZeroBits + Clone + Default + Unpin,
+    {
+        let n = host_x.len();
+        let di = dtype_index(req.dtype);
+        let x = self.stream.clone_htod(host_x).map_err(failed("upload x"))?;
+        let mut y = self.stream.alloc_zeros::<T>(n).map_err(failed("allocate y"))?;
+        let timing = Some(dsys::CUevent_flags::CU_EVENT_DEFAULT);
+
+        let start = self.stream.record_event(timing).map_err(failed("record the start event"))?;
+        match req.op {
+            Op::Logit { .. } | Op::Sigmoid | Op::LogSigmoid => {
+                let op_id = match req.op {
+                    Op::Logit { .. } => OP_LOGIT,
+                    Op::Sigmoid => OP_SIGMOID,
+                    _ => OP_LOGSIGMOID,
+                };
+                let (clamp, lo, hi) = match req.op.logit_bounds() {
+                    Some((lo, hi)) => (1i32, lo, hi),
+                    None => (0i32, 0.0f32, 1.0f32),
+                };
+                let count = n as u32;
+                let blocks = count.div_ceil(THREADS).clamp(1, self.max_blocks);
+                let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+                let mut launch = self.stream.launch_builder(&self.logits[di]);
+                launch.arg(&x).arg(&mut y).arg(&count).arg(&op_id).arg(&clamp).arg(&lo).arg(&hi);
+                // SAFETY: the arguments match `logits_*(const T* x, T* y, unsigned n, int op, int clamp,
+                // float lo, float hi)`; x and y hold n elements of the kernel's storage type.
+                unsafe { launch.launch(cfg) }.map_err(failed("launch the logits kernel"))?;
+            }
+            Op::Softmax { temperature, .. } | Op::LogSoftmax { temperature } => {
+                let mode = match req.op {
+                    Op::Softmax { stable: true, .. } => MODE_SOFTMAX,
+                    Op::Softmax { stable: false, .. } => MODE_SOFTMAX_NAIVE,
+                    _ => MODE_LOG_SOFTMAX,
+                };
+                let rows = req.x.rows() as u32;
+                let cols = req.x.cols() as u32;
+                // T as f32, as the algorithm says: z = x / T in f32.
+                let t = temperature as f32;
+                let blocks = rows.clamp(1, self.max_blocks);
+                let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+                let mut launch = self.stream.launch_builder(&self.softmax[di]);
+                launch.arg(&x).arg(&mut y).arg(&rows).arg(&cols).arg(&t).arg(&mode);
+                // SAFETY: the arguments match `softmax_*(const T* x, T* y, unsigned rows, unsigned
+                // cols, float temperature, int mode)`; x and y hold rows * cols elements.
+                unsafe { launch.launch(cfg) }.map_err(failed("launch the softmax kernel"))?;
+            }
+        }
+        let end = self.stream.record_event(timing).map_err(failed("record the end event"))?;
+        // Waits for both events: kernel faults surface here.
+        let ms = start.elapsed_ms(&end).map_err(failed("run the kernel"))?;
+        let out = self.stream.clone_dtoh(&y).map_err(failed("download y"))?;
+        self.stream.synchronize().map_err(failed("synchronise after the download"))?;
+        Ok((out, Duration::from_secs_f64(f64::from(ms.max(0.0)) / 1e3)))
+    }
+}
+
+impl Engine for CudaEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Cuda
+    }
+
+    fn device(&self) -> String {
+        self.device.clone()
+    }
+
+    fn is_software(&self) -> bool {
+        false
+    }
+
+    fn supports(&self, req: &OpRequest) -> Result<(), EngineError> {
+        let n = req.x.len();
+        if n > MAX_KERNEL_ELEMENTS || req.x.rows() > MAX_KERNEL_ELEMENTS || req.x.cols() > MAX_KERNEL_ELEMENTS {
+            return Err(EngineError::Unsupported(format!(
+                "{n} elements ({} rows of {}) is beyond the kernels' 32-bit indexing (at most {MAX_KERNEL_ELEMENTS})",
+                req.x.rows(),
+                req.x.cols()
+            )));
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        // Input and output, each in the storage type.
+        let needed = 2 * n * req.dtype.size_bytes();
+        let (free, total) = self.memory()?;
+        if needed > free {
+            return Err(EngineError::Unsupported(format!(
+                "{n} {} elements need {} of device memory (input + output), but only {} of {} is free",
+                req.dtype,
+                mib(needed),
+                mib(free),
+                mib(total)
+            )));
+        }
+        Ok(())
+    }
+
+    fn execute(&self, req: &OpRequest) -> Result<OpOutput, EngineError> {
+        let started = Instant::now();
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let ran = catch_unwind(AssertUnwindSafe(|| match req.dtype {
+            DType::F32 => self.launch_and_time::<f32>(req, &req.x.data),
+            DType::F16 | DType::Bf16 => {
+                let bits = req.dtype.encode_u16(&req.x.data);
+                self.launch_and_time::<u16>(req, &bits)
+                    .map(|(out, time)| (req.dtype.decode_u16(&out), time))
+            }
+        }));
+        let (values, kernel_time) = match ran {
+            Ok(r) => r?,
+            Err(payload) => {
+                return Err(EngineError::Failed(format!("cudarc panicked: {}", panic_message(payload.as_ref()))));
+            }
+        };
+        Ok(OpOutput {
+            shape: req.x.shape.clone(),
+            dtype: req.dtype,
+            values,
+            kernel_time,
+            timing: TimingSource::CudaEvents,
+            total_time: started.elapsed(),
+        })
+    }
+}
+
+/// Position of a dtype in the per-dtype entry-point arrays.
+fn dtype_index(dtype: DType) -> usize {
+    match dtype {
+        DType::F32 => 0,
+        DType::F16 => 1,
+        DType::Bf16 => 2,
+    }
+}
+
+/// The `--gpu-architecture` values to try for a device, best first: the real architecture (a
+/// CUBIN) and its virtual one (PTX) when NVRTC knows it, else PTX for the newest virtual
+/// architecture not newer than the device (the driver JIT-compiles it forward).
+fn compile_targets(major: i32, minor: i32) -> Result<Vec<String>, String> {
+    let cc = major * 10 + minor;
+    let archs = supported_archs()?;
+    if archs.contains(&cc) {
+        return Ok(vec![format!("sm_{cc}"), format!("compute_{cc}")]);
+    }
+    match archs.iter().copied().filter(|&a| a <= cc).max() {
+        Some(best) => Ok(vec![format!("compute_{best}")]),
+        None => {
+            let (maj, min) = nvrtc_version().unwrap_or((0, 0));
+            Err(format!(
+                "NVRTC {maj}.{min} cannot compile for this GPU (sm_{cc}); it supports {}",
+                archs.iter().map(|a| format!("sm_{a}")).collect::<Vec<_>>().join(", ")
+            ))
+        }
+    }
+}
+
+/// Compile one kernel file for the first target that compiles and loads; the error lists every try.
+fn load_file(
+    ctx: &Arc<CudaContext>,
+    file: &str,
+    source: &str,
+    targets: &[String],
+) -> Result<(CompiledKernel, Arc<cudarc::driver::CudaModule>), String> {
+    let mut tries = Vec::new();
+    for arch in targets {
+        let kernel = compile(file, source, arch)?;
+        let image = kernel.to_module_image()?;
+        match ctx.load_module(image) {
+            Ok(module) => return Ok((kernel, module)),
+            Err(e) => {
+                let hint = match e.0 {
+                    dsys::CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION => format!(
+                        " (NVRTC {} is newer than the driver, which supports CUDA {})",
+                        nvrtc_version().map(|(a, b)| format!("{a}.{b}")).unwrap_or_else(|_| "?".into()),
+                        driver_version()
+                    ),
+                    _ => String::new(),
+                };
+                tries.push(format!("{} for {arch}: {}{hint}", kernel.format, driver_error(&e)));
+            }
+        }
+    }
+    Err(format!("{file}: the driver could not load the compiled kernels: {}", tries.join("; ")))
+}
+
+/// The CUDA version the driver supports, e.g. "13.0".
+fn driver_version() -> String {
+    let mut v: c_int = 0;
+    // SAFETY: a valid out-pointer; only called once the driver library is known to be present.
+    match unsafe { dsys::cuDriverGetVersion(&mut v) }.result() {
+        Ok(()) => format!("{}.{}", v / 1000, (v % 1000) / 10),
+        Err(_) => "?".to_string(),
+    }
+}
+
+/// "CUDA_ERROR_OUT_OF_MEMORY: out of memory".
+fn driver_error(e: &DriverError) -> String {
+    let name = e.error_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|_| format!("{:?}", e.0));
+    match e.error_string() {
+        Ok(s) => format!("{name}: {}", s.to_string_lossy()),
+        Err(_) => name,
+    }
+}
+
+/// Map a driver error to `EngineError::Failed`, saying what was being done.
+fn failed(what: &'static str) -> impl Fn(DriverError) -> EngineError {
+    move |e| EngineError::Failed(format!("CUDA could not {what}: {}", driver_error(&e)))
+}
+
+fn mib(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}

@@ -1,0 +1,32 @@
+//! kernelbook: the numerics inside large language models, run live on CUDA, wgpu and the CPU and
+//! checked against an f64 reference. This library holds everything the `kernelbook` binary and the
+//! tests share: dtypes, ops and their references, the engines, the check, the check suite and .npy I/O.
+
+pub mod check;
+pub mod dtype;
+pub mod engine;
+pub mod npy;
+pub mod ops;
+pub mod suite;
+
+/// Kernel and shader sources, embedded so the binary is self-contained. One file per topic.
+pub mod sources {
+    /// CUDA C sources compiled by NVRTC at run time: (topic, file name, source).
+    pub const CUDA: &[(&str, &str, &str)] = &[
+        ("logits", "kernels/logits.cu", include_str!("../kernels/logits.cu")),
+        ("softmax", "kernels/softmax.cu", include_str!("../kernels/softmax.cu")),
+    ];
+    /// WGSL sources compiled by naga at run time: (topic, file name, source).
+    pub const WGSL: &[(&str, &str, &str)] = &[
+        ("logits", "shaders/logits.wgsl", include_str!("../shaders/logits.wgsl")),
+        ("softmax", "shaders/softmax.wgsl", include_str!("../shaders/softmax.wgsl")),
+    ];
+
+    pub fn cuda(topic: &str) -> Option<&'static str> {
+        CUDA.iter().find(|(t, _, _)| *t == topic).map(|(_, _, s)| *s)
+    }
+
+    pub fn wgsl(topic: &str) -> Option<&'static str> {
+        WGSL.iter().find(|(t, _, _)| *t == topic).map(|(_, _, s)| *s)
+    }
+}

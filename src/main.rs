@@ -1,0 +1,352 @@
+//! The `kernelbook` command line: `backends`, `check` and `run` (numpy interop). Errors a user can
+//! cause (bad parameters, malformed .npy, unknown ops) print one line and exit with code 2; a check
+//! mismatch exits with code 1.
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+use kernelbook::check::{self, fmt_sci};
+use kernelbook::dtype::DType;
+use kernelbook::engine::{EngineKind, Registry, Slot};
+use kernelbook::npy;
+use kernelbook::ops::{Op, OpRequest, Tensor};
+use kernelbook::suite::{self, CaseResult, Outcome};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "kernelbook",
+    version,
+    about = "The numerics inside LLMs, run live on CUDA, wgpu and the CPU and checked against an f64 reference.",
+    after_help = "Exit codes: 0 success, 1 a check failed, 2 bad input (parameters, files, unknown op or engine)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the engines: device or adapter name, or why an engine is unavailable.
+    Backends {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run every op x engine x dtype over the check suite against the f64 reference.
+    ///
+    /// Sizes include PyTorch's (0,10), (10,0), (31,20), (33,2049), (16,30576), plus 4096x32000 on a
+    /// real GPU, the edge values of REFERENCE.md, and the naive-softmax overflows (which must
+    /// break). Absent engines are reported as skipped, not failed. Exits 1 on any mismatch.
+    Check {
+        /// cuda, wgpu, cpu or all.
+        #[arg(long, default_value = "all")]
+        engine: String,
+        /// Print JSON (one object per case and engine) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Print every case, not only the summary per op and dtype.
+        #[arg(long, short)]
+        verbose: bool,
+        /// Skip the 4096x32000 cases even on a real GPU.
+        #[arg(long)]
+        no_large: bool,
+    },
+    /// Run one op on .npy input and write the result as .npy.
+    ///
+    /// Ops and their output shapes (the input is named x; row-wise ops reduce over the last axis):
+    ///   logit        ln(p/(1-p)) element-wise; param eps (optional clamp); output shape = x
+    ///   sigmoid      1/(1+e^-x) element-wise; output shape = x
+    ///   logsigmoid   min(x,0) - ln(1+e^-|x|) element-wise; output shape = x
+    ///   softmax      row-wise; params temperature (>0, default 1), stable (true|false); output shape = x
+    ///   log_softmax  row-wise; param temperature; output shape = x
+    /// Every op takes dtype=f32|f16|bf16. Output files: f32 -> float32, f16 -> float16, bf16 -> float32
+    /// (values exactly representable in bf16), engine reference -> float64.
+    #[command(verbatim_doc_comment)]
+    Run {
+        /// The op name (see above).
+        op: String,
+        /// Inputs as NAME=FILE.npy (or just FILE.npy for x). float16/32/64 or int32/64.
+        #[arg(long = "input", short = 'i', required = true)]
+        inputs: Vec<String>,
+        /// Parameters as NAME=VALUE, e.g. temperature=0.5, stable=false, dtype=f16.
+        #[arg(long = "param", short = 'p')]
+        params: Vec<String>,
+        /// cuda, wgpu, cpu, or reference (f64).
+        #[arg(long, default_value = "cpu")]
+        engine: String,
+        /// Where to write the result.
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+    },
+}
+
+/// An error the user caused: printed on one line, exit code 2.
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow!(UsageError(msg.into()))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => {
+            println!(
+                "kernelbook {}: the notebook window is not part of this build yet; the commands below run the same engines and checks.\n",
+                env!("CARGO_PKG_VERSION")
+            );
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Backends { json }) => backends(json),
+        Some(Command::Check { engine, json, verbose, no_large }) => check_cmd(&engine, json, verbose, no_large),
+        Some(Command::Run { op, inputs, params, engine, output }) => run_cmd(&op, &inputs, &params, &engine, &output),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if e.downcast_ref::<UsageError>().is_some() {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            } else {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn parse_engines(s: &str) -> Result<Vec<EngineKind>> {
+    if s.trim().eq_ignore_ascii_case("all") {
+        return Ok(EngineKind::ALL.to_vec());
+    }
+    s.split(',').map(|p| p.parse::<EngineKind>().map_err(usage)).collect()
+}
+
+fn backends(json: bool) -> Result<ExitCode> {
+    let registry = Registry::probe();
+    let info = registry.backends();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<6} {:<11} {}", "engine", "status", "device / reason");
+    for b in &info {
+        match (&b.device, &b.reason) {
+            (Some(d), _) => {
+                let status = if b.software { "available*" } else { "available" };
+                println!("{:<6} {:<11} {d}", b.engine.name(), status);
+            }
+            (None, reason) => println!("{:<6} {:<11} {}", b.engine.name(), "absent", reason.as_deref().unwrap_or("")),
+        }
+    }
+    if info.iter().any(|b| b.software) {
+        println!("* software adapter: correct results, CPU speed");
+    }
+    println!("reference: f64 on the CPU (always available)");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_cmd(engine: &str, json: bool, verbose: bool, no_large: bool) -> Result<ExitCode> {
+    let kinds = parse_engines(engine)?;
+    let registry = Registry::probe_only(&kinds);
+    let ready: Vec<_> = registry
+        .slots()
+        .iter()
+        .filter_map(|s| match s {
+            Slot::Ready(e) => Some(e.as_ref()),
+            Slot::Absent { .. } => None,
+        })
+        .collect();
+    let large_engines: Vec<EngineKind> = ready
+        .iter()
+        .filter(|e| !no_large && !e.is_software() && e.kind() != EngineKind::Cpu)
+        .map(|e| e.kind())
+        .collect();
+    let cases = suite::cases(!large_engines.is_empty());
+    if !json {
+        for slot in registry.slots() {
+            match slot {
+                Slot::Ready(e) => eprintln!("{:<5} {}", e.kind().name(), e.device()),
+                Slot::Absent { kind, reason } if kinds.contains(kind) => {
+                    eprintln!("{:<5} skipped: {reason}", kind.name())
+                }
+                Slot::Absent { .. } => {}
+            }
+        }
+        eprintln!("running {} cases ...", cases.len());
+    }
+    let mut results: Vec<CaseResult> = Vec::new();
+    for case in &cases {
+        let req = match case.request() {
+            Ok(r) => r,
+            Err(e) => bail!("suite case '{}' is invalid: {e}", case.name),
+        };
+        let reference = req.reference();
+        for engine in &ready {
+            if case.large && !large_engines.contains(&engine.kind()) {
+                continue;
+            }
+            results.push(suite::run_case(*engine, case, &req, &reference));
+        }
+    }
+    let failures = results.iter().filter(|r| r.is_failure()).count();
+    if json {
+        let skipped: Vec<_> = registry
+            .slots()
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Absent { kind, reason } if kinds.contains(kind) => {
+                    Some(serde_json::json!({"engine": kind, "status": "skipped", "reason": reason}))
+                }
+                _ => None,
+            })
+            .collect();
+        let doc = serde_json::json!({"results": results, "skipped_engines": skipped, "failures": failures});
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print_check_table(&results, verbose);
+        for slot in registry.slots() {
+            if let Slot::Absent { kind, reason } = slot
+                && kinds.contains(kind)
+            {
+                println!("{:<5} skipped: {reason}", kind.name());
+            }
+        }
+        let passed = results.iter().filter(|r| matches!(r.outcome, Outcome::Pass { .. })).count();
+        let skipped = results.iter().filter(|r| matches!(r.outcome, Outcome::Skipped { .. })).count();
+        println!("{passed} passed, {failures} failed, {skipped} skipped");
+    }
+    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn print_check_table(results: &[CaseResult], verbose: bool) {
+    #[derive(Default)]
+    struct Row {
+        pass: usize,
+        total: usize,
+        max_rel: f64,
+        max_ulp: u64,
+        time_us: f64,
+    }
+    let mut rows: BTreeMap<(EngineKind, &'static str, &'static str), Row> = BTreeMap::new();
+    println!(
+        "{:<5} {:<12} {:<5} {:>7} {:>10} {:>8} {:>12}",
+        "engine", "op", "dtype", "cases", "max rel", "max ULP", "kernel time"
+    );
+    for r in results {
+        let row = rows.entry((r.engine, r.op.name(), r.dtype.name())).or_default();
+        row.total += 1;
+        row.time_us += r.kernel_time.as_secs_f64() * 1e6;
+        match &r.outcome {
+            Outcome::Pass { report } => {
+                row.pass += 1;
+                if r.expect == suite::Expect::Match {
+                    row.max_rel = row.max_rel.max(report.max_rel);
+                    row.max_ulp = row.max_ulp.max(report.max_ulp);
+                }
+            }
+            Outcome::Skipped { .. } => row.pass += 1,
+            _ => {}
+        }
+    }
+    for ((engine, op, dtype), row) in &rows {
+        let mark = if row.pass == row.total { "ok" } else { "FAIL" };
+        println!(
+            "{:<6} {:<12} {:<5} {:>3}/{:<3} {:>10} {:>8} {:>9.0} us  {mark}",
+            engine.name(),
+            op,
+            dtype,
+            row.pass,
+            row.total,
+            fmt_sci(row.max_rel),
+            row.max_ulp,
+            row.time_us
+        );
+    }
+    for r in results {
+        let show = verbose || r.is_failure();
+        if !show {
+            continue;
+        }
+        let detail = match &r.outcome {
+            Outcome::Pass { report } => format!("ok   {report}"),
+            Outcome::Fail { report } if r.expect == suite::Expect::Breaks => {
+                format!("FAIL expected the naive softmax to overflow, but it matched: {report}")
+            }
+            Outcome::Fail { report } => format!("FAIL {report}"),
+            Outcome::Skipped { reason } => format!("skip {reason}"),
+            Outcome::Error { message } => format!("FAIL {message}"),
+        };
+        println!("  {:<5} {:<5} {:<48} {detail}", r.engine.name(), r.dtype.name(), r.case);
+    }
+}
+
+fn run_cmd(op_name: &str, inputs: &[String], params: &[String], engine: &str, output: &PathBuf) -> Result<ExitCode> {
+    let kv: Vec<(String, String)> = params
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| usage(format!("--param '{p}' is not NAME=VALUE")))
+        })
+        .collect::<Result<_>>()?;
+    let (op, dtype): (Op, DType) = Op::parse(op_name, &kv).map_err(|e| usage(e.to_string()))?;
+    let mut x: Option<Tensor> = None;
+    for spec in inputs {
+        let (name, path) = match spec.split_once('=') {
+            Some((n, p)) => (n.trim(), p.trim()),
+            None => ("x", spec.trim()),
+        };
+        if name != "x" {
+            return Err(usage(format!("op {} has no input '{name}' (it takes: x)", op.kind())));
+        }
+        if x.is_some() {
+            return Err(usage("input x is given twice"));
+        }
+        let arr = npy::read(std::path::Path::new(path)).map_err(usage)?;
+        if arr.shape.is_empty() {
+            return Err(usage(format!("{path}: a 0-d array has no rows; give at least one axis")));
+        }
+        x = Some(Tensor::new(arr.shape.clone(), arr.to_f32()).map_err(|e| usage(e.to_string()))?);
+    }
+    let x = x.ok_or_else(|| usage(format!("op {} needs input x (--input x=FILE.npy)", op.kind())))?;
+    let req = OpRequest::new(op, dtype, x).map_err(|e| usage(e.to_string()))?;
+    for note in req.notes() {
+        eprintln!("note: {note}");
+    }
+    let reference = req.reference();
+    if engine.trim().eq_ignore_ascii_case("reference") {
+        npy::write_f64(output, &req.x.shape, &reference).map_err(usage)?;
+        eprintln!("reference (f64) -> {}", output.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let kind: EngineKind = engine.parse().map_err(|e: String| usage(format!("{e}, or reference")))?;
+    let registry = Registry::probe_only(&[kind]);
+    let eng = registry.get(kind).map_err(|e| anyhow!("engine {kind}: {e}"))?;
+    let out = eng.run(&req).map_err(|e| anyhow!("engine {kind} on {}: {e}", eng.device()))?;
+    npy::write(output, &out.shape, &out.values, out.dtype).map_err(usage).context("writing the result")?;
+    let report = check::check(&req, &reference, &out.values);
+    eprintln!(
+        "{} on {} · {} {} · kernel {:.1} us · {report}",
+        kind,
+        eng.device(),
+        req.op.describe(),
+        req.dtype,
+        out.kernel_time.as_secs_f64() * 1e6
+    );
+    eprintln!("wrote {:?} {} -> {}", out.shape, out.dtype, output.display());
+    Ok(ExitCode::SUCCESS)
+}
