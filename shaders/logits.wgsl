@@ -225,18 +225,19 @@ fn sigmoid(v: f32) -> f32 {
     return e / (1.0 + e);
 }
 
-// ln(1 + t) for t = e^-|x| in (0, 1]. WGSL has no log1p, and log(1.0 + t) loses t's low bits in
-// the rounding of 1 + t: for t near 2^-7 that is a relative error of up to 2^-17.
-//   * t < 2^-7: the series t - t^2/2 + t^3/3 - t^4/4; the first omitted term, t^5/5, is below
-//     2^-35 relative to t, far below f32's 2^-24.
-//   * otherwise: log(u) * t / (u - 1) with u = 1 + t. u - 1 is exact here (u in [1, 2]), and the
-//     ratio t / (u - 1) corrects for the rounding of 1 + t (Goldberg's log1p).
-fn log1p_small(t: f32) -> f32 {
-    if t < 0.0078125 {
-        return t * (1.0 - t * (0.5 - t * (1.0 / 3.0 - t * 0.25)));
-    }
-    let u = 1.0 + t;
-    return log(u) * (t / (u - 1.0));
+// ln(1 + t) for t = e^-|x| in (0, 1]. WGSL has no log1p, and log(1.0 + t) is a poor substitute:
+//   * rounding 1 + t to f32 throws away t's low bits: up to 2^-17 relative error near t = 2^-7;
+//   * WGSL only promises log(u) within 2^-21 *absolute* for u in [0.5, 2], which is a large relative
+//     error when log(u) itself is small (lavapipe measures 1.2e-7, i.e. 1.5e-5 relative at t = 2^-7).
+// So: ln(1 + t) = 2 atanh(s) with s = t / (2 + t), in (0, 1/3], and atanh's series
+// s + s^3/3 + s^5/5 + ... is summed to s^15 (the next term is below 2^-29 of the sum). Only a
+// division and a polynomial: accurate to a few ULP on any device, for tiny and large t alike.
+fn log_one_plus(t: f32) -> f32 {
+    let s = t / (2.0 + t);
+    let w = s * s;
+    let series = 1.0 + w * (1.0 / 3.0 + w * (1.0 / 5.0 + w * (1.0 / 7.0 + w * (1.0 / 9.0
+        + w * (1.0 / 11.0 + w * (1.0 / 13.0 + w * (1.0 / 15.0)))))));
+    return 2.0 * s * series;
 }
 
 // logsigmoid(x) = ln(sigmoid(x)) = min(x, 0) - ln(1 + e^-|x|).
@@ -249,7 +250,7 @@ fn logsigmoid(v: f32) -> f32 {
         return select(0.0, neg_inf(), sign_bit(v)); // logsigmoid(-inf) = -inf, logsigmoid(+inf) = 0
     }
     let t = exp(-abs(v)); // in (0, 1]; 0 once |v| > 104 (then the log term is 0 anyway)
-    return min(v, 0.0) - log1p_small(t);
+    return min(v, 0.0) - log_one_plus(t);
 }
 
 // ---------------------------------------------------------------------------------------------

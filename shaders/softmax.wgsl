@@ -7,7 +7,8 @@
 //   * stable softmax: m = max_j z_j; s = sum_j e^(z_j - m) (f32); y_j = e^(z_j - m) / s.
 //   * naive softmax (the "break it" variant): every intermediate lives in the storage type:
 //     e_j = round(e^z_j); s = round(sum_j e_j) (summed in f32, rounded once); y_j = round(e_j / s).
-//     In f16, e^z overflows to inf once z > 11.09 and the row turns into NaN: that is the lesson.
+//     In f16, e^z overflows to inf once z > 11.09, s becomes inf, and the row turns into NaN
+//     (inf / inf) and zeros (finite / inf): that is the lesson.
 //   * log_softmax (always stable): y_j = (z_j - m) - ln(s).
 // A row holding a NaN or +inf, or only -inf values, is NaN (as in torch).
 //
@@ -364,7 +365,8 @@ fn naive_row(lane: u32, base: u32, cols: u32) {
     let total = workgroup_sum(lane, local_sum);
 
     // step 2: s = round(sum): inf if any e_j is inf, or if the sum itself is too large for the
-    // storage type (in f16, once it passes 65504).
+    // storage type (in f16, once it passes 65504). (In f32 a sum of finite e_j can itself pass
+    // 3.4e38: that inf comes from the hardware's IEEE addition.)
     let seen = atomicLoad(&row_flags);
     var s: f32;
     if (seen & SAW_NAN) != 0u {

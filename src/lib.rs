@@ -13,20 +13,40 @@ pub mod suite;
 pub mod sources {
     /// CUDA C sources compiled by NVRTC at run time: (topic, file name, source).
     pub const CUDA: &[(&str, &str, &str)] = &[
-        ("logits", "kernels/logits.cu", include_str!("../kernels/logits.cu")),
-        ("softmax", "kernels/softmax.cu", include_str!("../kernels/softmax.cu")),
+        (
+            "logits",
+            "kernels/logits.cu",
+            include_str!("../kernels/logits.cu"),
+        ),
+        (
+            "softmax",
+            "kernels/softmax.cu",
+            include_str!("../kernels/softmax.cu"),
+        ),
     ];
     /// WGSL sources compiled by naga at run time: (topic, file name, source).
     pub const WGSL: &[(&str, &str, &str)] = &[
-        ("logits", "shaders/logits.wgsl", include_str!("../shaders/logits.wgsl")),
-        ("softmax", "shaders/softmax.wgsl", include_str!("../shaders/softmax.wgsl")),
+        (
+            "logits",
+            "shaders/logits.wgsl",
+            include_str!("../shaders/logits.wgsl"),
+        ),
+        (
+            "softmax",
+            "shaders/softmax.wgsl",
+            include_str!("../shaders/softmax.wgsl"),
+        ),
     ];
 
     pub fn cuda(topic: &str) -> Option<&'static str> {
-        CUDA.iter().find(|(t, _, _)| *t == topic).map(|(_, _, s)| *s)
+        CUDA.iter()
+            .find(|(t, _, _)| *t == topic)
+            .map(|(_, _, s)| *s)
     }
 
     pub fn wgsl(topic: &str) -> Option<&'static str> {
-        WGSL.iter().find(|(t, _, _)| *t == topic).map(|(_, _, s)| *s)
+        WGSL.iter()
+            .find(|(t, _, _)| *t == topic)
+            .map(|(_, _, s)| *s)
     }
 }

@@ -11,7 +11,7 @@ use kernelbook::npy;
 use kernelbook::ops::{Op, OpRequest, Tensor};
 use kernelbook::suite::{self, CaseResult, Outcome};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -111,8 +111,19 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Backends { json }) => backends(json),
-        Some(Command::Check { engine, json, verbose, no_large }) => check_cmd(&engine, json, verbose, no_large),
-        Some(Command::Run { op, inputs, params, engine, output }) => run_cmd(&op, &inputs, &params, &engine, &output),
+        Some(Command::Check {
+            engine,
+            json,
+            verbose,
+            no_large,
+        }) => check_cmd(&engine, json, verbose, no_large),
+        Some(Command::Run {
+            op,
+            inputs,
+            params,
+            engine,
+            output,
+        }) => run_cmd(&op, &inputs, &params, &engine, &output),
     };
     match result {
         Ok(code) => code,
@@ -132,7 +143,9 @@ fn parse_engines(s: &str) -> Result<Vec<EngineKind>> {
     if s.trim().eq_ignore_ascii_case("all") {
         return Ok(EngineKind::ALL.to_vec());
     }
-    s.split(',').map(|p| p.parse::<EngineKind>().map_err(usage)).collect()
+    s.split(',')
+        .map(|p| p.parse::<EngineKind>().map_err(usage))
+        .collect()
 }
 
 fn backends(json: bool) -> Result<ExitCode> {
@@ -142,14 +155,23 @@ fn backends(json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<6} {:<11} {}", "engine", "status", "device / reason");
+    println!("{:<6} {:<11} device / reason", "engine", "status");
     for b in &info {
         match (&b.device, &b.reason) {
             (Some(d), _) => {
-                let status = if b.software { "available*" } else { "available" };
+                let status = if b.software {
+                    "available*"
+                } else {
+                    "available"
+                };
                 println!("{:<6} {:<11} {d}", b.engine.name(), status);
             }
-            (None, reason) => println!("{:<6} {:<11} {}", b.engine.name(), "absent", reason.as_deref().unwrap_or("")),
+            (None, reason) => println!(
+                "{:<6} {:<11} {}",
+                b.engine.name(),
+                "absent",
+                reason.as_deref().unwrap_or("")
+            ),
         }
     }
     if info.iter().any(|b| b.software) {
@@ -225,11 +247,21 @@ fn check_cmd(engine: &str, json: bool, verbose: bool, no_large: bool) -> Result<
                 println!("{:<5} skipped: {reason}", kind.name());
             }
         }
-        let passed = results.iter().filter(|r| matches!(r.outcome, Outcome::Pass { .. })).count();
-        let skipped = results.iter().filter(|r| matches!(r.outcome, Outcome::Skipped { .. })).count();
+        let passed = results
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Pass { .. }))
+            .count();
+        let skipped = results
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Skipped { .. }))
+            .count();
         println!("{passed} passed, {failures} failed, {skipped} skipped");
     }
-    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn print_check_table(results: &[CaseResult], verbose: bool) {
@@ -247,7 +279,9 @@ fn print_check_table(results: &[CaseResult], verbose: bool) {
         "engine", "op", "dtype", "cases", "max rel", "max ULP", "kernel time"
     );
     for r in results {
-        let row = rows.entry((r.engine, r.op.name(), r.dtype.name())).or_default();
+        let row = rows
+            .entry((r.engine, r.op.name(), r.dtype.name()))
+            .or_default();
         row.total += 1;
         row.time_us += r.kernel_time.as_secs_f64() * 1e6;
         match &r.outcome {
@@ -290,11 +324,22 @@ fn print_check_table(results: &[CaseResult], verbose: bool) {
             Outcome::Skipped { reason } => format!("skip {reason}"),
             Outcome::Error { message } => format!("FAIL {message}"),
         };
-        println!("  {:<5} {:<5} {:<48} {detail}", r.engine.name(), r.dtype.name(), r.case);
+        println!(
+            "  {:<5} {:<5} {:<48} {detail}",
+            r.engine.name(),
+            r.dtype.name(),
+            r.case
+        );
     }
 }
 
-fn run_cmd(op_name: &str, inputs: &[String], params: &[String], engine: &str, output: &PathBuf) -> Result<ExitCode> {
+fn run_cmd(
+    op_name: &str,
+    inputs: &[String],
+    params: &[String],
+    engine: &str,
+    output: &Path,
+) -> Result<ExitCode> {
     let kv: Vec<(String, String)> = params
         .iter()
         .map(|p| {
@@ -311,18 +356,28 @@ fn run_cmd(op_name: &str, inputs: &[String], params: &[String], engine: &str, ou
             None => ("x", spec.trim()),
         };
         if name != "x" {
-            return Err(usage(format!("op {} has no input '{name}' (it takes: x)", op.kind())));
+            return Err(usage(format!(
+                "op {} has no input '{name}' (it takes: x)",
+                op.kind()
+            )));
         }
         if x.is_some() {
             return Err(usage("input x is given twice"));
         }
-        let arr = npy::read(std::path::Path::new(path)).map_err(usage)?;
+        let arr = npy::read(Path::new(path)).map_err(usage)?;
         if arr.shape.is_empty() {
-            return Err(usage(format!("{path}: a 0-d array has no rows; give at least one axis")));
+            return Err(usage(format!(
+                "{path}: a 0-d array has no rows; give at least one axis"
+            )));
         }
         x = Some(Tensor::new(arr.shape.clone(), arr.to_f32()).map_err(|e| usage(e.to_string()))?);
     }
-    let x = x.ok_or_else(|| usage(format!("op {} needs input x (--input x=FILE.npy)", op.kind())))?;
+    let x = x.ok_or_else(|| {
+        usage(format!(
+            "op {} needs input x (--input x=FILE.npy)",
+            op.kind()
+        ))
+    })?;
     let req = OpRequest::new(op, dtype, x).map_err(|e| usage(e.to_string()))?;
     for note in req.notes() {
         eprintln!("note: {note}");
@@ -333,11 +388,19 @@ fn run_cmd(op_name: &str, inputs: &[String], params: &[String], engine: &str, ou
         eprintln!("reference (f64) -> {}", output.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let kind: EngineKind = engine.parse().map_err(|e: String| usage(format!("{e}, or reference")))?;
+    let kind: EngineKind = engine
+        .parse()
+        .map_err(|e: String| usage(format!("{e}, or reference")))?;
     let registry = Registry::probe_only(&[kind]);
-    let eng = registry.get(kind).map_err(|e| anyhow!("engine {kind}: {e}"))?;
-    let out = eng.run(&req).map_err(|e| anyhow!("engine {kind} on {}: {e}", eng.device()))?;
-    npy::write(output, &out.shape, &out.values, out.dtype).map_err(usage).context("writing the result")?;
+    let eng = registry
+        .get(kind)
+        .map_err(|e| anyhow!("engine {kind}: {e}"))?;
+    let out = eng
+        .run(&req)
+        .map_err(|e| anyhow!("engine {kind} on {}: {e}", eng.device()))?;
+    npy::write(output, &out.shape, &out.values, out.dtype)
+        .map_err(usage)
+        .context("writing the result")?;
     let report = check::check(&req, &reference, &out.values);
     eprintln!(
         "{} on {} · {} {} · kernel {:.1} us · {report}",
@@ -347,6 +410,11 @@ fn run_cmd(op_name: &str, inputs: &[String], params: &[String], engine: &str, ou
         req.dtype,
         out.kernel_time.as_secs_f64() * 1e6
     );
-    eprintln!("wrote {:?} {} -> {}", out.shape, out.dtype, output.display());
+    eprintln!(
+        "wrote {:?} {} -> {}",
+        out.shape,
+        out.dtype,
+        output.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

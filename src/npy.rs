@@ -50,18 +50,42 @@ pub fn read_from(reader: impl Read) -> Result<NpyArray, String> {
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let npyz::DType::Plain(ts) = npy.dtype() else {
-        return Err("structured (record) arrays are not supported: give a plain numeric array".into());
+        return Err(
+            "structured (record) arrays are not supported: give a plain numeric array".into(),
+        );
     };
     let descr = ts.to_string();
     let size = ts.num_bytes().unwrap_or(0);
     let io = |e: std::io::Error| format!("truncated or unreadable data ({e})");
     let data = match (ts.type_char(), size) {
-        (TypeChar::Float, 2) => NpyData::Float(npy.into_vec::<f16>().map_err(io)?.into_iter().map(f16::to_f32).collect()),
+        (TypeChar::Float, 2) => NpyData::Float(
+            npy.into_vec::<f16>()
+                .map_err(io)?
+                .into_iter()
+                .map(f16::to_f32)
+                .collect(),
+        ),
         (TypeChar::Float, 4) => NpyData::Float(npy.into_vec::<f32>().map_err(io)?),
-        (TypeChar::Float, 8) => NpyData::Float(npy.into_vec::<f64>().map_err(io)?.into_iter().map(|v| v as f32).collect()),
-        (TypeChar::Int, 4) => NpyData::Int(npy.into_vec::<i32>().map_err(io)?.into_iter().map(i64::from).collect()),
+        (TypeChar::Float, 8) => NpyData::Float(
+            npy.into_vec::<f64>()
+                .map_err(io)?
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
+        ),
+        (TypeChar::Int, 4) => NpyData::Int(
+            npy.into_vec::<i32>()
+                .map_err(io)?
+                .into_iter()
+                .map(i64::from)
+                .collect(),
+        ),
         (TypeChar::Int, 8) => NpyData::Int(npy.into_vec::<i64>().map_err(io)?),
-        _ => return Err(format!("unsupported dtype {descr}: use float16, float32, float64, int32 or int64")),
+        _ => {
+            return Err(format!(
+                "unsupported dtype {descr}: use float16, float32, float64, int32 or int64"
+            ));
+        }
     };
     let expected: usize = shape.iter().product();
     let len = match &data {
@@ -69,7 +93,9 @@ pub fn read_from(reader: impl Read) -> Result<NpyArray, String> {
         NpyData::Int(v) => v.len(),
     };
     if len != expected {
-        return Err(format!("shape {shape:?} needs {expected} values but the file holds {len}"));
+        return Err(format!(
+            "shape {shape:?} needs {expected} values but the file holds {len}"
+        ));
     }
     Ok(NpyArray { shape, data, descr })
 }
@@ -88,7 +114,11 @@ pub fn write_f64(path: &Path, shape: &[usize], values: &[f64]) -> Result<(), Str
     let mut w = BufWriter::new(file);
     let shape64: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
     let res = (|| -> std::io::Result<()> {
-        let mut npy = npyz::WriteOptions::new().default_dtype().shape(&shape64).writer(&mut w).begin_nd()?;
+        let mut npy = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&shape64)
+            .writer(&mut w)
+            .begin_nd()?;
         npy.extend(values.iter().copied())?;
         npy.finish()
     })();
@@ -97,16 +127,29 @@ pub fn write_f64(path: &Path, shape: &[usize], values: &[f64]) -> Result<(), Str
 }
 
 /// Write to any writer (see [`write`]).
-pub fn write_to(w: impl Write, shape: &[usize], values: &[f32], dtype: DType) -> Result<(), String> {
+pub fn write_to(
+    w: impl Write,
+    shape: &[usize],
+    values: &[f32],
+    dtype: DType,
+) -> Result<(), String> {
     let shape64: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
     let res = match dtype {
         DType::F16 => (|| -> std::io::Result<()> {
-            let mut npy = npyz::WriteOptions::new().default_dtype().shape(&shape64).writer(w).begin_nd()?;
+            let mut npy = npyz::WriteOptions::new()
+                .default_dtype()
+                .shape(&shape64)
+                .writer(w)
+                .begin_nd()?;
             npy.extend(values.iter().map(|&v| f16::from_f32(v)))?;
             npy.finish()
         })(),
         DType::F32 | DType::Bf16 => (|| -> std::io::Result<()> {
-            let mut npy = npyz::WriteOptions::new().default_dtype().shape(&shape64).writer(w).begin_nd()?;
+            let mut npy = npyz::WriteOptions::new()
+                .default_dtype()
+                .shape(&shape64)
+                .writer(w)
+                .begin_nd()?;
             npy.extend(values.iter().copied())?;
             npy.finish()
         })(),
@@ -122,7 +165,13 @@ mod tests {
     fn round_trips_f32_and_f16() {
         for dt in [DType::F32, DType::F16] {
             let mut buf = Vec::new();
-            write_to(&mut buf, &[2, 3], &[1.0, -2.5, 0.0, 65504.0, 1e-3, f32::INFINITY], dt).unwrap();
+            write_to(
+                &mut buf,
+                &[2, 3],
+                &[1.0, -2.5, 0.0, 65504.0, 1e-3, f32::INFINITY],
+                dt,
+            )
+            .unwrap();
             let a = read_from(&buf[..]).unwrap();
             assert_eq!(a.shape, vec![2, 3]);
             assert_eq!(a.descr, if dt == DType::F16 { "<f2" } else { "<f4" });
@@ -136,7 +185,12 @@ mod tests {
     fn reads_integers() {
         let mut buf = Vec::new();
         {
-            let mut npy = npyz::WriteOptions::new().default_dtype().shape(&[3]).writer(&mut buf).begin_nd().unwrap();
+            let mut npy = npyz::WriteOptions::new()
+                .default_dtype()
+                .shape(&[3])
+                .writer(&mut buf)
+                .begin_nd()
+                .unwrap();
             npy.extend([7i32, -1, 2]).unwrap();
             npy.finish().unwrap();
         }

@@ -32,8 +32,19 @@ pub enum Expect {
 #[derive(Clone, Debug)]
 pub enum Input {
     /// Seeded random values: `Normal(0, scale)` or `Uniform(lo, hi)`.
-    Normal { rows: usize, cols: usize, scale: f32, seed: u64 },
-    Uniform { rows: usize, cols: usize, lo: f32, hi: f32, seed: u64 },
+    Normal {
+        rows: usize,
+        cols: usize,
+        scale: f32,
+        seed: u64,
+    },
+    Uniform {
+        rows: usize,
+        cols: usize,
+        lo: f32,
+        hi: f32,
+        seed: u64,
+    },
     /// Given values, one row per inner vector.
     Rows(Vec<Vec<f32>>),
 }
@@ -51,17 +62,22 @@ impl Input {
         let data: Vec<f32> = match self {
             Input::Normal { scale, seed, .. } => {
                 let mut rng = StdRng::seed_from_u64(*seed);
-                let normal = Normal::new(0.0f32, *scale).unwrap_or_else(|_| Normal::new(0.0, 1.0).expect("valid"));
+                let normal = Normal::new(0.0f32, *scale)
+                    .unwrap_or_else(|_| Normal::new(0.0, 1.0).expect("valid"));
                 (0..rows * cols).map(|_| normal.sample(&mut rng)).collect()
             }
             Input::Uniform { lo, hi, seed, .. } => {
                 let mut rng = StdRng::seed_from_u64(*seed);
-                let uniform = Uniform::new(*lo, *hi).unwrap_or_else(|_| Uniform::new(0.0, 1.0).expect("valid"));
+                let uniform = Uniform::new(*lo, *hi)
+                    .unwrap_or_else(|_| Uniform::new(0.0, 1.0).expect("valid"));
                 (0..rows * cols).map(|_| uniform.sample(&mut rng)).collect()
             }
             Input::Rows(r) => r.iter().flatten().copied().collect(),
         };
-        Tensor { shape: vec![rows, cols], data }
+        Tensor {
+            shape: vec![rows, cols],
+            data,
+        }
     }
 }
 
@@ -91,7 +107,13 @@ pub fn cases(large: bool) -> Vec<Case> {
         (Op::Logit { eps: Some(1e-6) }, "uniform(0,1)"),
         (Op::Sigmoid, "normal(0,4)"),
         (Op::LogSigmoid, "normal(0,8)"),
-        (Op::Softmax { temperature: 1.0, stable: true }, "normal(0,3)"),
+        (
+            Op::Softmax {
+                temperature: 1.0,
+                stable: true,
+            },
+            "normal(0,3)",
+        ),
         (Op::LogSoftmax { temperature: 1.0 }, "normal(0,3)"),
     ];
     let mut seed = 1u64;
@@ -103,33 +125,108 @@ pub fn cases(large: bool) -> Vec<Case> {
         for (op, dist) in &ops_random {
             for (rows, cols) in SIZES {
                 let input = match op.kind() {
-                    OpKind::Logit => Input::Uniform { rows, cols, lo: 0.0, hi: 1.0, seed: next_seed() },
-                    OpKind::Sigmoid => Input::Normal { rows, cols, scale: 4.0, seed: next_seed() },
-                    OpKind::LogSigmoid => Input::Normal { rows, cols, scale: 8.0, seed: next_seed() },
-                    _ => Input::Normal { rows, cols, scale: 3.0, seed: next_seed() },
+                    OpKind::Logit => Input::Uniform {
+                        rows,
+                        cols,
+                        lo: 0.0,
+                        hi: 1.0,
+                        seed: next_seed(),
+                    },
+                    OpKind::Sigmoid => Input::Normal {
+                        rows,
+                        cols,
+                        scale: 4.0,
+                        seed: next_seed(),
+                    },
+                    OpKind::LogSigmoid => Input::Normal {
+                        rows,
+                        cols,
+                        scale: 8.0,
+                        seed: next_seed(),
+                    },
+                    _ => Input::Normal {
+                        rows,
+                        cols,
+                        scale: 3.0,
+                        seed: next_seed(),
+                    },
                 };
-                out.push(case(format!("{} {dist} {rows}x{cols}", op.describe()), op.clone(), dtype, input, Expect::Match));
+                out.push(case(
+                    format!("{} {dist} {rows}x{cols}", op.describe()),
+                    op.clone(),
+                    dtype,
+                    input,
+                    Expect::Match,
+                ));
             }
         }
         // Naive softmax where it is safe: small logits (|x| of order 0.5, sums far below 65504).
         for (rows, cols) in SIZES {
-            let op = Op::Softmax { temperature: 1.0, stable: false };
-            let input = Input::Normal { rows, cols, scale: 0.5, seed: next_seed() };
-            out.push(case(format!("{} normal(0,0.5) {rows}x{cols}", op.describe()), op, dtype, input, Expect::Match));
+            let op = Op::Softmax {
+                temperature: 1.0,
+                stable: false,
+            };
+            let input = Input::Normal {
+                rows,
+                cols,
+                scale: 0.5,
+                seed: next_seed(),
+            };
+            out.push(case(
+                format!("{} normal(0,0.5) {rows}x{cols}", op.describe()),
+                op,
+                dtype,
+                input,
+                Expect::Match,
+            ));
         }
         // Temperature from near 0 to large, on both row-wise ops.
         for t in [0.05, 0.5, 2.0, 10.0] {
-            for op in [Op::Softmax { temperature: t, stable: true }, Op::LogSoftmax { temperature: t }] {
-                let input = Input::Normal { rows: 31, cols: 20, scale: 3.0, seed: next_seed() };
-                out.push(case(format!("{} normal(0,3) 31x20", op.describe()), op, dtype, input, Expect::Match));
+            for op in [
+                Op::Softmax {
+                    temperature: t,
+                    stable: true,
+                },
+                Op::LogSoftmax { temperature: t },
+            ] {
+                let input = Input::Normal {
+                    rows: 31,
+                    cols: 20,
+                    scale: 3.0,
+                    seed: next_seed(),
+                };
+                out.push(case(
+                    format!("{} normal(0,3) 31x20", op.describe()),
+                    op,
+                    dtype,
+                    input,
+                    Expect::Match,
+                ));
             }
         }
         out.extend(edge_cases(dtype));
         if large {
-            for op in [Op::Softmax { temperature: 1.0, stable: true }, Op::LogSoftmax { temperature: 1.0 }] {
+            for op in [
+                Op::Softmax {
+                    temperature: 1.0,
+                    stable: true,
+                },
+                Op::LogSoftmax { temperature: 1.0 },
+            ] {
                 let (rows, cols) = LARGE;
-                let input = Input::Normal { rows, cols, scale: 3.0, seed: next_seed() };
-                let mut c = case(format!("{} normal(0,3) {rows}x{cols}", op.describe()), op, dtype, input, Expect::Match);
+                let input = Input::Normal {
+                    rows,
+                    cols,
+                    scale: 3.0,
+                    seed: next_seed(),
+                };
+                let mut c = case(
+                    format!("{} normal(0,3) {rows}x{cols}", op.describe()),
+                    op,
+                    dtype,
+                    input,
+                    Expect::Match,
+                );
                 c.large = true;
                 out.push(c);
             }
@@ -139,7 +236,14 @@ pub fn cases(large: bool) -> Vec<Case> {
 }
 
 fn case(name: String, op: Op, dtype: DType, input: Input, expect: Expect) -> Case {
-    Case { name, op, dtype, input, expect, large: false }
+    Case {
+        name,
+        op,
+        dtype,
+        input,
+        expect,
+        large: false,
+    }
 }
 
 /// REFERENCE.md's edge values and the overflow demonstrations.
@@ -148,18 +252,50 @@ fn edge_cases(dtype: DType) -> Vec<Case> {
     let row = |v: &[f32]| Input::Rows(vec![v.to_vec()]);
     let mut v = vec![
         // torch.logit([0, 1, 1.5, -0.1]) = [-inf, inf, nan, nan]; with eps=1e-6 clamped to [-13.8155, 13.8023].
-        case("logit edge values".into(), Op::Logit { eps: None }, dtype, row(&[0.0, 1.0, 1.5, -0.1, 0.5, 0.25, f32::NAN]), Expect::Match),
-        case("logit eps=1e-6 edge values".into(), Op::Logit { eps: Some(1e-6) }, dtype, row(&[0.0, 1.0, 1.5, -0.1, 0.5]), Expect::Match),
+        case(
+            "logit edge values".into(),
+            Op::Logit { eps: None },
+            dtype,
+            row(&[0.0, 1.0, 1.5, -0.1, 0.5, 0.25, f32::NAN]),
+            Expect::Match,
+        ),
+        case(
+            "logit eps=1e-6 edge values".into(),
+            Op::Logit { eps: Some(1e-6) },
+            dtype,
+            row(&[0.0, 1.0, 1.5, -0.1, 0.5]),
+            Expect::Match,
+        ),
         // sigmoid(-100) underflows in fp32, sigmoid(-20) is 0 in fp16.
-        case("sigmoid tails".into(), Op::Sigmoid, dtype, row(&[-100.0, -20.0, 0.0, 20.0, 100.0, f32::NAN]), Expect::Match),
+        case(
+            "sigmoid tails".into(),
+            Op::Sigmoid,
+            dtype,
+            row(&[-100.0, -20.0, 0.0, 20.0, 100.0, f32::NAN]),
+            Expect::Match,
+        ),
         // logsigmoid(-200) = -200 where log(sigmoid(-200)) = -inf.
-        case("logsigmoid tails".into(), Op::LogSigmoid, dtype, row(&[-200.0, -20.0, 0.0, 30.0, 200.0]), Expect::Match),
+        case(
+            "logsigmoid tails".into(),
+            Op::LogSigmoid,
+            dtype,
+            row(&[-200.0, -20.0, 0.0, 30.0, 200.0]),
+            Expect::Match,
+        ),
         // Undefined rows: all -inf (0/0) and a +inf logit (inf - inf) are NaN, as in torch; NaN propagates.
         case(
             "softmax undefined rows".into(),
-            Op::Softmax { temperature: 1.0, stable: true },
+            Op::Softmax {
+                temperature: 1.0,
+                stable: true,
+            },
             dtype,
-            Input::Rows(vec![vec![ninf, ninf, ninf], vec![f32::INFINITY, 1.0, 0.0], vec![f32::NAN, 1.0, 0.0], vec![ninf, 0.0, 1.0]]),
+            Input::Rows(vec![
+                vec![ninf, ninf, ninf],
+                vec![f32::INFINITY, 1.0, 0.0],
+                vec![f32::NAN, 1.0, 0.0],
+                vec![ninf, 0.0, 1.0],
+            ]),
             Expect::Match,
         ),
     ];
@@ -171,21 +307,63 @@ fn edge_cases(dtype: DType) -> Vec<Case> {
     };
     if let Some(shift) = shift {
         let ints: Vec<f32> = (0..10).map(|i| (i * 11) as f32 + shift).collect();
-        v.push(case(format!("log_softmax big shift +{shift}"), Op::LogSoftmax { temperature: 1.0 }, dtype, row(&ints), Expect::Match));
+        v.push(case(
+            format!("log_softmax big shift +{shift}"),
+            Op::LogSoftmax { temperature: 1.0 },
+            dtype,
+            row(&ints),
+            Expect::Match,
+        ));
     }
     // Break it: the naive softmax overflows where the stable one does not.
     let limit = if dtype == DType::F16 { 11.09f32 } else { 88.72 };
     let over = [limit + 1.0, 0.0, -1.0, 2.0];
-    let naive = |t: f64| Op::Softmax { temperature: t, stable: false };
-    let stable = Op::Softmax { temperature: 1.0, stable: true };
-    v.push(case(format!("naive softmax max(x) = {} > {limit}", over[0]), naive(1.0), dtype, row(&over), Expect::Breaks));
-    v.push(case(format!("stable softmax max(x) = {}", over[0]), stable.clone(), dtype, row(&over), Expect::Match));
+    let naive = |t: f64| Op::Softmax {
+        temperature: t,
+        stable: false,
+    };
+    let stable = Op::Softmax {
+        temperature: 1.0,
+        stable: true,
+    };
+    v.push(case(
+        format!("naive softmax max(x) = {} > {limit}", over[0]),
+        naive(1.0),
+        dtype,
+        row(&over),
+        Expect::Breaks,
+    ));
+    v.push(case(
+        format!("stable softmax max(x) = {}", over[0]),
+        stable.clone(),
+        dtype,
+        row(&over),
+        Expect::Match,
+    ));
     let half = [over[0] / 2.0, 0.0, 1.0];
-    v.push(case(format!("naive softmax T=0.5, max(x)/T = {}", over[0]), naive(0.5), dtype, row(&half), Expect::Breaks));
+    v.push(case(
+        format!("naive softmax T=0.5, max(x)/T = {}", over[0]),
+        naive(0.5),
+        dtype,
+        row(&half),
+        Expect::Breaks,
+    ));
     if dtype == DType::F16 {
         // Each e^10.5 = 36316 fits f16, their sum 72631 does not: the sum alone overflows.
-        v.push(case("naive softmax f16 sum overflow [10.5, 10.5]".into(), naive(1.0), dtype, row(&[10.5, 10.5]), Expect::Breaks));
-        v.push(case("stable softmax [10.5, 10.5]".into(), stable, dtype, row(&[10.5, 10.5]), Expect::Match));
+        v.push(case(
+            "naive softmax f16 sum overflow [10.5, 10.5]".into(),
+            naive(1.0),
+            dtype,
+            row(&[10.5, 10.5]),
+            Expect::Breaks,
+        ));
+        v.push(case(
+            "stable softmax [10.5, 10.5]".into(),
+            stable,
+            dtype,
+            row(&[10.5, 10.5]),
+            Expect::Match,
+        ));
     }
     v
 }
@@ -229,7 +407,12 @@ impl CaseResult {
 }
 
 /// Run one case on one engine against a reference computed once by the caller.
-pub fn run_case(engine: &dyn Engine, case: &Case, req: &OpRequest, reference: &[f64]) -> CaseResult {
+pub fn run_case(
+    engine: &dyn Engine,
+    case: &Case,
+    req: &OpRequest,
+    reference: &[f64],
+) -> CaseResult {
     let mut result = CaseResult {
         case: case.name.clone(),
         op: case.op.kind(),
@@ -238,7 +421,9 @@ pub fn run_case(engine: &dyn Engine, case: &Case, req: &OpRequest, reference: &[
         shape: case.input.shape(),
         expect: case.expect,
         kernel_time: Duration::ZERO,
-        outcome: Outcome::Skipped { reason: String::new() },
+        outcome: Outcome::Skipped {
+            reason: String::new(),
+        },
     };
     result.outcome = match engine.run(req) {
         Ok(out) => {
@@ -248,10 +433,18 @@ pub fn run_case(engine: &dyn Engine, case: &Case, req: &OpRequest, reference: &[
                 Expect::Match => report.passed,
                 Expect::Breaks => !report.passed,
             };
-            if met { Outcome::Pass { report } } else { Outcome::Fail { report } }
+            if met {
+                Outcome::Pass { report }
+            } else {
+                Outcome::Fail { report }
+            }
         }
-        Err(EngineError::Unavailable(reason)) | Err(EngineError::Unsupported(reason)) => Outcome::Skipped { reason },
-        Err(e) => Outcome::Error { message: e.to_string() },
+        Err(EngineError::Unavailable(reason)) | Err(EngineError::Unsupported(reason)) => {
+            Outcome::Skipped { reason }
+        }
+        Err(e) => Outcome::Error {
+            message: e.to_string(),
+        },
     };
     result
 }
@@ -267,7 +460,9 @@ mod tests {
             for dtype in DType::ALL {
                 for (rows, cols) in SIZES {
                     assert!(
-                        all.iter().any(|c| c.op.kind() == kind && c.dtype == dtype && c.input.shape() == (rows, cols)),
+                        all.iter().any(|c| c.op.kind() == kind
+                            && c.dtype == dtype
+                            && c.input.shape() == (rows, cols)),
                         "{kind} {dtype} {rows}x{cols} missing"
                     );
                 }
@@ -275,13 +470,29 @@ mod tests {
         }
         assert!(all.iter().any(|c| c.expect == Expect::Breaks));
         assert!(!all.iter().any(|c| c.large));
-        assert!(cases(true).iter().any(|c| c.large && c.input.shape() == LARGE));
+        assert!(
+            cases(true)
+                .iter()
+                .any(|c| c.large && c.input.shape() == LARGE)
+        );
     }
 
     #[test]
     fn inputs_are_reproducible() {
-        let a = Input::Normal { rows: 2, cols: 3, scale: 1.0, seed: 7 }.tensor();
-        let b = Input::Normal { rows: 2, cols: 3, scale: 1.0, seed: 7 }.tensor();
+        let a = Input::Normal {
+            rows: 2,
+            cols: 3,
+            scale: 1.0,
+            seed: 7,
+        }
+        .tensor();
+        let b = Input::Normal {
+            rows: 2,
+            cols: 3,
+            scale: 1.0,
+            seed: 7,
+        }
+        .tensor();
         assert_eq!(a, b);
         assert_eq!(a.shape, vec![2, 3]);
     }

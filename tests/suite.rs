@@ -24,12 +24,23 @@ fn run_suite_on(kind: EngineKind, require: bool) {
         let r = suite::run_case(engine, &case, &req, &reference);
         match &r.outcome {
             Outcome::Pass { .. } => ran += 1,
-            Outcome::Fail { report } => failures.push(format!("{} {}: {report}", case.dtype, case.name)),
-            Outcome::Error { message } => failures.push(format!("{} {}: {message}", case.dtype, case.name)),
-            Outcome::Skipped { reason } => failures.push(format!("{} {}: skipped ({reason})", case.dtype, case.name)),
+            Outcome::Fail { report } => {
+                failures.push(format!("{} {}: {report}", case.dtype, case.name))
+            }
+            Outcome::Error { message } => {
+                failures.push(format!("{} {}: {message}", case.dtype, case.name))
+            }
+            Outcome::Skipped { reason } => {
+                failures.push(format!("{} {}: skipped ({reason})", case.dtype, case.name))
+            }
         }
     }
-    assert!(failures.is_empty(), "{kind} on {}:\n{}", engine.device(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{kind} on {}:\n{}",
+        engine.device(),
+        failures.join("\n")
+    );
     eprintln!("{kind} on {}: {ran} cases passed", engine.device());
 }
 
@@ -40,10 +51,16 @@ fn suite_passes_on_cpu() {
 
 #[test]
 fn suite_passes_on_wgpu() {
-    run_suite_on(EngineKind::Wgpu, std::env::var("KERNELBOOK_REQUIRE_WGPU").is_ok_and(|v| v == "1"));
+    run_suite_on(
+        EngineKind::Wgpu,
+        std::env::var("KERNELBOOK_REQUIRE_WGPU").is_ok_and(|v| v == "1"),
+    );
 }
 
 #[test]
 fn suite_passes_on_cuda() {
-    run_suite_on(EngineKind::Cuda, std::env::var("KERNELBOOK_REQUIRE_CUDA").is_ok_and(|v| v == "1"));
+    run_suite_on(
+        EngineKind::Cuda,
+        std::env::var("KERNELBOOK_REQUIRE_CUDA").is_ok_and(|v| v == "1"),
+    );
 }

@@ -23,7 +23,9 @@ impl Default for CpuEngine {
 
 impl CpuEngine {
     pub fn new() -> Self {
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         CpuEngine { threads }
     }
 }
@@ -34,7 +36,11 @@ impl Engine for CpuEngine {
     }
 
     fn device(&self) -> String {
-        format!("{} · {} thread(s) · f32 arithmetic", std::env::consts::ARCH, self.threads)
+        format!(
+            "{} · {} thread(s) · f32 arithmetic",
+            std::env::consts::ARCH,
+            self.threads
+        )
     }
 
     fn is_software(&self) -> bool {
@@ -53,7 +59,11 @@ impl Engine for CpuEngine {
         let cols = req.x.cols();
         // Rows are independent: split them over the available threads.
         let rows_per_chunk = req.x.rows().div_ceil(self.threads).max(1);
-        let chunk = if req.op.is_elementwise() { x.len().div_ceil(self.threads).max(1) } else { rows_per_chunk * cols };
+        let chunk = if req.op.is_elementwise() {
+            x.len().div_ceil(self.threads).max(1)
+        } else {
+            rows_per_chunk * cols
+        };
         std::thread::scope(|s| {
             for (xs, ys) in x.chunks(chunk).zip(y.chunks_mut(chunk)) {
                 let op = &req.op;
@@ -90,7 +100,10 @@ fn run_chunk(op: &Op, dtype: DType, cols: usize, x: &[f32], y: &mut [f32]) {
                 *o = dtype.round(v.min(0.0) - (-v.abs()).exp().ln_1p());
             }
         }
-        Op::Softmax { temperature, stable } => {
+        Op::Softmax {
+            temperature,
+            stable,
+        } => {
             let t = temperature as f32;
             for (row, out) in x.chunks(cols).zip(y.chunks_mut(cols)) {
                 if stable {
@@ -174,7 +187,9 @@ fn softmax_stable_row(row: &[f32], t: f32, dtype: DType, out: &mut [f32]) {
 
 fn softmax_naive_row(row: &[f32], t: f32, dtype: DType, out: &mut [f32]) {
     // Every intermediate in the storage dtype: this is what overflows in f16.
-    let s = dtype.round(pairwise_sum(row.iter().map(|&v| dtype.round((v / t).exp()))));
+    let s = dtype.round(pairwise_sum(
+        row.iter().map(|&v| dtype.round((v / t).exp())),
+    ));
     for (o, &v) in out.iter_mut().zip(row) {
         *o = dtype.round(dtype.round((v / t).exp()) / s);
     }
@@ -206,26 +221,47 @@ mod tests {
 
     #[test]
     fn naive_f16_overflows_past_11_09() {
-        let sm = Op::Softmax { temperature: 1.0, stable: false };
+        let sm = Op::Softmax {
+            temperature: 1.0,
+            stable: false,
+        };
         let ok = run(sm.clone(), DType::F16, vec![11.0, 0.0]);
         assert!(ok.iter().all(|v| v.is_finite()), "{ok:?}");
         let broken = run(sm, DType::F16, vec![11.2, 0.0]);
         assert!(broken[0].is_nan(), "inf / inf: {broken:?}");
         assert_eq!(broken[1], 0.0, "finite / inf: {broken:?}");
-        let stable = run(Op::Softmax { temperature: 1.0, stable: true }, DType::F16, vec![11.2, 0.0]);
+        let stable = run(
+            Op::Softmax {
+                temperature: 1.0,
+                stable: true,
+            },
+            DType::F16,
+            vec![11.2, 0.0],
+        );
         assert!(stable.iter().all(|v| v.is_finite()), "{stable:?}");
     }
 
     #[test]
     fn naive_sum_overflows_once_logsumexp_passes_11_09() {
         // Each e^10.5 = 36316 fits f16, but two of them (72631) do not.
-        let y = run(Op::Softmax { temperature: 1.0, stable: false }, DType::F16, vec![10.5, 10.5]);
+        let y = run(
+            Op::Softmax {
+                temperature: 1.0,
+                stable: false,
+            },
+            DType::F16,
+            vec![10.5, 10.5],
+        );
         assert_eq!(y, vec![0.0, 0.0], "36316 / inf = 0");
     }
 
     #[test]
     fn edge_values() {
-        let l = run(Op::Logit { eps: None }, DType::F32, vec![0.0, 1.0, 1.5, -0.1]);
+        let l = run(
+            Op::Logit { eps: None },
+            DType::F32,
+            vec![0.0, 1.0, 1.5, -0.1],
+        );
         assert_eq!(l[0], f32::NEG_INFINITY);
         assert_eq!(l[1], f32::INFINITY);
         assert!(l[2].is_nan() && l[3].is_nan());

@@ -19,11 +19,12 @@
 
 use super::{Engine, EngineError, EngineKind, OpOutput, TimingSource};
 use crate::dtype::DType;
-use crate::ops::{Op, OpRequest};
+use crate::ops::{Op, OpRequest, Tensor};
 use crate::sources;
 use cudarc::driver::sys as dsys;
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaStream, DeviceRepr, DriverError, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+    CudaContext, CudaFunction, CudaStream, DeviceRepr, DriverError, LaunchConfig, PushKernelArg,
+    ValidAsZeroBits,
 };
 use cudarc::nvrtc::sys as nsys;
 use cudarc::nvrtc::{Ptx, result as nvrtc_result};
@@ -62,7 +63,12 @@ const ENTRY_POINTS: &[(&str, [&str; 3])] = &[
 ];
 
 /// The NVRTC options every kernel is compiled with (plus `--gpu-architecture`).
-pub const COMPILE_OPTIONS: &[&str] = &["--fmad=false", "--ftz=false", "--prec-div=true", "--prec-sqrt=true"];
+pub const COMPILE_OPTIONS: &[&str] = &[
+    "--fmad=false",
+    "--ftz=false",
+    "--prec-div=true",
+    "--prec-sqrt=true",
+];
 
 // ------------------------------------------------------------------------------------------------
 // NVRTC: usable without a GPU.
@@ -74,13 +80,21 @@ const NO_NVRTC: &str = "libnvrtc not found: install the CUDA toolkit or `pip ins
 /// Whether the CUDA driver library can be loaded. Checked before any other driver call.
 pub fn driver_available() -> Result<(), String> {
     // SAFETY: only tries to dlopen the library by its candidate names and closes it again.
-    if unsafe { dsys::is_culib_present() } { Ok(()) } else { Err(NO_DRIVER.to_string()) }
+    if unsafe { dsys::is_culib_present() } {
+        Ok(())
+    } else {
+        Err(NO_DRIVER.to_string())
+    }
 }
 
 /// Whether NVRTC (the run-time CUDA C++ compiler) can be loaded. Checked before any NVRTC call.
 pub fn nvrtc_available() -> Result<(), String> {
     // SAFETY: only tries to dlopen the library by its candidate names and closes it again.
-    if unsafe { nsys::is_culib_present() } { Ok(()) } else { Err(NO_NVRTC.to_string()) }
+    if unsafe { nsys::is_culib_present() } {
+        Ok(())
+    } else {
+        Err(NO_NVRTC.to_string())
+    }
 }
 
 /// NVRTC's version, e.g. (13, 0).
@@ -186,7 +200,9 @@ pub fn compile(file: &str, source: &str, arch: &str) -> Result<CompiledKernel, S
     } else if arch.starts_with("compute_") {
         ImageFormat::Ptx
     } else {
-        return Err(format!("{file}: unknown architecture '{arch}' (expected compute_XX or sm_XX)"));
+        return Err(format!(
+            "{file}: unknown architecture '{arch}' (expected compute_XX or sm_XX)"
+        ));
     };
     let src = CString::new(source).map_err(|_| format!("{file}: source contains a NUL byte"))?;
     let name = CString::new(file).map_err(|_| format!("file name {file:?} contains a NUL byte"))?;
@@ -204,8 +220,15 @@ pub fn compile(file: &str, source: &str, arch: &str) -> Result<CompiledKernel, S
         let compile_time = started.elapsed();
         let log = program_log(&prog);
         if let Err(e) = compiled {
-            let log = if log.is_empty() { "(NVRTC gave no log)".to_string() } else { log };
-            return Err(format!("{file}: NVRTC could not compile it for {arch} ({}):\n{log}", nvrtc_error(e)));
+            let log = if log.is_empty() {
+                "(NVRTC gave no log)".to_string()
+            } else {
+                log
+            };
+            return Err(format!(
+                "{file}: NVRTC could not compile it for {arch} ({}):\n{log}",
+                nvrtc_error(e)
+            ));
         }
         let image = match format {
             ImageFormat::Ptx => {
@@ -220,13 +243,23 @@ pub fn compile(file: &str, source: &str, arch: &str) -> Result<CompiledKernel, S
             }
             ImageFormat::Cubin => get_cubin(&prog).map_err(|e| format!("{file}: {e}"))?,
         };
-        Ok(CompiledKernel { file: file.to_string(), arch: arch.to_string(), format, image, compile_time, log })
+        Ok(CompiledKernel {
+            file: file.to_string(),
+            arch: arch.to_string(),
+            format,
+            image,
+            compile_time,
+            log,
+        })
     })
 }
 
 /// Compile every embedded kernel file (`sources::CUDA`) for `arch`, e.g. `compute_80` or `sm_90`.
 pub fn compile_all(arch: &str) -> Result<Vec<CompiledKernel>, String> {
-    sources::CUDA.iter().map(|(_, file, source)| compile(file, source, arch)).collect()
+    sources::CUDA
+        .iter()
+        .map(|(_, file, source)| compile(file, source, arch))
+        .collect()
 }
 
 fn get_cubin(prog: &Program) -> Result<Vec<u8>, String> {
@@ -250,7 +283,11 @@ fn program_log(prog: &Program) -> String {
     // SAFETY: `prog` is a live program.
     match unsafe { nvrtc_result::get_program_log(prog.0) } {
         Ok(raw) => {
-            let bytes: Vec<u8> = raw.into_iter().take_while(|&c| c != 0).map(|c| c as u8).collect();
+            let bytes: Vec<u8> = raw
+                .into_iter()
+                .take_while(|&c| c != 0)
+                .map(|c| c as u8)
+                .collect();
             String::from_utf8_lossy(&bytes).trim().to_string()
         }
         Err(e) => format!("(could not read the NVRTC log: {})", nvrtc_error(e)),
@@ -264,7 +301,9 @@ fn nvrtc_error(e: nvrtc_result::NvrtcError) -> String {
         format!("{:?}", e.0)
     } else {
         // SAFETY: non-null, NUL-terminated, static.
-        unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -272,7 +311,10 @@ fn nvrtc_error(e: nvrtc_result::NvrtcError) -> String {
 fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
-        Err(payload) => Err(format!("{what} panicked: {}", panic_message(payload.as_ref()))),
+        Err(payload) => Err(format!(
+            "{what} panicked: {}",
+            panic_message(payload.as_ref())
+        )),
     }
 }
 
@@ -332,17 +374,21 @@ impl CudaEngine {
             dsys::CUresult::CUDA_ERROR_NO_DEVICE => {
                 "no CUDA device: the NVIDIA driver is installed but sees no GPU".to_string()
             }
-            dsys::CUresult::CUDA_ERROR_INSUFFICIENT_DRIVER => format!(
-                "the NVIDIA driver is too old for this CUDA runtime (driver supports CUDA {}): {}",
+            _ => format!(
+                "could not open CUDA device 0 (driver supports CUDA {}): {}",
                 driver_version(),
                 driver_error(&e)
             ),
-            _ => format!("could not open CUDA device 0: {}", driver_error(&e)),
         })?;
-        let name = ctx.name().map_err(|e| format!("could not read the device name: {}", driver_error(&e)))?;
-        let (major, minor) = ctx
-            .compute_capability()
-            .map_err(|e| format!("could not read the compute capability: {}", driver_error(&e)))?;
+        let name = ctx
+            .name()
+            .map_err(|e| format!("could not read the device name: {}", driver_error(&e)))?;
+        let (major, minor) = ctx.compute_capability().map_err(|e| {
+            format!(
+                "could not read the compute capability: {}",
+                driver_error(&e)
+            )
+        })?;
         let max_grid_x = ctx
             .attribute(dsys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X)
             .map_err(|e| format!("could not read the maximum grid size: {}", driver_error(&e)))?;
@@ -353,7 +399,10 @@ impl CudaEngine {
         let mut builds = Vec::new();
         let mut functions: Vec<(&str, CudaFunction)> = Vec::new();
         for (topic, file, source) in sources::CUDA {
-            let entry_points = ENTRY_POINTS.iter().find(|(t, _)| t == topic).map(|(_, names)| names);
+            let entry_points = ENTRY_POINTS
+                .iter()
+                .find(|(t, _)| t == topic)
+                .map(|(_, names)| names);
             let (kernel, module) = load_file(&ctx, file, source, &targets)?;
             builds.push(BuildInfo {
                 file: kernel.file.clone(),
@@ -364,9 +413,9 @@ impl CudaEngine {
                 log: kernel.log.clone(),
             });
             for name in entry_points.into_iter().flatten() {
-                let f = module
-                    .load_function(name)
-                    .map_err(|e| format!("{file}: entry point {name} not found: {}", driver_error(&e)))?;
+                let f = module.load_function(name).map_err(|e| {
+                    format!("{file}: entry point {name} not found: {}", driver_error(&e))
+                })?;
                 functions.push((name, f));
             }
         }
@@ -377,9 +426,17 @@ impl CudaEngine {
                 .map(|(_, f)| f.clone())
                 .ok_or_else(|| format!("no kernel file provides {name}"))
         };
-        let logits = [take("logits_f32")?, take("logits_f16")?, take("logits_bf16")?];
-        let softmax = [take("softmax_f32")?, take("softmax_f16")?, take("softmax_bf16")?];
-        Ok(CudaEngine {
+        let logits = [
+            take("logits_f32")?,
+            take("logits_f16")?,
+            take("logits_bf16")?,
+        ];
+        let softmax = [
+            take("softmax_f32")?,
+            take("softmax_f16")?,
+            take("softmax_bf16")?,
+        ];
+        let engine = CudaEngine {
             device: format!("{} · sm_{major}{minor}", name.trim()),
             ctx,
             stream,
@@ -389,7 +446,38 @@ impl CudaEngine {
             max_blocks,
             builds,
             lock: Mutex::new(()),
-        })
+        };
+        engine.smoke_test()?;
+        Ok(engine)
+    }
+
+    /// Run every entry point once on an input whose answer is exact (sigmoid(0) = 0.5,
+    /// softmax([0, 0]) = [0.5, 0.5]), so a device that cannot run the kernels is reported at probe
+    /// time with the reason, not at the first request.
+    fn smoke_test(&self) -> Result<(), String> {
+        for dtype in DType::ALL {
+            for op in [
+                Op::Sigmoid,
+                Op::Softmax {
+                    temperature: 1.0,
+                    stable: true,
+                },
+            ] {
+                let what = format!("{} {dtype}", op.kind());
+                let req = OpRequest::new(op, dtype, Tensor::row(vec![0.0, 0.0]))
+                    .map_err(|e| format!("smoke test {what}: {e}"))?;
+                let out = self
+                    .execute(&req)
+                    .map_err(|e| format!("smoke test {what} on {}: {e}", self.device))?;
+                if out.values != [0.5, 0.5] {
+                    return Err(format!(
+                        "smoke test {what} on {}: expected [0.5, 0.5], got {:?}",
+                        self.device, out.values
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Compute capability (major, minor), e.g. (9, 0).
@@ -404,20 +492,38 @@ impl CudaEngine {
 
     /// (free, total) device memory in bytes.
     pub fn memory(&self) -> Result<(usize, usize), EngineError> {
-        self.ctx.mem_get_info().map_err(failed("query device memory"))
+        self.ctx
+            .mem_get_info()
+            .map_err(failed("query device memory"))
     }
 
-    fn launch_and_time<T>(&self, req: &OpRequest, host_x: &[T]) -> Result<(Vec<T>, Duration), EngineError>
+    fn launch_and_time<T>(
+        &self,
+        req: &OpRequest,
+        host_x: &[T],
+    ) -> Result<(Vec<T>, Duration), EngineError>
     where
         T: DeviceRepr + ValidAsZeroBits + Clone + Default + Unpin,
     {
         let n = host_x.len();
+        if n > MAX_KERNEL_ELEMENTS {
+            // `run` checks this in `supports`; a direct `execute` must not truncate the count.
+            return Err(EngineError::Unsupported(format!(
+                "{n} elements is beyond the kernels' 32-bit indexing (at most {MAX_KERNEL_ELEMENTS})"
+            )));
+        }
         let di = dtype_index(req.dtype);
         let x = self.stream.clone_htod(host_x).map_err(failed("upload x"))?;
-        let mut y = self.stream.alloc_zeros::<T>(n).map_err(failed("allocate y"))?;
+        let mut y = self
+            .stream
+            .alloc_zeros::<T>(n)
+            .map_err(failed("allocate y"))?;
         let timing = Some(dsys::CUevent_flags::CU_EVENT_DEFAULT);
 
-        let start = self.stream.record_event(timing).map_err(failed("record the start event"))?;
+        let start = self
+            .stream
+            .record_event(timing)
+            .map_err(failed("record the start event"))?;
         match req.op {
             Op::Logit { .. } | Op::Sigmoid | Op::LogSigmoid => {
                 let op_id = match req.op {
@@ -431,9 +537,20 @@ impl CudaEngine {
                 };
                 let count = n as u32;
                 let blocks = count.div_ceil(THREADS).clamp(1, self.max_blocks);
-                let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+                let cfg = LaunchConfig {
+                    grid_dim: (blocks, 1, 1),
+                    block_dim: (THREADS, 1, 1),
+                    shared_mem_bytes: 0,
+                };
                 let mut launch = self.stream.launch_builder(&self.logits[di]);
-                launch.arg(&x).arg(&mut y).arg(&count).arg(&op_id).arg(&clamp).arg(&lo).arg(&hi);
+                launch
+                    .arg(&x)
+                    .arg(&mut y)
+                    .arg(&count)
+                    .arg(&op_id)
+                    .arg(&clamp)
+                    .arg(&lo)
+                    .arg(&hi);
                 // SAFETY: the arguments match `logits_*(const T* x, T* y, unsigned n, int op, int clamp,
                 // float lo, float hi)`; x and y hold n elements of the kernel's storage type.
                 unsafe { launch.launch(cfg) }.map_err(failed("launch the logits kernel"))?;
@@ -449,19 +566,34 @@ impl CudaEngine {
                 // T as f32, as the algorithm says: z = x / T in f32.
                 let t = temperature as f32;
                 let blocks = rows.clamp(1, self.max_blocks);
-                let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+                let cfg = LaunchConfig {
+                    grid_dim: (blocks, 1, 1),
+                    block_dim: (THREADS, 1, 1),
+                    shared_mem_bytes: 0,
+                };
                 let mut launch = self.stream.launch_builder(&self.softmax[di]);
-                launch.arg(&x).arg(&mut y).arg(&rows).arg(&cols).arg(&t).arg(&mode);
+                launch
+                    .arg(&x)
+                    .arg(&mut y)
+                    .arg(&rows)
+                    .arg(&cols)
+                    .arg(&t)
+                    .arg(&mode);
                 // SAFETY: the arguments match `softmax_*(const T* x, T* y, unsigned rows, unsigned
                 // cols, float temperature, int mode)`; x and y hold rows * cols elements.
                 unsafe { launch.launch(cfg) }.map_err(failed("launch the softmax kernel"))?;
             }
         }
-        let end = self.stream.record_event(timing).map_err(failed("record the end event"))?;
+        let end = self
+            .stream
+            .record_event(timing)
+            .map_err(failed("record the end event"))?;
         // Waits for both events: kernel faults surface here.
         let ms = start.elapsed_ms(&end).map_err(failed("run the kernel"))?;
         let out = self.stream.clone_dtoh(&y).map_err(failed("download y"))?;
-        self.stream.synchronize().map_err(failed("synchronise after the download"))?;
+        self.stream
+            .synchronize()
+            .map_err(failed("synchronise after the download"))?;
         Ok((out, Duration::from_secs_f64(f64::from(ms.max(0.0)) / 1e3)))
     }
 }
@@ -481,7 +613,10 @@ impl Engine for CudaEngine {
 
     fn supports(&self, req: &OpRequest) -> Result<(), EngineError> {
         let n = req.x.len();
-        if n > MAX_KERNEL_ELEMENTS || req.x.rows() > MAX_KERNEL_ELEMENTS || req.x.cols() > MAX_KERNEL_ELEMENTS {
+        if n > MAX_KERNEL_ELEMENTS
+            || req.x.rows() > MAX_KERNEL_ELEMENTS
+            || req.x.cols() > MAX_KERNEL_ELEMENTS
+        {
             return Err(EngineError::Unsupported(format!(
                 "{n} elements ({} rows of {}) is beyond the kernels' 32-bit indexing (at most {MAX_KERNEL_ELEMENTS})",
                 req.x.rows(),
@@ -520,7 +655,10 @@ impl Engine for CudaEngine {
         let (values, kernel_time) = match ran {
             Ok(r) => r?,
             Err(payload) => {
-                return Err(EngineError::Failed(format!("cudarc panicked: {}", panic_message(payload.as_ref()))));
+                return Err(EngineError::Failed(format!(
+                    "cudarc panicked: {}",
+                    panic_message(payload.as_ref())
+                )));
             }
         };
         Ok(OpOutput {
@@ -558,7 +696,11 @@ fn compile_targets(major: i32, minor: i32) -> Result<Vec<String>, String> {
             let (maj, min) = nvrtc_version().unwrap_or((0, 0));
             Err(format!(
                 "NVRTC {maj}.{min} cannot compile for this GPU (sm_{cc}); it supports {}",
-                archs.iter().map(|a| format!("sm_{a}")).collect::<Vec<_>>().join(", ")
+                archs
+                    .iter()
+                    .map(|a| format!("sm_{a}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         }
     }
@@ -573,7 +715,8 @@ fn load_file(
 ) -> Result<(CompiledKernel, Arc<cudarc::driver::CudaModule>), String> {
     let mut tries = Vec::new();
     for arch in targets {
-        let kernel = compile(file, source, arch)?;
+        // The probe's reason is one line: keep NVRTC's error lines, drop the source excerpts.
+        let kernel = compile(file, source, arch).map_err(|e| one_line(&e))?;
         let image = kernel.to_module_image()?;
         match ctx.load_module(image) {
             Ok(module) => return Ok((kernel, module)),
@@ -581,16 +724,33 @@ fn load_file(
                 let hint = match e.0 {
                     dsys::CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION => format!(
                         " (NVRTC {} is newer than the driver, which supports CUDA {})",
-                        nvrtc_version().map(|(a, b)| format!("{a}.{b}")).unwrap_or_else(|_| "?".into()),
+                        nvrtc_version()
+                            .map(|(a, b)| format!("{a}.{b}"))
+                            .unwrap_or_else(|_| "?".into()),
                         driver_version()
                     ),
                     _ => String::new(),
                 };
-                tries.push(format!("{} for {arch}: {}{hint}", kernel.format, driver_error(&e)));
+                tries.push(format!(
+                    "{} for {arch}: {}{hint}",
+                    kernel.format,
+                    driver_error(&e)
+                ));
             }
         }
     }
-    Err(format!("{file}: the driver could not load the compiled kernels: {}", tries.join("; ")))
+    Err(format!(
+        "{file}: the driver could not load the compiled kernels: {}",
+        tries.join("; ")
+    ))
+}
+
+/// A multi-line compile error as one line: the first line, then NVRTC's `error` lines.
+fn one_line(message: &str) -> String {
+    let mut lines = message.lines();
+    let mut parts: Vec<&str> = lines.next().into_iter().collect();
+    parts.extend(lines.map(str::trim).filter(|l| l.contains("error")));
+    parts.join(" ")
 }
 
 /// The CUDA version the driver supports, e.g. "13.0".
@@ -605,7 +765,10 @@ fn driver_version() -> String {
 
 /// "CUDA_ERROR_OUT_OF_MEMORY: out of memory".
 fn driver_error(e: &DriverError) -> String {
-    let name = e.error_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|_| format!("{:?}", e.0));
+    let name = e
+        .error_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| format!("{:?}", e.0));
     match e.error_string() {
         Ok(s) => format!("{name}: {}", s.to_string_lossy()),
         Err(_) => name,
@@ -619,4 +782,69 @@ fn failed(what: &'static str) -> impl Fn(DriverError) -> EngineError {
 
 fn mib(bytes: usize) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compile_errors_fold_to_one_line() {
+        let message = "kernels/x.cu: NVRTC could not compile it for sm_90 (NVRTC_ERROR_COMPILATION):\n\
+                       kernels/x.cu(3): error: identifier \"y\" is undefined\n  y = 1;\n  ^\n\n\
+                       1 error detected in the compilation of \"kernels/x.cu\".";
+        let line = one_line(message);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.starts_with("kernels/x.cu: NVRTC could not compile"),
+            "{line}"
+        );
+        assert!(line.contains("identifier \"y\" is undefined"), "{line}");
+        assert!(!line.contains("^"), "{line}");
+    }
+
+    #[test]
+    fn entry_points_cover_every_dtype_of_every_embedded_file() {
+        for (topic, file, source) in sources::CUDA {
+            let (_, names) = ENTRY_POINTS
+                .iter()
+                .find(|(t, _)| t == topic)
+                .unwrap_or_else(|| panic!("{file}: no entry points listed"));
+            for (name, dtype) in names.iter().zip(DType::ALL) {
+                assert_eq!(names[dtype_index(dtype)], *name);
+                assert!(
+                    source.contains(&format!("{name}(")),
+                    "{file} defines {name}"
+                );
+            }
+        }
+        // The constants the kernels read must match their #defines.
+        let logits = sources::cuda("logits").unwrap();
+        for (name, value) in [
+            ("OP_LOGIT", OP_LOGIT),
+            ("OP_SIGMOID", OP_SIGMOID),
+            ("OP_LOGSIGMOID", OP_LOGSIGMOID),
+        ] {
+            assert!(
+                logits.lines().any(|l| l.starts_with("#define")
+                    && l.split_whitespace()
+                        .eq(["#define", name, &value.to_string()])),
+                "logits.cu: #define {name} {value}"
+            );
+        }
+        let softmax = sources::cuda("softmax").unwrap();
+        for (name, value) in [
+            ("MODE_SOFTMAX", MODE_SOFTMAX),
+            ("MODE_SOFTMAX_NAIVE", MODE_SOFTMAX_NAIVE),
+            ("MODE_LOG_SOFTMAX", MODE_LOG_SOFTMAX),
+            ("THREADS", THREADS as i32),
+        ] {
+            assert!(
+                softmax.lines().any(|l| l.starts_with("#define")
+                    && l.split_whitespace()
+                        .eq(["#define", name, &value.to_string()])),
+                "softmax.cu: #define {name} {value}"
+            );
+        }
+    }
 }

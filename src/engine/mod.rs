@@ -52,7 +52,9 @@ impl FromStr for EngineKind {
             "cuda" => Ok(EngineKind::Cuda),
             "wgpu" => Ok(EngineKind::Wgpu),
             "cpu" => Ok(EngineKind::Cpu),
-            other => Err(format!("unknown engine '{other}' (expected cuda, wgpu or cpu)")),
+            other => Err(format!(
+                "unknown engine '{other}' (expected cuda, wgpu or cpu)"
+            )),
         }
     }
 }
@@ -196,11 +198,18 @@ impl Registry {
             .into_iter()
             .map(|kind| {
                 if !kinds.contains(&kind) {
-                    return Slot::Absent { kind, reason: "not requested".into() };
+                    return Slot::Absent {
+                        kind,
+                        reason: "not requested".into(),
+                    };
                 }
                 let probed: Result<Box<dyn Engine>, String> = match kind {
-                    EngineKind::Cuda => cuda::CudaEngine::probe().map(|e| Box::new(e) as Box<dyn Engine>),
-                    EngineKind::Wgpu => wgpu::WgpuEngine::probe().map(|e| Box::new(e) as Box<dyn Engine>),
+                    EngineKind::Cuda => {
+                        cuda::CudaEngine::probe().map(|e| Box::new(e) as Box<dyn Engine>)
+                    }
+                    EngineKind::Wgpu => {
+                        wgpu::WgpuEngine::probe().map(|e| Box::new(e) as Box<dyn Engine>)
+                    }
                     EngineKind::Cpu => Ok(Box::new(cpu::CpuEngine::new())),
                 };
                 match probed {

@@ -1,16 +1,845 @@
-//! placeholder while the wgpu engine is written
-use super::{Engine, EngineError, EngineKind, OpOutput};
-use crate::ops::OpRequest;
-pub struct WgpuEngine;
-impl WgpuEngine {
-    pub fn probe() -> Result<Self, String> {
-        Err("not built yet".into())
+//! The wgpu engine: the ops as WGSL compute shaders (`shaders/logits.wgsl`, `shaders/softmax.wgsl`)
+//! on whatever adapter wgpu finds: Vulkan, Metal, DX12 or GL, a real GPU or a software one (lavapipe).
+//!
+//! [`WgpuEngine::probe`] picks the best adapter (discrete > integrated > virtual/other > CPU), opens a
+//! device with the adapter's own limits (so large buffers work) and timestamp queries where the
+//! adapter has them, and compiles both shaders once; a compile error makes the engine absent with the
+//! shader's file name and the compiler's message. The shader text is the one embedded in
+//! [`crate::sources::WGSL`], so what the app shows is what ran.
+//!
+//! Storage: every buffer is an `array<u32>`, one element per word. An f32 travels as its bits; an f16
+//! or bf16 travels in the low 16 bits of its word. That wastes half the bandwidth for 16-bit types
+//! but keeps every write a whole word (no packing, no races); packing pairs is a later optimisation.
+//!
+//! Errors: wgpu's default handler for uncaptured errors panics. Here every device operation runs
+//! inside error scopes, a handler records anything that escapes them, and a lost device is
+//! remembered: all of these become [`EngineError::Failed`] with the message, never a panic. One run
+//! at a time holds the engine's lock, so `execute(&self)` is safe from any thread.
+
+use super::{Engine, EngineError, EngineKind, OpOutput, TimingSource};
+use crate::dtype::DType;
+use crate::ops::{Op, OpRequest};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Invocations per workgroup in both shaders (`@workgroup_size(256)`).
+const WORKGROUP_SIZE: u32 = 256;
+
+/// How long to wait for the device to finish one submission before giving up.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Entry points, as named in the shaders.
+const LOGITS_ENTRY: &str = "logits_main";
+const SOFTMAX_ENTRY: &str = "softmax_main";
+
+/// The shaders' `Params` uniform, field for field (48 bytes, all 4-byte scalars).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    /// 0 = f32, 1 = f16, 2 = bf16.
+    dtype: u32,
+    /// logits.wgsl: 0 logit, 1 sigmoid, 2 logsigmoid. softmax.wgsl: 0 softmax, 1 log_softmax.
+    op: u32,
+    rows: u32,
+    cols: u32,
+    n: u32,
+    temperature: f32,
+    /// logit: 1 = clamp p to [lo, hi].
+    clamp: u32,
+    lo: f32,
+    hi: f32,
+    /// softmax: 1 = stable (max-subtracted), 0 = naive.
+    stable: u32,
+    pad0: u32,
+    pad1: u32,
+}
+
+impl Params {
+    fn for_request(req: &OpRequest, rows: u32, cols: u32, n: u32) -> Params {
+        let dtype = match req.dtype {
+            DType::F32 => 0,
+            DType::F16 => 1,
+            DType::Bf16 => 2,
+        };
+        let mut p = Params {
+            dtype,
+            rows,
+            cols,
+            n,
+            temperature: 1.0,
+            ..Params::default()
+        };
+        match req.op {
+            Op::Logit { .. } => {
+                p.op = 0;
+                if let Some((lo, hi)) = req.op.logit_bounds() {
+                    (p.clamp, p.lo, p.hi) = (1, lo, hi);
+                }
+            }
+            Op::Sigmoid => p.op = 1,
+            Op::LogSigmoid => p.op = 2,
+            Op::Softmax {
+                temperature,
+                stable,
+            } => {
+                (p.op, p.temperature, p.stable) = (0, temperature as f32, stable as u32);
+            }
+            Op::LogSoftmax { temperature } => {
+                (p.op, p.temperature, p.stable) = (1, temperature as f32, 1);
+            }
+        }
+        p
     }
 }
+
+/// Errors that escaped every error scope (recorded by the device's handler) and the reason the
+/// device was lost, if it was.
+#[derive(Default)]
+struct DeviceErrors {
+    uncaptured: Vec<String>,
+    lost: Option<String>,
+}
+
+pub struct WgpuEngine {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    software: bool,
+    limits: wgpu::Limits,
+    bind_group_layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    logits: wgpu::ComputePipeline,
+    softmax: wgpu::ComputePipeline,
+    /// Nanoseconds per timestamp tick; `None` when the device has no timestamp queries.
+    timestamp_period_ns: Option<f64>,
+    errors: Arc<Mutex<DeviceErrors>>,
+    /// Held for the whole of a run: one submission (and one set of error scopes) at a time.
+    run_lock: Mutex<()>,
+}
+
+impl WgpuEngine {
+    /// Find an adapter, open a device and compile the shaders. `Err` is the one-line reason the
+    /// engine is absent on this machine.
+    pub fn probe() -> Result<WgpuEngine, String> {
+        let adapter = find_adapter()?;
+        let info = adapter.get_info();
+        let software = info.device_type == wgpu::DeviceType::Cpu || looks_like_software(&info.name);
+
+        let mut features = wgpu::Features::empty();
+        if adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+            features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("kernelbook"),
+            required_features: features,
+            // The adapter's own limits, not WebGPU's defaults: large rows need large buffers.
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))
+        .map_err(|e| {
+            format!(
+                "{} ({}): could not open a device: {e}",
+                info.name,
+                backend_name(info.backend)
+            )
+        })?;
+
+        let errors = Arc::new(Mutex::new(DeviceErrors::default()));
+        let sink = Arc::clone(&errors);
+        device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
+            lock(&sink).uncaptured.push(one_line(&error.to_string()));
+        }));
+        let sink = Arc::clone(&errors);
+        device.set_device_lost_callback(move |reason, message| {
+            lock(&sink).lost = Some(format!("{reason:?}: {}", one_line(&message)));
+        });
+
+        let limits = device.limits();
+        let (bind_group_layout, pipeline_layout) = scoped(&device, || {
+            let bind_group_layout =
+                device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some("kernelbook x, y, params"),
+                    entries: &[
+                        storage_entry(0, true),  // x: array<u32>, read
+                        storage_entry(1, false), // y: array<u32>, read_write
+                        wgpu::BindGroupLayoutEntry {
+                            binding: 2,
+                            visibility: wgpu::ShaderStages::COMPUTE,
+                            ty: wgpu::BindingType::Buffer {
+                                ty: wgpu::BufferBindingType::Uniform,
+                                has_dynamic_offset: false,
+                                min_binding_size: wgpu::BufferSize::new(size_of::<Params>() as u64),
+                            },
+                            count: None,
+                        },
+                    ],
+                });
+            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("kernelbook"),
+                bind_group_layouts: &[Some(&bind_group_layout)],
+                immediate_size: 0,
+            });
+            (bind_group_layout, pipeline_layout)
+        })
+        .map_err(|e| {
+            format!(
+                "{} ({}): could not create the bind group layout: {e}",
+                info.name,
+                backend_name(info.backend)
+            )
+        })?;
+        let source = |topic: &str| {
+            crate::sources::wgsl(topic)
+                .ok_or_else(|| format!("shaders/{topic}.wgsl is not embedded in this build"))
+        };
+        let logits = compile(
+            &device,
+            &pipeline_layout,
+            "shaders/logits.wgsl",
+            source("logits")?,
+            LOGITS_ENTRY,
+        )?;
+        let softmax = compile(
+            &device,
+            &pipeline_layout,
+            "shaders/softmax.wgsl",
+            source("softmax")?,
+            SOFTMAX_ENTRY,
+        )?;
+
+        let timestamp_period_ns = device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+            .then(|| queue.get_timestamp_period() as f64)
+            .filter(|&period| period > 0.0);
+        Ok(WgpuEngine {
+            device,
+            queue,
+            info,
+            software,
+            limits,
+            bind_group_layout,
+            pipeline_layout,
+            logits,
+            softmax,
+            timestamp_period_ns,
+            errors,
+            run_lock: Mutex::new(()),
+        })
+    }
+
+    /// The adapter the engine runs on (name, backend, driver, device type).
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// The device's limits (the adapter's own, requested in full).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// How `kernel_time` is measured on this device: GPU timestamps where the adapter has them.
+    pub fn timing_source(&self) -> TimingSource {
+        if self.timestamp_period_ns.is_some() {
+            TimingSource::GpuTimestamps
+        } else {
+            TimingSource::WallClock
+        }
+    }
+
+    /// Compile a WGSL source against the engine's bind group layout (x, y, params), the way the
+    /// built-in shaders are compiled: an error comes back as `Err` with the compiler's message,
+    /// never as a panic.
+    pub fn try_compile(&self, file: &str, source: &str, entry_point: &str) -> Result<(), String> {
+        let _run = lock(&self.run_lock);
+        compile(
+            &self.device,
+            &self.pipeline_layout,
+            file,
+            source,
+            entry_point,
+        )
+        .map(drop)
+    }
+
+    /// Buffer bytes and workgroup grid a request needs, or why the device cannot give them.
+    fn plan(&self, req: &OpRequest) -> Result<Plan, EngineError> {
+        let n = req.x.len();
+        let too_many = |what: &str, v: usize| {
+            EngineError::Unsupported(format!("{v} {what} do not fit the shaders' 32-bit indices"))
+        };
+        let n32 = u32::try_from(n).map_err(|_| too_many("elements", n))?;
+        let rows = u32::try_from(req.x.rows()).map_err(|_| too_many("rows", req.x.rows()))?;
+        let cols = u32::try_from(req.x.cols()).map_err(|_| too_many("columns", req.x.cols()))?;
+        let bytes = n as u64 * 4; // one u32 word per element, for every dtype
+        let limits = &self.limits;
+        if bytes > limits.max_storage_buffer_binding_size {
+            return Err(EngineError::Unsupported(format!(
+                "{n} elements need a {bytes}-byte storage buffer (one 32-bit word per element); this adapter \
+                 binds at most {} bytes (max_storage_buffer_binding_size)",
+                limits.max_storage_buffer_binding_size
+            )));
+        }
+        if bytes > limits.max_buffer_size {
+            return Err(EngineError::Unsupported(format!(
+                "{n} elements need a {bytes}-byte buffer; this adapter allows at most {} bytes (max_buffer_size)",
+                limits.max_buffer_size
+            )));
+        }
+        // Element-wise: one invocation per element; row-wise: one workgroup per row.
+        let (workgroups, unit) = if req.op.is_elementwise() {
+            (n32.div_ceil(WORKGROUP_SIZE), "elements / 256")
+        } else {
+            (rows, "rows")
+        };
+        let max_dim = limits.max_compute_workgroups_per_dimension.max(1);
+        let grid = if workgroups <= max_dim {
+            (workgroups, 1)
+        } else {
+            let lines = workgroups.div_ceil(max_dim);
+            if lines > max_dim {
+                return Err(EngineError::Unsupported(format!(
+                    "{workgroups} workgroups ({unit}) exceed this adapter's {max_dim} x {max_dim} grid \
+                     (max_compute_workgroups_per_dimension)"
+                )));
+            }
+            (max_dim, lines)
+        };
+        Ok(Plan {
+            rows,
+            cols,
+            n: n32,
+            bytes,
+            grid,
+        })
+    }
+
+    fn run_on_device(
+        &self,
+        req: &OpRequest,
+        plan: &Plan,
+    ) -> Result<(Vec<u32>, Duration, TimingSource), String> {
+        let words = encode(req);
+        let params = Params::for_request(req, plan.rows, plan.cols, plan.n);
+        let pipeline = if req.op.is_elementwise() {
+            &self.logits
+        } else {
+            &self.softmax
+        };
+        let timestamps = self.timestamp_period_ns.is_some();
+
+        // Record and submit the upload and the dispatch.
+        let recorded = scoped(&self.device, || {
+            let device = &self.device;
+            let buffer = |label: &str, size: u64, usage: wgpu::BufferUsages| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            };
+            use wgpu::BufferUsages as U;
+            let x = buffer("x", plan.bytes, U::STORAGE | U::COPY_DST);
+            let y = buffer("y", plan.bytes, U::STORAGE | U::COPY_SRC);
+            let uniform = buffer(
+                "params",
+                size_of::<Params>() as u64,
+                U::UNIFORM | U::COPY_DST,
+            );
+            let readback = buffer("y readback", plan.bytes, U::MAP_READ | U::COPY_DST);
+            self.queue.write_buffer(&x, 0, bytemuck::cast_slice(&words));
+            self.queue
+                .write_buffer(&uniform, 0, bytemuck::bytes_of(&params));
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("kernelbook x, y, params"),
+                layout: &self.bind_group_layout,
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: x.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: y.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: uniform.as_entire_binding(),
+                    },
+                ],
+            });
+            let queries = timestamps.then(|| {
+                let set = device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("kernel start, end"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2,
+                });
+                let bytes = 2 * wgpu::QUERY_SIZE as u64;
+                let resolved = buffer("timestamps", bytes, U::QUERY_RESOLVE | U::COPY_SRC);
+                let readback = buffer("timestamps readback", bytes, U::MAP_READ | U::COPY_DST);
+                (set, resolved, readback)
+            });
+            if !timestamps {
+                // Without timestamps the kernel time is the host clock around the dispatch alone:
+                // let the upload finish first.
+                self.queue.submit([]);
+            }
+            let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("kernelbook run"),
+            });
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(req.op.kind().name()),
+                    timestamp_writes: queries.as_ref().map(|(set, _, _)| {
+                        wgpu::ComputePassTimestampWrites {
+                            query_set: set,
+                            beginning_of_pass_write_index: Some(0),
+                            end_of_pass_write_index: Some(1),
+                        }
+                    }),
+                });
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(plan.grid.0, plan.grid.1, 1);
+            }
+            if let Some((set, resolved, readback)) = &queries {
+                encoder.resolve_query_set(set, 0..2, resolved, 0);
+                encoder.copy_buffer_to_buffer(resolved, 0, readback, 0, resolved.size());
+            }
+            encoder.copy_buffer_to_buffer(&y, 0, &readback, 0, plan.bytes);
+            (
+                readback,
+                queries.map(|(_, _, readback)| readback),
+                encoder.finish(),
+            )
+        })?;
+        let (readback, timestamp_readback, commands) = recorded;
+        if !timestamps {
+            self.wait(None)?;
+        }
+        let submitted = Instant::now();
+        let index = scoped(&self.device, || self.queue.submit([commands]))?;
+        self.wait(Some(index))?;
+        let wall = submitted.elapsed();
+
+        let mut buffers = vec![&readback];
+        buffers.extend(timestamp_readback.as_ref());
+        let mut words = self.read(&buffers)?.into_iter();
+        let values = words.next().unwrap_or_default();
+        let (kernel_time, timing) = match (words.next(), self.timestamp_period_ns) {
+            (Some(ticks), Some(period_ns)) => {
+                let [start_lo, start_hi, end_lo, end_hi] = ticks[..] else {
+                    return Err(format!(
+                        "read back {} timestamp words, expected 4",
+                        ticks.len()
+                    ));
+                };
+                let start = u64::from(start_lo) | u64::from(start_hi) << 32;
+                let end = u64::from(end_lo) | u64::from(end_hi) << 32;
+                let ns = end.saturating_sub(start) as f64 * period_ns;
+                (
+                    Duration::from_nanos(ns.round() as u64),
+                    TimingSource::GpuTimestamps,
+                )
+            }
+            _ => (wall, TimingSource::WallClock),
+        };
+        Ok((values, kernel_time, timing))
+    }
+
+    /// Block until the submission (or everything submitted) has finished on the device.
+    fn wait(&self, index: Option<wgpu::SubmissionIndex>) -> Result<(), String> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: index,
+                timeout: Some(WAIT_TIMEOUT),
+            })
+            .map(drop)
+            .map_err(|e| format!("waiting for the device: {e}"))
+    }
+
+    /// Map finished MAP_READ buffers and copy their words out, one vector per buffer.
+    fn read(&self, buffers: &[&wgpu::Buffer]) -> Result<Vec<Vec<u32>>, String> {
+        let receivers = scoped(&self.device, || {
+            buffers
+                .iter()
+                .map(|buffer| {
+                    let (sender, receiver) = mpsc::channel();
+                    buffer.map_async(wgpu::MapMode::Read, .., move |result| {
+                        let _ = sender.send(result);
+                    });
+                    receiver
+                })
+                .collect::<Vec<_>>()
+        })?;
+        // The map callbacks run inside poll.
+        self.wait(None)?;
+        let mut out = Vec::with_capacity(buffers.len());
+        for (buffer, receiver) in buffers.iter().zip(receivers) {
+            let mapped = match receiver.try_recv() {
+                Ok(result) => result,
+                Err(_) => {
+                    self.wait(None)?; // one more full wait before giving up
+                    receiver.try_recv().map_err(|_| {
+                        "reading back the result: the buffer was never mapped".to_string()
+                    })?
+                }
+            };
+            mapped.map_err(|e| format!("reading back the result: {e}"))?;
+            let words = {
+                let view = buffer
+                    .get_mapped_range(..)
+                    .map_err(|e| format!("reading back the result: {e}"))?;
+                view.chunks_exact(4)
+                    .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+                    .collect()
+            };
+            buffer.unmap();
+            out.push(words);
+        }
+        Ok(out)
+    }
+}
+
+/// What one run needs from the device.
+struct Plan {
+    rows: u32,
+    cols: u32,
+    n: u32,
+    /// Bytes of x and y (4 per element).
+    bytes: u64,
+    /// Workgroups to dispatch, (x, y).
+    grid: (u32, u32),
+}
+
 impl Engine for WgpuEngine {
-    fn kind(&self) -> EngineKind { EngineKind::Cpu }
-    fn device(&self) -> String { String::new() }
-    fn is_software(&self) -> bool { false }
-    fn supports(&self, _req: &OpRequest) -> Result<(), EngineError> { Ok(()) }
-    fn execute(&self, _req: &OpRequest) -> Result<OpOutput, EngineError> { Err(EngineError::Unavailable("x".into())) }
+    fn kind(&self) -> EngineKind {
+        EngineKind::Wgpu
+    }
+
+    fn device(&self) -> String {
+        let mut s = format!(
+            "{} · {}",
+            self.info.name.trim(),
+            backend_name(self.info.backend)
+        );
+        if self.software {
+            s.push_str(" · software");
+        }
+        s
+    }
+
+    fn is_software(&self) -> bool {
+        self.software
+    }
+
+    fn supports(&self, req: &OpRequest) -> Result<(), EngineError> {
+        if req.x.is_empty() {
+            return Ok(());
+        }
+        self.plan(req).map(drop)
+    }
+
+    fn execute(&self, req: &OpRequest) -> Result<OpOutput, EngineError> {
+        let start = Instant::now();
+        let plan = self.plan(req)?;
+        if plan.n == 0 {
+            return Ok(OpOutput {
+                shape: req.x.shape.clone(),
+                dtype: req.dtype,
+                values: Vec::new(),
+                kernel_time: Duration::ZERO,
+                timing: TimingSource::WallClock,
+                total_time: start.elapsed(),
+            });
+        }
+        let _run = lock(&self.run_lock);
+        {
+            let mut errors = lock(&self.errors);
+            if let Some(reason) = &errors.lost {
+                return Err(EngineError::Failed(format!(
+                    "the wgpu device was lost: {reason}"
+                )));
+            }
+            errors.uncaptured.clear(); // left over from earlier work, not this run's
+        }
+        let result = self.run_on_device(req, &plan);
+        {
+            let errors = lock(&self.errors);
+            if let Some(reason) = &errors.lost {
+                return Err(EngineError::Failed(format!(
+                    "the wgpu device was lost: {reason}"
+                )));
+            }
+            if !errors.uncaptured.is_empty() {
+                return Err(EngineError::Failed(errors.uncaptured.join("; ")));
+            }
+        }
+        let (words, kernel_time, timing) = result.map_err(EngineError::Failed)?;
+        if words.len() != req.x.len() {
+            return Err(EngineError::Failed(format!(
+                "read back {} values for {} elements",
+                words.len(),
+                req.x.len()
+            )));
+        }
+        Ok(OpOutput {
+            shape: req.x.shape.clone(),
+            dtype: req.dtype,
+            values: decode(req.dtype, &words),
+            kernel_time,
+            timing,
+            total_time: start.elapsed(),
+        })
+    }
+}
+
+/// The input as the shaders read it: one u32 word per element (f32 bits, or f16/bf16 bits in the
+/// low half).
+fn encode(req: &OpRequest) -> Vec<u32> {
+    match req.dtype {
+        DType::F32 => req.x.data.iter().map(|v| v.to_bits()).collect(),
+        DType::F16 | DType::Bf16 => req
+            .dtype
+            .encode_u16(&req.x.data)
+            .into_iter()
+            .map(u32::from)
+            .collect(),
+    }
+}
+
+/// The output words back to f32 values (exact: every f16 and bf16 is an f32).
+fn decode(dtype: DType, words: &[u32]) -> Vec<f32> {
+    match dtype {
+        DType::F32 => words.iter().map(|&w| f32::from_bits(w)).collect(),
+        DType::F16 | DType::Bf16 => {
+            let halves: Vec<u16> = words.iter().map(|&w| (w & 0xffff) as u16).collect();
+            dtype.decode_u16(&halves)
+        }
+    }
+}
+
+/// Compile one shader into a compute pipeline; a compile or validation error is `Err` naming the
+/// file.
+fn compile(
+    device: &wgpu::Device,
+    layout: &wgpu::PipelineLayout,
+    file: &str,
+    source: &str,
+    entry_point: &str,
+) -> Result<wgpu::ComputePipeline, String> {
+    scoped(device, || {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(file),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(file),
+            layout: Some(layout),
+            module: &module,
+            entry_point: Some(entry_point),
+            compilation_options: Default::default(),
+            cache: None,
+        })
+    })
+    .map_err(|e| format!("{file} does not compile: {e}"))
+}
+
+/// Run `work` inside validation, out-of-memory and internal error scopes; the first error any of
+/// them caught becomes `Err` with its message.
+fn scoped<T>(device: &wgpu::Device, work: impl FnOnce() -> T) -> Result<T, String> {
+    let out_of_memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
+    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let value = work();
+    // Innermost first.
+    let errors = [validation.pop(), internal.pop(), out_of_memory.pop()].map(pollster::block_on);
+    match errors.into_iter().flatten().next() {
+        None => Ok(value),
+        Some(wgpu::Error::OutOfMemory { .. }) => Err("out of device memory".into()),
+        Some(error) => Err(one_line(&error.to_string())),
+    }
+}
+
+/// The best adapter that can run the shaders. Vulkan, Metal and DX12 are asked first; GL only when
+/// none of them has a usable adapter (probing GL wakes up EGL, which complains on headless machines).
+/// `WGPU_BACKEND` (e.g. `vulkan`, `gl`) picks the backends instead.
+fn find_adapter() -> Result<wgpu::Adapter, String> {
+    let tiers = match wgpu::Backends::from_env() {
+        Some(chosen) => vec![chosen],
+        None => vec![wgpu::Backends::PRIMARY, wgpu::Backends::SECONDARY],
+    };
+    let mut refused = Vec::new();
+    for backends in tiers {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends,
+            ..wgpu::InstanceDescriptor::new_without_display_handle().with_env()
+        });
+        let mut usable: Vec<(u8, wgpu::Adapter)> = Vec::new();
+        for adapter in pollster::block_on(instance.enumerate_adapters(backends)) {
+            let info = adapter.get_info();
+            match adapter_problem(&adapter) {
+                None => usable.push((adapter_rank(info.device_type), adapter)),
+                Some(problem) => refused.push(format!(
+                    "{} ({}): {problem}",
+                    info.name,
+                    backend_name(info.backend)
+                )),
+            }
+        }
+        // Best rank first; among equals, wgpu's enumeration order (the sort is stable).
+        usable.sort_by_key(|(rank, _)| *rank);
+        if let Some((_, adapter)) = usable.into_iter().next() {
+            return Ok(adapter);
+        }
+    }
+    if refused.is_empty() {
+        Err(
+            "no Vulkan/Metal/DX12/GL adapter found: install mesa-vulkan-drivers for the lavapipe \
+             software adapter"
+                .into(),
+        )
+    } else {
+        Err(format!(
+            "no adapter can run the shaders: {}",
+            refused.join("; ")
+        ))
+    }
+}
+
+/// Why an adapter cannot run the shaders, if it cannot.
+fn adapter_problem(adapter: &wgpu::Adapter) -> Option<String> {
+    let caps = adapter.get_downlevel_capabilities();
+    if !caps.flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS) {
+        return Some("no compute shaders".into());
+    }
+    let limits = adapter.limits();
+    if limits.max_compute_invocations_per_workgroup < WORKGROUP_SIZE
+        || limits.max_compute_workgroup_size_x < WORKGROUP_SIZE
+    {
+        return Some(format!(
+            "workgroups of at most {} invocations; the shaders use {WORKGROUP_SIZE}",
+            limits
+                .max_compute_invocations_per_workgroup
+                .min(limits.max_compute_workgroup_size_x)
+        ));
+    }
+    None
+}
+
+/// Preference order: real GPUs first, software last.
+fn adapter_rank(device_type: wgpu::DeviceType) -> u8 {
+    match device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// Software rasterisers that do not always report themselves as `DeviceType::Cpu`.
+fn looks_like_software(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "llvmpipe",
+        "lavapipe",
+        "softpipe",
+        "swiftshader",
+        "basic render driver",
+    ]
+    .iter()
+    .any(|s| name.contains(s))
+}
+
+fn backend_name(backend: wgpu::Backend) -> &'static str {
+    match backend {
+        wgpu::Backend::Vulkan => "Vulkan",
+        wgpu::Backend::Metal => "Metal",
+        wgpu::Backend::Dx12 => "DX12",
+        wgpu::Backend::Gl => "GL",
+        wgpu::Backend::BrowserWebGpu => "WebGPU",
+        wgpu::Backend::Noop => "no-op",
+    }
+}
+
+fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+/// Collapse a multi-line wgpu error (they carry source excerpts and causes) into one line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Lock a mutex, recovering the data if a previous holder panicked (the state stays usable).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Tensor;
+
+    #[test]
+    fn params_match_the_shader_layout() {
+        assert_eq!(size_of::<Params>(), 48);
+        let req = OpRequest::new(
+            Op::Logit { eps: Some(1e-6) },
+            DType::F16,
+            Tensor::row(vec![0.5]),
+        )
+        .unwrap();
+        let p = Params::for_request(&req, 1, 1, 1);
+        assert_eq!((p.dtype, p.op, p.clamp), (1, 0, 1));
+        assert_eq!((p.lo, p.hi), (1e-6f32, 1.0 - 1e-6f32));
+        let req = OpRequest::new(
+            Op::LogSoftmax { temperature: 0.05 },
+            DType::Bf16,
+            Tensor::row(vec![0.5]),
+        )
+        .unwrap();
+        let p = Params::for_request(&req, 1, 1, 1);
+        assert_eq!((p.dtype, p.op, p.stable, p.temperature), (2, 1, 1, 0.05f32));
+    }
+
+    #[test]
+    fn words_round_trip_every_dtype() {
+        for dtype in DType::ALL {
+            let req = OpRequest::new(
+                Op::Sigmoid,
+                dtype,
+                Tensor::row(vec![1.5, -0.0, f32::INFINITY, 1e-6]),
+            )
+            .unwrap();
+            let back = decode(dtype, &encode(&req));
+            for (a, b) in req.x.data.iter().zip(&back) {
+                assert_eq!(a.to_bits(), b.to_bits(), "{dtype}");
+            }
+        }
+    }
+
+    #[test]
+    fn errors_collapse_to_one_line() {
+        assert_eq!(one_line("a\n  b\n\n c "), "a | b | c");
+    }
 }

@@ -78,14 +78,23 @@ mod tests {
         let b = Some((lo as f64, hi as f64));
         assert!(close(logit_ref(0.0, b), -13.8155, 1e-4));
         assert!(close(logit_ref(1.0, b), 13.8023, 1e-4));
-        assert!(close(logit_ref(1.5, b), 13.8023, 1e-4), "clamped from above");
-        assert!(close(logit_ref(-0.1, b), -13.8155, 1e-4), "clamped from below");
+        assert!(
+            close(logit_ref(1.5, b), 13.8023, 1e-4),
+            "clamped from above"
+        );
+        assert!(
+            close(logit_ref(-0.1, b), -13.8155, 1e-4),
+            "clamped from below"
+        );
     }
 
     #[test]
     fn sigmoid_inverts_logit() {
         for p in [1e-9, 0.001, 0.25, 0.5, 0.9, 0.999999] {
-            assert!(close(sigmoid_ref(logit_ref(p, None)), p, 1e-15 + 1e-12 * p), "p = {p}");
+            assert!(
+                close(sigmoid_ref(logit_ref(p, None)), p, 1e-15 + 1e-12 * p),
+                "p = {p}"
+            );
         }
     }
 
@@ -103,11 +112,21 @@ mod tests {
     fn logsigmoid_is_exact_where_log_sigmoid_underflows() {
         // logsigmoid(-200) = -200 while log(sigmoid(-200)) = -inf in fp32.
         assert_eq!(logsigmoid_ref(-200.0), -200.0);
-        assert_eq!(((sigmoid_ref(-200.0) as f32) as f64).ln(), f64::NEG_INFINITY);
+        assert_eq!(
+            ((sigmoid_ref(-200.0) as f32) as f64).ln(),
+            f64::NEG_INFINITY
+        );
         assert!(close(logsigmoid_ref(0.0), -std::f64::consts::LN_2, 1e-15));
         assert!(close(logsigmoid_ref(30.0), -9.357622968840175e-14, 1e-26));
         for x in [-50.0, -3.0, -0.1, 0.7, 12.0] {
-            assert!(close(logsigmoid_ref(x), sigmoid_ref(x).ln(), 1e-13 * (1.0 + x.abs())), "x = {x}");
+            assert!(
+                close(
+                    logsigmoid_ref(x),
+                    sigmoid_ref(x).ln(),
+                    1e-13 * (1.0 + x.abs())
+                ),
+                "x = {x}"
+            );
         }
     }
 }

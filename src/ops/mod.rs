@@ -24,7 +24,11 @@ pub enum OpError {
     #[error("unknown op '{0}' (known: {known})", known = OpKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", "))]
     UnknownOp(String),
     #[error("op {op} has no parameter '{name}' (it takes: {known})")]
-    UnknownParam { op: &'static str, name: String, known: String },
+    UnknownParam {
+        op: &'static str,
+        name: String,
+        known: String,
+    },
     #[error("parameter {name}: {reason}")]
     BadParam { name: String, reason: String },
     #[error("input {name}: {reason}")]
@@ -46,9 +50,15 @@ impl Tensor {
             Some(n) if n == data.len() => Ok(Tensor { shape, data }),
             Some(n) => Err(OpError::BadInput {
                 name: "x".into(),
-                reason: format!("shape {shape:?} holds {n} values but {} were given", data.len()),
+                reason: format!(
+                    "shape {shape:?} holds {n} values but {} were given",
+                    data.len()
+                ),
             }),
-            None => Err(OpError::BadInput { name: "x".into(), reason: format!("shape {shape:?} overflows") }),
+            None => Err(OpError::BadInput {
+                name: "x".into(),
+                reason: format!("shape {shape:?} overflows"),
+            }),
         }
     }
 
@@ -59,7 +69,10 @@ impl Tensor {
 
     /// One row.
     pub fn row(data: Vec<f32>) -> Self {
-        Tensor { shape: vec![1, data.len()], data }
+        Tensor {
+            shape: vec![1, data.len()],
+            data,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -95,7 +108,13 @@ pub enum OpKind {
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 5] = [OpKind::Logit, OpKind::Sigmoid, OpKind::LogSigmoid, OpKind::Softmax, OpKind::LogSoftmax];
+    pub const ALL: [OpKind; 5] = [
+        OpKind::Logit,
+        OpKind::Sigmoid,
+        OpKind::LogSigmoid,
+        OpKind::Softmax,
+        OpKind::LogSoftmax,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -125,11 +144,21 @@ impl OpKind {
     /// One line on what the op computes and the shape it returns (CLI help, lesson tooltips).
     pub fn summary(self) -> &'static str {
         match self {
-            OpKind::Logit => "log-odds ln(p/(1-p)) element-wise; optional eps clamps p to [eps, 1-eps]; output shape = x",
-            OpKind::Sigmoid => "1/(1+e^-x) element-wise, evaluated without overflow; output shape = x",
-            OpKind::LogSigmoid => "ln(sigmoid(x)) = min(x,0) - ln(1+e^-|x|) element-wise; output shape = x",
-            OpKind::Softmax => "row-wise e^(x/T) / sum e^(x/T) over the last axis, stable (max-subtracted) or naive; output shape = x",
-            OpKind::LogSoftmax => "row-wise x/T - max - ln(sum e^(x/T - max)) over the last axis; output shape = x",
+            OpKind::Logit => {
+                "log-odds ln(p/(1-p)) element-wise; optional eps clamps p to [eps, 1-eps]; output shape = x"
+            }
+            OpKind::Sigmoid => {
+                "1/(1+e^-x) element-wise, evaluated without overflow; output shape = x"
+            }
+            OpKind::LogSigmoid => {
+                "ln(sigmoid(x)) = min(x,0) - ln(1+e^-|x|) element-wise; output shape = x"
+            }
+            OpKind::Softmax => {
+                "row-wise e^(x/T) / sum e^(x/T) over the last axis, stable (max-subtracted) or naive; output shape = x"
+            }
+            OpKind::LogSoftmax => {
+                "row-wise x/T - max - ln(sum e^(x/T - max)) over the last axis; output shape = x"
+            }
         }
     }
 
@@ -137,19 +166,32 @@ impl OpKind {
     pub fn params(self) -> &'static [ParamSpec] {
         const DTYPE: ParamSpec = ParamSpec {
             name: "dtype",
-            kind: ParamKind::Choice { choices: &["f32", "f16", "bf16"], default: "f32" },
+            kind: ParamKind::Choice {
+                choices: &["f32", "f16", "bf16"],
+                default: "f32",
+            },
             help: "storage precision of input and output; arithmetic is f32",
         };
         const TEMPERATURE: ParamSpec = ParamSpec {
             name: "temperature",
-            kind: ParamKind::Float { min: 1e-3, max: 1e3, default: 1.0, log_scale: true },
+            kind: ParamKind::Float {
+                min: 1e-3,
+                max: 1e3,
+                default: 1.0,
+                log_scale: true,
+            },
             help: "divides the logits before softmax; must be > 0 (T -> 0 approaches argmax, T -> inf uniform)",
         };
         match self {
             OpKind::Logit => &[
                 ParamSpec {
                     name: "eps",
-                    kind: ParamKind::Float { min: 0.0, max: 0.49, default: f64::NAN, log_scale: false },
+                    kind: ParamKind::Float {
+                        min: 0.0,
+                        max: 0.49,
+                        default: f64::NAN,
+                        log_scale: false,
+                    },
                     help: "optional: clamp p to [eps, 1-eps] (bounds rounded to f32, as torch.logit does); absent = no clamp",
                 },
                 DTYPE,
@@ -180,9 +222,19 @@ impl fmt::Display for OpKind {
 pub enum ParamKind {
     /// A float in [min, max]; `default` NaN means "absent unless given". `log_scale` hints a
     /// logarithmic slider.
-    Float { min: f64, max: f64, default: f64, log_scale: bool },
-    Bool { default: bool },
-    Choice { choices: &'static [&'static str], default: &'static str },
+    Float {
+        min: f64,
+        max: f64,
+        default: f64,
+        log_scale: bool,
+    },
+    Bool {
+        default: bool,
+    },
+    Choice {
+        choices: &'static [&'static str],
+        default: &'static str,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -197,12 +249,19 @@ pub struct ParamSpec {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     /// `eps`: clamp p to [lo, hi] with lo = f32(eps), hi = f32(1 - lo), before the log-odds.
-    Logit { eps: Option<f64> },
+    Logit {
+        eps: Option<f64>,
+    },
     Sigmoid,
     #[serde(rename = "logsigmoid")]
     LogSigmoid,
-    Softmax { temperature: f64, stable: bool },
-    LogSoftmax { temperature: f64 },
+    Softmax {
+        temperature: f64,
+        stable: bool,
+    },
+    LogSoftmax {
+        temperature: f64,
+    },
 }
 
 impl Op {
@@ -218,7 +277,10 @@ impl Op {
 
     /// Element-wise ops map each value on its own; the others reduce along rows.
     pub fn is_elementwise(&self) -> bool {
-        matches!(self.kind(), OpKind::Logit | OpKind::Sigmoid | OpKind::LogSigmoid)
+        matches!(
+            self.kind(),
+            OpKind::Logit | OpKind::Sigmoid | OpKind::LogSigmoid
+        )
     }
 
     /// Resolve `name` and `key=value` parameters (CLI, lesson files) into an op and a dtype.
@@ -228,26 +290,37 @@ impl Op {
         let specs = kind.params();
         let mut values = ParamValues::default();
         for (key, raw) in params {
-            let spec = specs.iter().find(|s| s.name == key).ok_or_else(|| OpError::UnknownParam {
-                op: kind.name(),
-                name: key.clone(),
-                known: specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
-            })?;
+            let spec =
+                specs
+                    .iter()
+                    .find(|s| s.name == key)
+                    .ok_or_else(|| OpError::UnknownParam {
+                        op: kind.name(),
+                        name: key.clone(),
+                        known: specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
+                    })?;
             values.set(spec, raw)?;
         }
         let dtype = match values.get_choice("dtype") {
-            Some(s) => s.parse().map_err(|reason| OpError::BadParam { name: "dtype".into(), reason })?,
+            Some(s) => s.parse().map_err(|reason| OpError::BadParam {
+                name: "dtype".into(),
+                reason,
+            })?,
             None => DType::F32,
         };
         let op = match kind {
-            OpKind::Logit => Op::Logit { eps: values.get_float("eps") },
+            OpKind::Logit => Op::Logit {
+                eps: values.get_float("eps"),
+            },
             OpKind::Sigmoid => Op::Sigmoid,
             OpKind::LogSigmoid => Op::LogSigmoid,
             OpKind::Softmax => Op::Softmax {
                 temperature: values.get_float("temperature").unwrap_or(1.0),
                 stable: values.get_bool("stable").unwrap_or(true),
             },
-            OpKind::LogSoftmax => Op::LogSoftmax { temperature: values.get_float("temperature").unwrap_or(1.0) },
+            OpKind::LogSoftmax => Op::LogSoftmax {
+                temperature: values.get_float("temperature").unwrap_or(1.0),
+            },
         };
         op.validate()?;
         Ok((op, dtype))
@@ -280,8 +353,14 @@ impl Op {
             Op::Logit { eps: None } => "logit".into(),
             Op::Sigmoid => "sigmoid".into(),
             Op::LogSigmoid => "logsigmoid".into(),
-            Op::Softmax { temperature, stable } => {
-                format!("softmax T={temperature} {}", if *stable { "stable" } else { "naive" })
+            Op::Softmax {
+                temperature,
+                stable,
+            } => {
+                format!(
+                    "softmax T={temperature} {}",
+                    if *stable { "stable" } else { "naive" }
+                )
             }
             Op::LogSoftmax { temperature } => format!("log_softmax T={temperature}"),
         }
@@ -302,14 +381,25 @@ impl Op {
 }
 
 fn check_float(name: &str, v: f64, kind: OpKind) -> Result<(), OpError> {
-    let Some(ParamKind::Float { min, max, .. }) = kind.params().iter().find(|s| s.name == name).map(|s| s.kind) else {
+    let Some(ParamKind::Float { min, max, .. }) = kind
+        .params()
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| s.kind)
+    else {
         return Ok(());
     };
     if !v.is_finite() {
-        return Err(OpError::BadParam { name: name.into(), reason: format!("must be a finite number (got {v})") });
+        return Err(OpError::BadParam {
+            name: name.into(),
+            reason: format!("must be a finite number (got {v})"),
+        });
     }
     if v < min || v > max {
-        return Err(OpError::BadParam { name: name.into(), reason: format!("{v} is outside [{min}, {max}]") });
+        return Err(OpError::BadParam {
+            name: name.into(),
+            reason: format!("{v} is outside [{min}, {max}]"),
+        });
     }
     Ok(())
 }
@@ -323,10 +413,16 @@ struct ParamValues {
 
 impl ParamValues {
     fn set(&mut self, spec: &ParamSpec, raw: &str) -> Result<(), OpError> {
-        let bad = |reason: String| OpError::BadParam { name: spec.name.into(), reason };
+        let bad = |reason: String| OpError::BadParam {
+            name: spec.name.into(),
+            reason,
+        };
         match spec.kind {
             ParamKind::Float { .. } => {
-                let v: f64 = raw.trim().parse().map_err(|_| bad(format!("'{raw}' is not a number")))?;
+                let v: f64 = raw
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad(format!("'{raw}' is not a number")))?;
                 self.floats.push((spec.name, v));
             }
             ParamKind::Bool { .. } => {
@@ -348,13 +444,25 @@ impl ParamValues {
         Ok(())
     }
     fn get_float(&self, name: &str) -> Option<f64> {
-        self.floats.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        self.floats
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
     }
     fn get_bool(&self, name: &str) -> Option<bool> {
-        self.bools.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        self.bools
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
     }
     fn get_choice(&self, name: &str) -> Option<&str> {
-        self.choices.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.choices
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -373,12 +481,18 @@ impl OpRequest {
     pub fn new(op: Op, dtype: DType, mut x: Tensor) -> Result<Self, OpError> {
         op.validate()?;
         if x.shape.is_empty() {
-            return Err(OpError::BadInput { name: "x".into(), reason: "a scalar has no rows; give at least one axis".into() });
+            return Err(OpError::BadInput {
+                name: "x".into(),
+                reason: "a scalar has no rows; give at least one axis".into(),
+            });
         }
         if x.len() > MAX_ELEMENTS {
             return Err(OpError::BadInput {
                 name: "x".into(),
-                reason: format!("{} elements is more than the limit of {MAX_ELEMENTS} (2^28)", x.len()),
+                reason: format!(
+                    "{} elements is more than the limit of {MAX_ELEMENTS} (2^28)",
+                    x.len()
+                ),
             });
         }
         if dtype != DType::F32 {
@@ -397,7 +511,9 @@ impl OpRequest {
         let nan = self.x.data.iter().filter(|v| v.is_nan()).count();
         let inf = self.x.data.iter().filter(|v| v.is_infinite()).count();
         if nan > 0 {
-            notes.push(format!("{nan} NaN input value(s): NaN propagates to the outputs that depend on them"));
+            notes.push(format!(
+                "{nan} NaN input value(s): NaN propagates to the outputs that depend on them"
+            ));
         }
         if inf > 0 && !self.op.is_elementwise() {
             notes.push(format!(
@@ -425,7 +541,10 @@ impl OpRequest {
         let x: Vec<f64> = self.x.data.iter().map(|&v| v as f64).collect();
         match self.op {
             Op::Logit { .. } => {
-                let bounds = self.op.logit_bounds().map(|(lo, hi)| (lo as f64, hi as f64));
+                let bounds = self
+                    .op
+                    .logit_bounds()
+                    .map(|(lo, hi)| (lo as f64, hi as f64));
                 x.iter().map(|&p| logits::logit_ref(p, bounds)).collect()
             }
             Op::Sigmoid => x.iter().map(|&v| logits::sigmoid_ref(v)).collect(),
@@ -445,13 +564,30 @@ mod tests {
     use super::*;
 
     fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn parses_softmax_params() {
-        let (op, dt) = Op::parse("softmax", &kv(&[("temperature", "0.5"), ("stable", "false"), ("dtype", "f16")])).unwrap();
-        assert_eq!(op, Op::Softmax { temperature: 0.5, stable: false });
+        let (op, dt) = Op::parse(
+            "softmax",
+            &kv(&[
+                ("temperature", "0.5"),
+                ("stable", "false"),
+                ("dtype", "f16"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            op,
+            Op::Softmax {
+                temperature: 0.5,
+                stable: false
+            }
+        );
         assert_eq!(dt, DType::F16);
     }
 
@@ -481,13 +617,36 @@ mod tests {
         let r = OpRequest::new(Op::Sigmoid, DType::F16, x).unwrap();
         assert_eq!(r.x.data[0], 1.0);
         assert!(Tensor::matrix(2, 3, vec![0.0; 5]).is_err());
-        assert!(OpRequest::new(Op::Sigmoid, DType::F32, Tensor { shape: vec![], data: vec![1.0] }).is_err());
+        assert!(
+            OpRequest::new(
+                Op::Sigmoid,
+                DType::F32,
+                Tensor {
+                    shape: vec![],
+                    data: vec![1.0]
+                }
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn notes_name_undefined_rows() {
-        let x = Tensor::matrix(2, 2, vec![f32::NEG_INFINITY, f32::NEG_INFINITY, 1.0, f32::NAN]).unwrap();
-        let r = OpRequest::new(Op::Softmax { temperature: 1.0, stable: true }, DType::F32, x).unwrap();
+        let x = Tensor::matrix(
+            2,
+            2,
+            vec![f32::NEG_INFINITY, f32::NEG_INFINITY, 1.0, f32::NAN],
+        )
+        .unwrap();
+        let r = OpRequest::new(
+            Op::Softmax {
+                temperature: 1.0,
+                stable: true,
+            },
+            DType::F32,
+            x,
+        )
+        .unwrap();
         let notes = r.notes().join("\n");
         assert!(notes.contains("1 row(s) are all -inf"), "{notes}");
         assert!(notes.contains("1 NaN input"), "{notes}");

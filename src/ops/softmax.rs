@@ -86,7 +86,10 @@ mod tests {
     fn known_values() {
         // softmax([1, 2, 3]) = [0.09003057, 0.24472847, 0.66524096]
         let y = softmax(&[1.0, 2.0, 3.0], 1.0);
-        for (a, b) in y.iter().zip([0.09003057317038046, 0.24472847105479764, 0.6652409557748219]) {
+        for (a, b) in y
+            .iter()
+            .zip([0.09003057317038046, 0.24472847105479764, 0.6652409557748219])
+        {
             assert!((a - b).abs() < 1e-15);
         }
         // log_softmax([0, 0]) = [-ln 2, -ln 2]
@@ -99,9 +102,15 @@ mod tests {
     fn temperature_limits() {
         let row = [2.0, 1.0, 0.1, -1.0];
         let cold = softmax(&row, 0.01);
-        assert!((cold[0] - 1.0).abs() < 1e-30 && cold[1] < 1e-40, "T -> 0 is argmax: {cold:?}");
+        assert!(
+            (cold[0] - 1.0).abs() < 1e-30 && cold[1] < 1e-40,
+            "T -> 0 is argmax: {cold:?}"
+        );
         let hot = softmax(&row, 1e6);
-        assert!(hot.iter().all(|&p| (p - 0.25).abs() < 1e-6), "T -> inf is uniform: {hot:?}");
+        assert!(
+            hot.iter().all(|&p| (p - 0.25).abs() < 1e-6),
+            "T -> inf is uniform: {hot:?}"
+        );
         // Temperature never changes the argmax.
         for t in [0.05, 0.5, 1.0, 3.0, 10.0] {
             let y = softmax(&row, t);
@@ -115,7 +124,10 @@ mod tests {
         // PyTorch test_log_softmax_big: adding 1e7 to integer logits below 100 leaves log_softmax unchanged.
         let row: Vec<f64> = (0..10).map(|i| (i * 9) as f64).collect();
         let shifted: Vec<f64> = row.iter().map(|v| v + 1e7).collect();
-        for (a, b) in log_softmax(&row, 1.0).iter().zip(log_softmax(&shifted, 1.0)) {
+        for (a, b) in log_softmax(&row, 1.0)
+            .iter()
+            .zip(log_softmax(&shifted, 1.0))
+        {
             assert!((a - b).abs() < 1e-9);
         }
     }
@@ -124,7 +136,11 @@ mod tests {
     fn undefined_rows_are_nan_like_torch() {
         let ninf = f64::NEG_INFINITY;
         assert!(softmax(&[ninf, ninf], 1.0).iter().all(|v| v.is_nan()));
-        assert!(softmax(&[f64::INFINITY, 1.0], 1.0).iter().all(|v| v.is_nan()));
+        assert!(
+            softmax(&[f64::INFINITY, 1.0], 1.0)
+                .iter()
+                .all(|v| v.is_nan())
+        );
         assert!(softmax(&[f64::NAN, 1.0], 1.0).iter().all(|v| v.is_nan()));
         assert_eq!(softmax(&[ninf, 0.0], 1.0), vec![0.0, 1.0]);
     }

@@ -1,0 +1,756 @@
+//! The wgpu engine against the f64 reference: every WGSL source validates with naga; with an adapter
+//! (lavapipe in CI), every op in f32/f16/bf16 at PyTorch's sizes and three temperatures meets the
+//! check's tolerance, the edge values come out as in torch, the naive f16 softmax really overflows
+//! while the stable one does not, and the 16-bit conversions written in WGSL round exactly like
+//! `DType::round`.
+//!
+//! Without an adapter the device tests print "skipped: <reason>" and pass, unless
+//! `KERNELBOOK_REQUIRE_WGPU=1`, where they fail with the probe's reason.
+
+use kernelbook::check::{self, CheckReport};
+use kernelbook::dtype::DType;
+use kernelbook::engine::cpu::CpuEngine;
+use kernelbook::engine::wgpu::WgpuEngine;
+use kernelbook::engine::{Engine, EngineError, TimingSource};
+use kernelbook::ops::{Op, OpRequest, Tensor};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Normal, Uniform};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// The engine, probed once for all tests in this file (they run on parallel threads).
+fn engine() -> Option<&'static WgpuEngine> {
+    static ENGINE: OnceLock<Result<WgpuEngine, String>> = OnceLock::new();
+    match ENGINE.get_or_init(WgpuEngine::probe) {
+        Ok(engine) => Some(engine),
+        Err(reason) => {
+            let required = std::env::var("KERNELBOOK_REQUIRE_WGPU").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "KERNELBOOK_REQUIRE_WGPU=1 but the wgpu engine is absent: {reason}"
+            );
+            eprintln!("skipped: {reason}");
+            None
+        }
+    }
+}
+
+fn request(op: Op, dtype: DType, rows: usize, cols: usize, data: Vec<f32>) -> OpRequest {
+    OpRequest::new(op, dtype, Tensor::matrix(rows, cols, data).expect("shape"))
+        .expect("valid request")
+}
+
+fn run(engine: &WgpuEngine, req: &OpRequest) -> Vec<f32> {
+    run_on(engine, req)
+}
+
+fn run_on(engine: &dyn Engine, req: &OpRequest) -> Vec<f32> {
+    match engine.run(req) {
+        Ok(out) => out.values,
+        Err(e) => panic!(
+            "{} {} {} {:?}: {e}",
+            engine.kind(),
+            req.op.describe(),
+            req.dtype,
+            req.x.shape
+        ),
+    }
+}
+
+fn checked(engine: &WgpuEngine, req: &OpRequest) -> (Vec<f32>, CheckReport) {
+    let got = run(engine, req);
+    let report = check::check(req, &req.reference(), &got);
+    (got, report)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Without a device.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn every_wgsl_source_parses_and_validates_with_naga() {
+    use wgpu::naga;
+    for (topic, file, source) in kernelbook::sources::WGSL {
+        let module = naga::front::wgsl::parse_str(source)
+            .unwrap_or_else(|e| panic!("{file} does not parse:\n{}", e.emit_to_string(source)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{file} does not validate:\n{}", e.emit_to_string(source)));
+        let entry = format!("{topic}_main");
+        assert!(
+            module
+                .entry_points
+                .iter()
+                .any(|ep| ep.name == entry && ep.workgroup_size == [256, 1, 1]),
+            "{file} has no @workgroup_size(256) entry point {entry}"
+        );
+        assert!(
+            source.starts_with("// "),
+            "{file} starts with a comment saying what it is for"
+        );
+    }
+}
+
+/// The shaders cannot include each other, so softmax.wgsl carries a copy of logits.wgsl's helpers
+/// (special values, f16/bf16 conversions, load/store). The copies must not drift apart.
+#[test]
+fn shared_wgsl_helpers_are_identical() {
+    let helpers = |topic: &str| {
+        let source = kernelbook::sources::wgsl(topic).expect("embedded");
+        let start = source.find("const POS_INF_BITS").expect("helpers start");
+        let end = start
+            + source[start..]
+                .find("// Round v to the storage type and write it")
+                .expect("store");
+        let end = end + source[end..].find("\n}\n").expect("end of store");
+        source[start..end].to_string()
+    };
+    assert_eq!(helpers("logits"), helpers("softmax"));
+}
+
+/// The steps the app highlights are marked in the shader text.
+#[test]
+fn softmax_steps_are_marked() {
+    let source = kernelbook::sources::wgsl("softmax").expect("embedded");
+    for step in [
+        "// step 1: max-reduce",
+        "// step 2: sum-reduce",
+        "// step 3: normalise and write",
+    ] {
+        assert!(source.contains(step), "softmax.wgsl lacks '{step}'");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// On the device.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn probe_describes_the_device() {
+    let Some(engine) = engine() else { return };
+    let device = engine.device();
+    assert!(device.contains(" · "), "{device}");
+    assert_eq!(
+        engine.is_software(),
+        device.ends_with(" · software"),
+        "{device}"
+    );
+    eprintln!(
+        "wgpu device: {device}; kernel timing: {:?}",
+        engine.timing_source()
+    );
+}
+
+#[test]
+fn a_shader_compile_error_is_an_err_not_a_panic() {
+    let Some(engine) = engine() else { return };
+    let broken = "@compute @workgroup_size(256) fn main() { let a: f32 = undefined_name; }";
+    let err = engine
+        .try_compile("broken.wgsl", broken, "main")
+        .expect_err("must not compile");
+    assert!(err.contains("broken.wgsl"), "{err}");
+    assert!(!err.contains('\n'), "one line: {err}");
+    eprintln!("compile error as reported: {err}");
+    // The engine still works afterwards.
+    let req = request(Op::Sigmoid, DType::F32, 1, 1, vec![0.0]);
+    assert_eq!(run(engine, &req), vec![0.5]);
+}
+
+/// The random-input matrix: every op (with and without eps, stable and naive, three temperatures)
+/// x dtype x PyTorch's sizes, each within the check's tolerance. Prints the largest relative error
+/// per op and dtype.
+#[test]
+fn random_inputs_match_the_reference() {
+    let Some(engine) = engine() else { return };
+    let shapes = [(31, 20), (33, 2049), (16, 30576), (1, 1)];
+    let mut ops: Vec<(Op, &str)> = vec![
+        (Op::Logit { eps: None }, "uniform(0,1)"),
+        (Op::Logit { eps: Some(1e-6) }, "uniform(0,1)"),
+        (Op::Sigmoid, "normal(0,4)"),
+        (Op::LogSigmoid, "normal(0,8)"),
+        // Naive where it is safe: small logits, sums far below f16's 65504.
+        (
+            Op::Softmax {
+                temperature: 1.0,
+                stable: false,
+            },
+            "normal(0,0.5)",
+        ),
+    ];
+    for t in [0.05, 1.0, 10.0] {
+        ops.push((
+            Op::Softmax {
+                temperature: t,
+                stable: true,
+            },
+            "normal(0,3)",
+        ));
+        ops.push((Op::LogSoftmax { temperature: t }, "normal(0,3)"));
+    }
+    let mut seed = 100u64;
+    let mut failures = Vec::new();
+    // (op, dtype) -> [wgpu, cpu] x (max rel, max ULP)
+    let mut worst: BTreeMap<(String, &str), [(f64, u64); 2]> = BTreeMap::new();
+    let cpu = CpuEngine::new();
+    let mut timing = None;
+    for dtype in DType::ALL {
+        for (op, dist) in &ops {
+            for &(rows, cols) in &shapes {
+                seed += 1;
+                let mut rng = StdRng::seed_from_u64(seed);
+                let n = rows * cols;
+                let data: Vec<f32> = match *dist {
+                    "uniform(0,1)" => {
+                        let u = Uniform::new(0.0f32, 1.0).expect("valid");
+                        (0..n).map(|_| u.sample(&mut rng)).collect()
+                    }
+                    _ => {
+                        let scale: f32 = dist["normal(0,".len()..dist.len() - 1]
+                            .parse()
+                            .expect("scale");
+                        let normal = Normal::new(0.0f32, scale).expect("valid");
+                        (0..n).map(|_| normal.sample(&mut rng)).collect()
+                    }
+                };
+                let req = request(op.clone(), dtype, rows, cols, data);
+                let out = engine
+                    .run(&req)
+                    .unwrap_or_else(|e| panic!("{} {dtype}: {e}", op.describe()));
+                timing.get_or_insert(out.timing);
+                let reference = req.reference();
+                let report = check::check(&req, &reference, &out.values);
+                let on_cpu = check::check(&req, &reference, &run_on(&cpu, &req));
+                let entry = worst.entry((op.describe(), dtype.name())).or_default();
+                for (slot, r) in entry.iter_mut().zip([&report, &on_cpu]) {
+                    *slot = (slot.0.max(r.max_rel), slot.1.max(r.max_ulp));
+                }
+                if !report.passed {
+                    failures.push(format!(
+                        "{} {dist} {dtype} {rows}x{cols}: {report}",
+                        op.describe()
+                    ));
+                }
+            }
+        }
+    }
+    eprintln!(
+        "wgpu on {} ({timing:?}) and the CPU engine: largest error per op and dtype",
+        engine.device()
+    );
+    eprintln!(
+        "  {:<24} {:<5} {:>9} {:>9} {:>9} {:>9}",
+        "op", "dtype", "wgpu rel", "wgpu ULP", "cpu rel", "cpu ULP"
+    );
+    for ((op, dtype), [(rel, ulp), (cpu_rel, cpu_ulp)]) in &worst {
+        eprintln!(
+            "  {op:<24} {dtype:<5} {:>9} {ulp:>9} {:>9} {cpu_ulp:>9}",
+            check::fmt_sci(*rel),
+            check::fmt_sci(*cpu_rel)
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of the random cases fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn edge_values_match_torch() {
+    let Some(engine) = engine() else { return };
+    let nan = f32::NAN;
+    for dtype in DType::ALL {
+        // torch.logit([0, 1, 1.5, -0.1, 0.5]) = [-inf, inf, nan, nan, 0]
+        let req = request(
+            Op::Logit { eps: None },
+            dtype,
+            1,
+            6,
+            vec![0.0, 1.0, 1.5, -0.1, 0.5, nan],
+        );
+        let (y, report) = checked(engine, &req);
+        assert!(report.passed, "logit {dtype}: {report}");
+        assert_eq!(
+            (y[0], y[1], y[4]),
+            (f32::NEG_INFINITY, f32::INFINITY, 0.0),
+            "logit {dtype}: {y:?}"
+        );
+        assert!(
+            y[2].is_nan() && y[3].is_nan() && y[5].is_nan(),
+            "logit {dtype}: {y:?}"
+        );
+
+        // eps = 1e-6 clamps to [-13.8155, 13.8023] (in f32; f16/bf16 round those).
+        let req = request(
+            Op::Logit { eps: Some(1e-6) },
+            dtype,
+            1,
+            6,
+            vec![0.0, 1.0, 1.5, -0.1, 0.5, nan],
+        );
+        let (y, report) = checked(engine, &req);
+        assert!(report.passed, "logit eps {dtype}: {report}");
+        let (lo, hi) = (dtype.round(-13.815511), dtype.round(13.802311));
+        for (i, want) in [(0, lo), (1, hi), (2, hi), (3, lo)] {
+            assert!(
+                (y[i] - want).abs() <= 2e-5 * want.abs(),
+                "logit eps {dtype}[{i}]: {y:?}"
+            );
+        }
+        assert!(y[5].is_nan(), "the clamp must not hide a NaN: {y:?}");
+
+        // sigmoid(-100) = 3.7e-44 (0 in f32 torch), sigmoid(-20) = 0 in f16.
+        let req = request(
+            Op::Sigmoid,
+            dtype,
+            1,
+            7,
+            vec![-100.0, -20.0, 0.0, 20.0, 100.0, nan, f32::NEG_INFINITY],
+        );
+        let (y, report) = checked(engine, &req);
+        assert!(report.passed, "sigmoid {dtype}: {report}");
+        assert_eq!(
+            (y[2], y[4], y[6]),
+            (0.5, 1.0, 0.0),
+            "sigmoid {dtype}: {y:?}"
+        );
+        assert!(
+            y[0] >= 0.0 && y[0] < 1e-40 && y[5].is_nan(),
+            "sigmoid {dtype}: {y:?}"
+        );
+        if dtype == DType::F16 {
+            assert_eq!(
+                y[1], 0.0,
+                "f16 sigmoid(-20) is below half the smallest subnormal"
+            );
+        }
+
+        // logsigmoid(-200) = -200 exactly, where log(sigmoid(-200)) = -inf.
+        let req = request(
+            Op::LogSigmoid,
+            dtype,
+            1,
+            6,
+            vec![-200.0, -20.0, 0.0, 30.0, 200.0, f32::INFINITY],
+        );
+        let (y, report) = checked(engine, &req);
+        assert!(report.passed, "logsigmoid {dtype}: {report}");
+        assert_eq!(y[0], -200.0, "logsigmoid {dtype}: {y:?}");
+        assert_eq!(y[5], 0.0, "logsigmoid(+inf) {dtype}: {y:?}");
+        if dtype != DType::F16 {
+            // -9.36e-14 survives in f32 and bf16 (f16 flushes it to -0).
+            assert!(
+                y[3] < 0.0 && (y[3] as f64 + 9.357622968840175e-14).abs() < 1e-15,
+                "logsigmoid(30) {dtype}: {y:?}"
+            );
+        }
+
+        // Undefined softmax rows are NaN as in torch; -inf logits get probability 0.
+        let ninf = f32::NEG_INFINITY;
+        let rows = vec![
+            ninf,
+            ninf,
+            ninf,
+            f32::INFINITY,
+            1.0,
+            0.0,
+            nan,
+            1.0,
+            0.0,
+            ninf,
+            0.0,
+            1.0,
+        ];
+        for op in [
+            Op::Softmax {
+                temperature: 1.0,
+                stable: true,
+            },
+            Op::LogSoftmax { temperature: 1.0 },
+        ] {
+            let req = request(op.clone(), dtype, 4, 3, rows.clone());
+            let (y, report) = checked(engine, &req);
+            assert!(report.passed, "{} {dtype}: {report}", op.describe());
+            assert!(
+                y[..9].iter().all(|v| v.is_nan()),
+                "{} {dtype}: {y:?}",
+                op.describe()
+            );
+        }
+    }
+}
+
+/// The lesson: in f16, e^z overflows once z > 11.09; the naive softmax turns inf / inf into NaN
+/// while the stable one, which only exponentiates z - max <= 0, stays finite.
+#[test]
+fn naive_f16_softmax_really_overflows() {
+    let Some(engine) = engine() else { return };
+    let naive = |t: f64| Op::Softmax {
+        temperature: t,
+        stable: false,
+    };
+    let stable = |t: f64| Op::Softmax {
+        temperature: t,
+        stable: true,
+    };
+    let cases: [(f64, Vec<f32>); 3] = [
+        (1.0, vec![12.09, 0.0, -1.0, 2.0]),
+        (0.5, vec![6.0, 0.0, 1.0]),    // max(x)/T = 12
+        (10.0, vec![112.0, 3.0, 0.0]), // max(x)/T = 11.2
+    ];
+    for (t, x) in cases {
+        let req = request(naive(t), DType::F16, 1, x.len(), x.clone());
+        let (y, report) = checked(engine, &req);
+        assert!(
+            y.iter().any(|v| v.is_nan() || v.is_infinite()),
+            "naive f16 T={t} {x:?} -> {y:?}"
+        );
+        assert!(y[0].is_nan(), "inf / inf at the max: {y:?}");
+        assert!(y[1..].iter().all(|&v| v == 0.0), "finite / inf = 0: {y:?}");
+        assert!(!report.passed, "the check must flag the overflow: {report}");
+
+        let req = request(stable(t), DType::F16, 1, x.len(), x.clone());
+        let (y, report) = checked(engine, &req);
+        assert!(
+            y.iter().all(|v| v.is_finite()),
+            "stable f16 T={t} {x:?} -> {y:?}"
+        );
+        assert!(report.passed, "stable f16 T={t}: {report}");
+    }
+    // Just below the limit the naive one is fine (e^11 = 59874 < 65504).
+    let req = request(naive(1.0), DType::F16, 1, 2, vec![11.0, 0.0]);
+    let (y, report) = checked(engine, &req);
+    assert!(
+        y.iter().all(|v| v.is_finite()) && report.passed,
+        "{y:?}: {report}"
+    );
+    // Each e^10.5 = 36316 fits f16, their sum does not: s = inf, every y = 0.
+    let req = request(naive(1.0), DType::F16, 1, 2, vec![10.5, 10.5]);
+    assert_eq!(run(engine, &req), vec![0.0, 0.0]);
+    // f32 and bf16 overflow past 88.72.
+    for dtype in [DType::F32, DType::Bf16] {
+        let req = request(naive(1.0), dtype, 1, 3, vec![90.0, 0.0, 1.0]);
+        let y = run(engine, &req);
+        assert!(
+            y[0].is_nan() && y[1] == 0.0 && y[2] == 0.0,
+            "naive {dtype}: {y:?}"
+        );
+        let req = request(naive(1.0), dtype, 1, 3, vec![80.0, 0.0, 1.0]);
+        let (y, report) = checked(engine, &req);
+        assert!(
+            report.passed,
+            "naive {dtype} below the limit: {y:?} {report}"
+        );
+    }
+}
+
+/// The same f32 computation stored as f32 and as f16/bf16: the 16-bit result must be exactly
+/// `DType::round` of the f32 one (round to nearest even, subnormals, overflow), bit for bit. The
+/// inputs are representable in the 16-bit type, so both runs compute from the same values, and
+/// the f16 inputs include subnormals, which exercises the shader's decoding too.
+#[test]
+fn f16_and_bf16_conversions_round_exactly() {
+    let Some(engine) = engine() else { return };
+    let mut rng = StdRng::seed_from_u64(7);
+    let normal = Normal::new(0.0f32, 6.0).expect("valid");
+    let unit = Uniform::new(0.0f32, 1.0).expect("valid");
+    for dtype in [DType::F16, DType::Bf16] {
+        // Probabilities for logit: uniform, tiny (f16 subnormals: below 6.1e-5), and near 1.
+        let mut probabilities: Vec<f32> = (0..3000).map(|_| unit.sample(&mut rng)).collect();
+        probabilities.extend((1..=1023).map(|k| k as f32 * 2f32.powi(-24)));
+        probabilities.extend((0..500).map(|k| 1.0 - k as f32 * 2f32.powi(-11)));
+        let wide: Vec<f32> = (0..8192).map(|_| normal.sample(&mut rng)).collect();
+        let cases = [
+            (Op::Logit { eps: None }, probabilities.clone()),
+            (Op::Logit { eps: Some(1e-3) }, probabilities),
+            (Op::Sigmoid, wide.clone()),
+            (Op::LogSigmoid, wide.clone()),
+            (
+                Op::Softmax {
+                    temperature: 1.0,
+                    stable: true,
+                },
+                wide.clone(),
+            ),
+            (Op::LogSoftmax { temperature: 2.0 }, wide),
+        ];
+        for (op, x) in cases {
+            let x: Vec<f32> = x.iter().map(|&v| dtype.round(v)).collect();
+            let cols = if op.is_elementwise() { x.len() } else { 64 };
+            let rows = x.len() / cols;
+            let x = x[..rows * cols].to_vec();
+            let wide = run(
+                engine,
+                &request(op.clone(), DType::F32, rows, cols, x.clone()),
+            );
+            let narrow = run(engine, &request(op.clone(), dtype, rows, cols, x.clone()));
+            let mut mismatches = 0;
+            for (i, (&w, &n)) in wide.iter().zip(&narrow).enumerate() {
+                let want = dtype.round(w);
+                let same = want.to_bits() == n.to_bits() || (want.is_nan() && n.is_nan());
+                if !same {
+                    mismatches += 1;
+                    if mismatches <= 5 {
+                        eprintln!(
+                            "{} {dtype} x={}: f32 {w:e} rounds to {want:e}, got {n:e}",
+                            op.describe(),
+                            x[i]
+                        );
+                    }
+                }
+            }
+            assert_eq!(
+                mismatches,
+                0,
+                "{} {dtype}: {mismatches} values rounded differently",
+                op.describe()
+            );
+        }
+    }
+}
+
+#[test]
+fn shapes_beyond_one_workgroup_grid_line_and_odd_shapes() {
+    let Some(engine) = engine() else { return };
+    // More than 65535 rows: the softmax grid goes 2D. 70000 rows of 3.
+    let rows = 70_000;
+    let mut rng = StdRng::seed_from_u64(11);
+    let normal = Normal::new(0.0f32, 3.0).expect("valid");
+    let x: Vec<f32> = (0..rows * 3).map(|_| normal.sample(&mut rng)).collect();
+    let req = request(
+        Op::Softmax {
+            temperature: 1.0,
+            stable: true,
+        },
+        DType::F32,
+        rows,
+        3,
+        x,
+    );
+    let (_, report) = checked(engine, &req);
+    assert!(report.passed, "70000 x 3 softmax: {report}");
+    // More than 65535 * 256 elements: the element-wise grid goes 2D.
+    let n = 65_535 * 256 + 1000;
+    let x: Vec<f32> = (0..n).map(|i| (i % 1000) as f32 / 1000.0).collect();
+    let req = request(Op::Logit { eps: None }, DType::F16, 1, n, x);
+    let (_, report) = checked(engine, &req);
+    assert!(report.passed, "{n} element logit: {report}");
+    // A 3-d input: rows are all leading axes.
+    let req = OpRequest::new(
+        Op::LogSoftmax { temperature: 1.0 },
+        DType::F32,
+        Tensor::new(vec![2, 3, 5], (0..30).map(|i| i as f32 * 0.1).collect()).expect("shape"),
+    )
+    .expect("valid");
+    let (_, report) = checked(engine, &req);
+    assert!(report.passed, "2x3x5 log_softmax: {report}");
+    // Empty inputs never touch the device.
+    let req = request(
+        Op::Softmax {
+            temperature: 1.0,
+            stable: true,
+        },
+        DType::F32,
+        0,
+        10,
+        vec![],
+    );
+    assert!(run(engine, &req).is_empty());
+}
+
+#[test]
+fn outputs_carry_shape_dtype_and_timings() {
+    let Some(engine) = engine() else { return };
+    let req = request(
+        Op::LogSoftmax { temperature: 1.0 },
+        DType::Bf16,
+        4,
+        300,
+        vec![0.25; 1200],
+    );
+    let out = engine.run(&req).expect("runs");
+    assert_eq!(
+        (out.shape.as_slice(), out.dtype, out.values.len()),
+        (&[4, 300][..], DType::Bf16, 1200)
+    );
+    assert_eq!(out.timing, engine.timing_source());
+    assert!(matches!(
+        out.timing,
+        TimingSource::GpuTimestamps | TimingSource::WallClock
+    ));
+    assert!(out.total_time >= out.kernel_time || out.timing == TimingSource::GpuTimestamps);
+    assert!(out.total_time.as_nanos() > 0);
+    // A larger run, for the record: the kernel time is part of the whole call.
+    let req = request(
+        Op::Softmax {
+            temperature: 1.0,
+            stable: true,
+        },
+        DType::F32,
+        16,
+        30576,
+        (0..16 * 30576).map(|i| (i % 97) as f32 * 0.1).collect(),
+    );
+    let out = engine.run(&req).expect("runs");
+    assert!(
+        out.kernel_time > std::time::Duration::ZERO,
+        "{:?}",
+        out.kernel_time
+    );
+    assert!(
+        out.kernel_time <= out.total_time,
+        "{:?} > {:?}",
+        out.kernel_time,
+        out.total_time
+    );
+    eprintln!(
+        "softmax 16x30576 f32 on {}: kernel {:?} ({:?}), whole call {:?}",
+        engine.device(),
+        out.kernel_time,
+        out.timing,
+        out.total_time
+    );
+}
+
+#[test]
+fn requests_beyond_the_device_limits_are_unsupported() {
+    let Some(engine) = engine() else { return };
+    let limits = engine.limits();
+    let max = (limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size)
+        / 4) as usize;
+    // Build the request by hand: OpRequest::new would refuse more than 2^28 elements first, and
+    // the engine must refuse on its own. (vec![0.0; n] is zeroed memory the OS hands out lazily,
+    // and supports() never reads it.)
+    let Some(n) = max.checked_add(1) else { return };
+    if n > (1 << 30) {
+        eprintln!("skipped: the adapter binds {max} elements, more than this test allocates");
+        return;
+    }
+    let req = OpRequest {
+        op: Op::Sigmoid,
+        dtype: DType::F32,
+        x: Tensor {
+            shape: vec![1, n],
+            data: vec![0.0; n],
+        },
+    };
+    eprintln!("the adapter binds at most {max} elements; asking for {n}");
+    match engine.supports(&req) {
+        Err(EngineError::Unsupported(reason)) => assert!(
+            reason.contains("max_storage_buffer_binding_size")
+                || reason.contains("max_buffer_size"),
+            "{reason}"
+        ),
+        other => panic!("{n} elements: {other:?}"),
+    }
+}
+
+#[test]
+fn concurrent_runs_from_many_threads() {
+    let Some(engine) = engine() else { return };
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            s.spawn(move || {
+                for k in 0..5 {
+                    let x: Vec<f32> = (0..500)
+                        .map(|i| ((i * (t + 1) + k) % 17) as f32 * 0.5)
+                        .collect();
+                    let req = request(
+                        Op::Softmax {
+                            temperature: 1.0,
+                            stable: true,
+                        },
+                        DType::F16,
+                        5,
+                        100,
+                        x,
+                    );
+                    let (_, report) = checked(engine, &req);
+                    assert!(report.passed, "thread {t} run {k}: {report}");
+                }
+            });
+        }
+    });
+}
+
+/// Diagnostic, not a pass/fail test (`cargo test --test wgpu_engine -- --ignored --nocapture`): how
+/// accurate this adapter's `exp` and `log` are. WGSL only promises exp within 3 + 2|x| ULP, and log
+/// within 3 ULP outside [0.5, 2] but only 2^-21 absolute inside it; CPU libms are within 1 ULP.
+#[test]
+#[ignore]
+fn measure_exp_and_log_accuracy() {
+    let Some(engine) = engine() else { return };
+    let f32_ulps = |got: f32, want: f64| {
+        DType::F32
+            .ulp_distance(got as f64, want)
+            .unwrap_or(u64::MAX)
+    };
+
+    // exp: for x < -17, sigmoid(x) = e^x / (1 + e^x) and 1 + e^x rounds to 1, so the result is the
+    // device's exp(x) itself. Bins of |x|.
+    let xs: Vec<f32> = (0..200_000)
+        .map(|i| -17.0 - 70.0 * i as f32 / 200_000.0)
+        .collect();
+    let got = run(
+        engine,
+        &request(Op::Sigmoid, DType::F32, 1, xs.len(), xs.clone()),
+    );
+    let mut bins: BTreeMap<u32, (u64, f32)> = BTreeMap::new();
+    for (&x, &g) in xs.iter().zip(&got) {
+        let ulps = f32_ulps(g, (x as f64).exp());
+        let bin = bins.entry((-x / 10.0) as u32 * 10).or_default();
+        if ulps > bin.0 {
+            *bin = (ulps, x);
+        }
+    }
+    eprintln!(
+        "exp on {}: largest error in f32 ULPs by |x| (WGSL allows 3 + 2|x|)",
+        engine.device()
+    );
+    for (lo, (ulps, x)) in &bins {
+        eprintln!("  |x| in [{lo}, {}): {ulps} ULP (at x = {x})", lo + 10);
+    }
+
+    // log away from 1: for p < 2^-25, logit(p) = log(p / (1 - p)) with 1 - p rounding to 1.
+    let ps: Vec<f32> = (0..100_000)
+        .map(|i| 2f32.powf(-126.0 + 100.0 * i as f32 / 100_000.0))
+        .collect();
+    let got = run(
+        engine,
+        &request(Op::Logit { eps: None }, DType::F32, 1, ps.len(), ps.clone()),
+    );
+    let worst = ps
+        .iter()
+        .zip(&got)
+        .map(|(&p, &g)| (f32_ulps(g, (p as f64).ln()), p))
+        .max_by_key(|w| w.0);
+    eprintln!("log of p in [2^-126, 2^-26]: largest error {worst:?} (ULP, p)");
+
+    // log near 1: logit(p) for p in [1/3, 1/2] takes the log of q = p / (1 - p) in [0.5, 1].
+    let ps: Vec<f32> = (0..100_000)
+        .map(|i| 1.0 / 3.0 + (1.0 / 6.0) * i as f32 / 100_000.0)
+        .collect();
+    let got = run(
+        engine,
+        &request(Op::Logit { eps: None }, DType::F32, 1, ps.len(), ps.clone()),
+    );
+    let worst = ps
+        .iter()
+        .zip(&got)
+        .map(|(&p, &g)| {
+            let q = p / (1.0 - p); // the device's division is IEEE on lavapipe; elsewhere 2.5 ULP
+            ((g as f64 - (q as f64).ln()).abs(), p)
+        })
+        .fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a });
+    eprintln!(
+        "log of q in [0.5, 1]: largest absolute error {:e} at p = {} (WGSL allows 2^-21 = 4.8e-7)",
+        worst.0, worst.1
+    );
+}
