@@ -2,12 +2,16 @@
 //! checked against an f64 reference. This library holds everything the `kernelbook` binary and the
 //! tests share: dtypes, ops and their references, the engines, the check, the check suite and .npy I/O.
 
+pub mod chart;
 pub mod check;
+pub mod compare;
 pub mod dtype;
 pub mod engine;
+pub mod lesson;
 pub mod npy;
 pub mod ops;
 pub mod suite;
+pub mod ui;
 
 /// Kernel and shader sources, embedded so the binary is self-contained. One file per topic.
 pub mod sources {

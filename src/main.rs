@@ -24,6 +24,18 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Add the lessons in this folder (*.md) to the built-in ones.
+    #[arg(long, value_name = "DIR", global = true)]
+    lessons: Option<PathBuf>,
+    /// Open this lesson (id or title) instead of the last one.
+    #[arg(long, value_name = "NAME")]
+    lesson: Option<String>,
+    /// Start with this theme: light or dark.
+    #[arg(long, value_name = "THEME")]
+    theme: Option<String>,
+    /// Start-up smoke test: save a screenshot of the first step once its results are in, then quit.
+    #[arg(long, value_name = "PNG", hide = true)]
+    screenshot: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -101,15 +113,7 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => {
-            println!(
-                "kernelbook {}: the notebook window is not part of this build yet; the commands below run the same engines and checks.\n",
-                env!("CARGO_PKG_VERSION")
-            );
-            use clap::CommandFactory;
-            let _ = Cli::command().print_help();
-            Ok(ExitCode::SUCCESS)
-        }
+        None => gui(cli.lessons, cli.lesson, cli.theme, cli.screenshot),
         Some(Command::Backends { json }) => backends(json),
         Some(Command::Check {
             engine,
@@ -136,6 +140,61 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+    }
+}
+
+fn gui(lessons: Option<PathBuf>, lesson: Option<String>, theme: Option<String>, screenshot: Option<PathBuf>) -> Result<ExitCode> {
+    if let Some(t) = &theme
+        && kernelbook::ui::theme::Theme::by_name(t).is_none()
+    {
+        return Err(usage(format!("unknown theme '{t}' (expected light or dark)")));
+    }
+    if let Some(dir) = &lessons
+        && !dir.is_dir()
+    {
+        return Err(usage(format!("--lessons {}: not a folder", dir.display())));
+    }
+    let options = kernelbook::ui::AppOptions { lessons_dir: lessons, lesson, theme, screenshot, ..Default::default() };
+    let native = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("kernelbook")
+            .with_inner_size([1280.0, 800.0])
+            .with_min_inner_size([800.0, 500.0]),
+        ..Default::default()
+    };
+    let outcome = std::rc::Rc::new(std::cell::RefCell::new(None::<Result<(), String>>));
+    let outcome_in_app = outcome.clone();
+    eframe::run_native(
+        "kernelbook",
+        native,
+        Box::new(move |cc| {
+            let app = kernelbook::ui::KernelbookApp::from_creation_context(cc, options);
+            Ok(Box::new(QuitReporter { app, outcome: outcome_in_app }))
+        }),
+    )
+    .map_err(|e| anyhow!("the window could not start: {e}"))?;
+    match outcome.borrow_mut().take() {
+        Some(Err(e)) => Err(anyhow!("screenshot: {e}")),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Passes the app's exit status (the smoke-test screenshot) out of eframe's run loop.
+struct QuitReporter {
+    app: kernelbook::ui::KernelbookApp,
+    outcome: std::rc::Rc<std::cell::RefCell<Option<Result<(), String>>>>,
+}
+
+impl eframe::App for QuitReporter {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        eframe::App::ui(&mut self.app, ui, frame);
+        if let Some(q) = self.app.quit.take() {
+            *self.outcome.borrow_mut() = Some(q);
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::App::save(&mut self.app, storage);
     }
 }
 

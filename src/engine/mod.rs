@@ -37,6 +37,15 @@ impl EngineKind {
             EngineKind::Cpu => "cpu",
         }
     }
+
+    /// The name people read in the UI: "CUDA", "wgpu", "CPU".
+    pub fn display_name(self) -> &'static str {
+        match self {
+            EngineKind::Cuda => "CUDA",
+            EngineKind::Wgpu => "wgpu",
+            EngineKind::Cpu => "CPU",
+        }
+    }
 }
 
 impl fmt::Display for EngineKind {

@@ -1,0 +1,358 @@
+//! Lessons as data: the types a lesson file parses into, and where lessons come from (built in, or
+//! an author's folder given with `--lessons DIR`).
+//!
+//! # The lesson file format (`lessons/*.md`)
+//!
+//! A lesson is a Markdown file an author can read anywhere. It starts with TOML front matter between
+//! `+++` lines, then one `## ` heading per step. Inside a step: CommonMark prose, and fenced blocks
+//! whose info string names their kind. Block bodies are TOML (except `notes`, which is Markdown).
+//! Nothing in a lesson can run code or touch files; every parameter has bounds.
+//!
+//! ````text
+//! +++
+//! id = "softmax"                 # unique, [a-z0-9_-]+
+//! order = 2                      # position in the lesson list
+//! title = "Softmax"
+//! summary = "Turning logits into probabilities, and how it breaks"
+//! +++
+//!
+//! ## Why subtract the max?       <- a step; its title is the heading text
+//! Prose in CommonMark, with Unicode math: softmax(z)ᵢ = e^zᵢ / Σⱼ e^zⱼ.
+//!
+//! ```cell softmax                <- an op cell: `cell OP`
+//! title = "Temperature"          # optional caption
+//! input = [2.0, 1.0, 0.1, -1.0]  # one row; [[..], [..]] for several rows
+//! # or: input = { normal = 3.0, rows = 4, cols = 16, seed = 7 }   seeded N(0, 3^2)
+//! # or: input = { uniform = [0.0, 1.0], rows = 1, cols = 12, seed = 1 }
+//! # or: input = { linspace = [-10.0, 10.0], count = 201 }          one row, evenly spaced
+//! temperature = { min = 0.05, max = 10.0, default = 1.0, log = true }   # a slider
+//! stable = { default = false }                                   # a toggle
+//! dtype = { choices = ["f32", "f16", "bf16"], default = "f16" }   # a choice
+//! # a plain value fixes a parameter without a widget: temperature = 0.5, stable = true, dtype = "f16"
+//! show = ["bars", "check"]      # views, in order: bars | line | heatmap | table | check
+//! ```
+//!
+//! ```kernel                      <- kernel source, CUDA and WGSL tabs
+//! topic = "softmax"              # kernels/<topic>.cu and shaders/<topic>.wgsl
+//! marks = ["step 1: max-reduce"] # lines containing these texts (and the code under them) are marked
+//! ```
+//!
+//! ```predict                     <- "predict, then reveal"
+//! question = "At T = 0.05, which token is most likely?"
+//! choices = ["the same as at T = 1", "a different one", "all equally likely"]
+//! answer = 1                     # 1-based index into choices
+//! explain = "Dividing by T > 0 keeps the order of the logits, so the argmax never changes."
+//! ```
+//!
+//! ```notes                       <- presenter notes (Markdown), never shown to the audience
+//! Ask the room what happens at T -> 0 before moving the slider.
+//! ```
+//! ````
+//!
+//! Rules (each violation is a [`LessonError`] with file:line:column and what was expected):
+//! front matter first with all four keys; at least one step; nothing but blank lines between the front
+//! matter and the first `## `; no `# ` (h1) headings (the title comes from the front matter); fences
+//! closed; block kinds known; `cell` names a known op (see `OpKind::name`); only that op's parameters
+//! (plus `title`, `input`, `show`) as keys; slider bounds inside the op's own bounds
+//! (`OpKind::params`), `min < max`, `min <= default <= max`, `log = true` only with `min > 0`;
+//! choices a subset of the op's; inputs finite numbers (NaN/inf are written as the strings "nan",
+//! "inf", "-inf"), rows of equal length, at most [`MAX_CELL_ELEMENTS`] values; random/linspace counts
+//! at least 1; `kernel` topics that exist, with every mark found in both sources; `predict` with 2-6
+//! choices and `answer` in range; unknown keys are errors (a typo must not pass silently).
+
+mod parse;
+
+pub use parse::{parse_lesson, LessonError};
+
+use crate::dtype::DType;
+use crate::ops::{OpKind, Tensor};
+use std::path::{Path, PathBuf};
+
+/// Most values one cell's input may hold (a learner-sized example, not a benchmark).
+pub const MAX_CELL_ELEMENTS: usize = 1 << 20;
+
+/// Where a lesson came from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LessonSource {
+    /// Embedded in the binary: the file name under `lessons/`.
+    Builtin(&'static str),
+    /// Loaded from an author's folder.
+    File(PathBuf),
+}
+
+impl LessonSource {
+    /// How errors name the file: `lessons/02-softmax.md` or the full path.
+    pub fn display_name(&self) -> String {
+        match self {
+            LessonSource::Builtin(name) => format!("lessons/{name}"),
+            LessonSource::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lesson {
+    pub id: String,
+    pub order: i64,
+    pub title: String,
+    pub summary: String,
+    pub source: LessonSource,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    pub title: String,
+    /// 1-based line of the `## ` heading.
+    pub line: usize,
+    pub blocks: Vec<Block>,
+}
+
+impl Step {
+    /// The presenter notes of this step, joined.
+    pub fn notes(&self) -> Vec<&str> {
+        self.blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Notes(n) => Some(n.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn cells(&self) -> impl Iterator<Item = &CellSpec> {
+        self.blocks.iter().filter_map(|b| match b {
+            Block::Cell(c) => Some(c),
+            _ => None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Block {
+    /// CommonMark prose.
+    Prose(String),
+    Cell(CellSpec),
+    Kernel(KernelSpec),
+    Predict(PredictSpec),
+    /// Presenter notes (Markdown).
+    Notes(String),
+}
+
+/// An op cell: the op, its input, and a widget (or fixed value) per parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellSpec {
+    /// 1-based line of the opening fence.
+    pub line: usize,
+    pub op: OpKind,
+    pub title: Option<String>,
+    pub input: InputSpec,
+    /// One entry per parameter of the op, in `OpKind::params` order. Parameters the lesson does not
+    /// mention are `Control::Fixed` at the op's default (an absent optional param such as logit's
+    /// `eps` is `ParamValue::Absent`).
+    pub params: Vec<ParamControl>,
+    pub show: Vec<View>,
+}
+
+impl CellSpec {
+    pub fn param(&self, name: &str) -> Option<&ParamControl> {
+        self.params.iter().find(|p| p.name == name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputSpec {
+    /// Given values, one inner vector per row.
+    Values(Vec<Vec<f32>>),
+    /// Seeded N(0, scale^2).
+    Normal { scale: f32, rows: usize, cols: usize, seed: u64 },
+    /// Seeded U(lo, hi).
+    Uniform { lo: f32, hi: f32, rows: usize, cols: usize, seed: u64 },
+    /// One row of `count` evenly spaced values from `from` to `to` inclusive.
+    Linspace { from: f32, to: f32, count: usize },
+}
+
+impl InputSpec {
+    /// The input tensor, `[rows, cols]`.
+    pub fn tensor(&self) -> Tensor {
+        use crate::suite::Input;
+        match self {
+            InputSpec::Values(rows) => Input::Rows(rows.clone()).tensor(),
+            InputSpec::Normal { scale, rows, cols, seed } => {
+                Input::Normal { rows: *rows, cols: *cols, scale: *scale, seed: *seed }.tensor()
+            }
+            InputSpec::Uniform { lo, hi, rows, cols, seed } => {
+                Input::Uniform { rows: *rows, cols: *cols, lo: *lo, hi: *hi, seed: *seed }.tensor()
+            }
+            InputSpec::Linspace { from, to, count } => {
+                let n = (*count).max(1);
+                let step = if n > 1 { (to - from) / (n - 1) as f32 } else { 0.0 };
+                let data = (0..n).map(|i| if i + 1 == n && n > 1 { *to } else { from + step * i as f32 }).collect();
+                Tensor { shape: vec![1, n], data }
+            }
+        }
+    }
+}
+
+/// A parameter's value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParamValue {
+    Float(f64),
+    Bool(bool),
+    Choice(String),
+    /// An optional parameter left out (logit's `eps`).
+    Absent,
+}
+
+impl ParamValue {
+    /// As the `key=value` text `Op::parse` accepts; `None` when absent.
+    pub fn to_param_string(&self) -> Option<String> {
+        match self {
+            ParamValue::Float(v) => Some(v.to_string()),
+            ParamValue::Bool(b) => Some(b.to_string()),
+            ParamValue::Choice(c) => Some(c.clone()),
+            ParamValue::Absent => None,
+        }
+    }
+}
+
+/// How the learner can change a parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Control {
+    /// Not adjustable in this cell.
+    Fixed,
+    Slider { min: f64, max: f64, log: bool },
+    Toggle,
+    Choice { choices: Vec<String> },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamControl {
+    /// The op's parameter name (`OpKind::params`).
+    pub name: &'static str,
+    pub default: ParamValue,
+    pub control: Control,
+}
+
+/// The views a cell shows, in the order given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// Bars of each engine's output row (distributions).
+    Bars,
+    /// The output against the input (curves: sigmoid, logit).
+    Line,
+    /// The output matrix as a heatmap.
+    Heatmap,
+    /// Input and outputs as a table, one column per engine (edge values).
+    Table,
+    /// The check against the f64 reference, per engine.
+    Check,
+}
+
+impl View {
+    pub fn name(self) -> &'static str {
+        match self {
+            View::Bars => "bars",
+            View::Line => "line",
+            View::Heatmap => "heatmap",
+            View::Table => "table",
+            View::Check => "check",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<View> {
+        [View::Bars, View::Line, View::Heatmap, View::Table, View::Check].into_iter().find(|v| v.name() == s)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelSpec {
+    pub line: usize,
+    /// `kernels/<topic>.cu` and `shaders/<topic>.wgsl` (see `crate::sources`).
+    pub topic: String,
+    pub marks: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PredictSpec {
+    pub line: usize,
+    pub question: String,
+    pub choices: Vec<String>,
+    /// 0-based index of the right choice (the file says 1-based).
+    pub answer: usize,
+    pub explain: String,
+}
+
+/// The built-in lessons, embedded in the binary: (file name, text).
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("01-logits.md", include_str!("../../lessons/01-logits.md")),
+    ("02-softmax.md", include_str!("../../lessons/02-softmax.md")),
+];
+
+/// A lesson, or the error that kept it from loading (shown as an error card in its place).
+pub type LoadedLesson = Result<Lesson, LessonError>;
+
+/// Parse the built-in lessons.
+pub fn builtin() -> Vec<LoadedLesson> {
+    BUILTIN.iter().map(|(name, text)| parse_lesson(text, LessonSource::Builtin(name))).collect()
+}
+
+/// Parse every `*.md` file in `dir` (sorted by name). A folder that cannot be read is one error.
+pub fn load_dir(dir: &Path) -> Vec<LoadedLesson> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            return vec![Err(LessonError::new(&LessonSource::File(dir.to_path_buf()), 0, 0, format!("cannot read the lesson folder: {e}")))];
+        }
+    };
+    let mut paths: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "md")).collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let source = LessonSource::File(p.clone());
+            match std::fs::read_to_string(&p) {
+                Ok(text) => parse_lesson(&text, source),
+                Err(e) => Err(LessonError::new(&source, 0, 0, format!("cannot read: {e}"))),
+            }
+        })
+        .collect()
+}
+
+/// The built-in lessons plus an author's folder, ordered by `order` (errors last), with duplicate
+/// ids reported as errors on the later file.
+pub fn load_all(extra_dir: Option<&Path>) -> Vec<LoadedLesson> {
+    let mut all = builtin();
+    if let Some(dir) = extra_dir {
+        all.extend(load_dir(dir));
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for item in all.iter_mut() {
+        if let Ok(lesson) = item {
+            if seen.contains(&lesson.id) {
+                let err = LessonError::new(&lesson.source, 2, 1, format!("lesson id '{}' is already used by another lesson", lesson.id));
+                *item = Err(err);
+            } else {
+                seen.push(lesson.id.clone());
+            }
+        }
+    }
+    all.sort_by_key(|l| match l {
+        Ok(lesson) => (0, lesson.order),
+        Err(_) => (1, 0),
+    });
+    all
+}
+
+/// The dtype a cell will run in given its current parameter values.
+pub fn dtype_of(values: &[(&'static str, ParamValue)]) -> DType {
+    values
+        .iter()
+        .find(|(n, _)| *n == "dtype")
+        .and_then(|(_, v)| match v {
+            ParamValue::Choice(c) => c.parse().ok(),
+            _ => None,
+        })
+        .unwrap_or_default()
+}

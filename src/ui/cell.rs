@@ -1,0 +1,546 @@
+//! An op cell: its live state (parameter values, the input the learner edited, the latest result)
+//! and its UI: input editor, parameter widgets, and one column per engine with the result and its
+//! check against the f64 reference. The cell never computes: it sends requests to the worker and
+//! draws the `Comparison` that comes back.
+
+use super::plots::chart_ui;
+use super::theme::Theme;
+use crate::chart::{Chart, ChartKind, LineSeries, Series, SeriesRole, format_value};
+use crate::compare::{Comparison, EngineRun};
+use crate::engine::{EngineError, EngineKind};
+use crate::lesson::{CellSpec, Control, InputSpec, MAX_CELL_ELEMENTS, ParamValue, View};
+use crate::ops::{Op, OpRequest, Tensor};
+use egui::{RichText, Ui};
+use std::sync::Arc;
+
+/// Inputs with more values than this are summarised instead of shown in the text field.
+const EDITABLE_VALUES: usize = 64;
+/// Values listed per engine under its column.
+const LISTED_VALUES: usize = 8;
+/// Rows of the table view.
+const TABLE_ROWS: usize = 32;
+
+/// The live state of one op cell.
+pub struct CellState {
+    pub spec: CellSpec,
+    /// Current value per parameter, parallel to `spec.params`.
+    pub values: Vec<ParamValue>,
+    pub input: Tensor,
+    pub input_text: String,
+    pub input_error: Option<String>,
+    pub seed: u64,
+    pub npy_path: String,
+    /// Bumped on every change; results for older generations are ignored.
+    pub generation: u64,
+    /// Why the current parameters or input cannot run (shown in place; nothing is sent).
+    pub request_error: Option<String>,
+    pub result: Option<Arc<Comparison>>,
+    pub pending: bool,
+}
+
+impl CellState {
+    pub fn new(spec: &CellSpec) -> Self {
+        let input = spec.input.tensor();
+        let seed = match spec.input {
+            InputSpec::Normal { seed, .. } | InputSpec::Uniform { seed, .. } => seed,
+            _ => 1,
+        };
+        CellState {
+            values: spec.params.iter().map(|p| p.default.clone()).collect(),
+            input_text: format_input(&input),
+            input,
+            input_error: None,
+            seed,
+            npy_path: String::new(),
+            generation: 0,
+            request_error: None,
+            result: None,
+            pending: false,
+            spec: spec.clone(),
+        }
+    }
+
+    /// The request for the current values, or why there is none.
+    pub fn request(&self) -> Result<OpRequest, String> {
+        let pairs: Vec<(String, String)> = self
+            .spec
+            .params
+            .iter()
+            .zip(&self.values)
+            .filter_map(|(p, v)| v.to_param_string().map(|s| (p.name.to_string(), s)))
+            .collect();
+        let (op, dtype) = Op::parse(self.spec.op.name(), &pairs).map_err(|e| e.to_string())?;
+        OpRequest::new(op, dtype, self.input.clone()).map_err(|e| e.to_string())
+    }
+
+    /// Apply a new input text; on error keep the last good input and say why.
+    pub fn set_input_text(&mut self, text: &str) -> bool {
+        match parse_values(text) {
+            Ok(rows) => {
+                let t = crate::suite::Input::Rows(rows).tensor();
+                self.input = t;
+                self.input_error = None;
+                true
+            }
+            Err(e) => {
+                self.input_error = Some(e);
+                false
+            }
+        }
+    }
+
+    /// Draw new random values with the same shape (normal, scale 3, or uniform (0,1) for logit).
+    pub fn randomise(&mut self) {
+        let (rows, cols) = (self.input.rows(), self.input.cols());
+        let input = match (&self.spec.input, self.spec.op) {
+            (InputSpec::Uniform { lo, hi, .. }, _) => {
+                crate::suite::Input::Uniform { rows, cols, lo: *lo, hi: *hi, seed: self.seed }
+            }
+            (_, crate::ops::OpKind::Logit) => crate::suite::Input::Uniform { rows, cols, lo: 0.0, hi: 1.0, seed: self.seed },
+            (InputSpec::Normal { scale, .. }, _) => crate::suite::Input::Normal { rows, cols, scale: *scale, seed: self.seed },
+            _ => crate::suite::Input::Normal { rows, cols, scale: 3.0, seed: self.seed },
+        };
+        self.input = input.tensor();
+        self.input_text = format_input(&self.input);
+        self.input_error = None;
+    }
+
+    /// Load a .npy file as the input.
+    pub fn load_npy(&mut self) {
+        let path = self.npy_path.trim();
+        if path.is_empty() {
+            self.input_error = Some("type the path of a .npy file first".into());
+            return;
+        }
+        let loaded = crate::npy::read(std::path::Path::new(path)).and_then(|a| {
+            if a.shape.is_empty() {
+                return Err(format!("{path}: a 0-d array has no rows"));
+            }
+            if a.shape.iter().product::<usize>() > MAX_CELL_ELEMENTS {
+                return Err(format!("{path}: more than {MAX_CELL_ELEMENTS} values is too large for a cell"));
+            }
+            Tensor::new(a.shape.clone(), a.to_f32()).map_err(|e| e.to_string())
+        });
+        match loaded {
+            Ok(t) => {
+                self.input = t;
+                self.input_text = format_input(&self.input);
+                self.input_error = None;
+            }
+            Err(e) => self.input_error = Some(e),
+        }
+    }
+}
+
+/// Parse a vector `[1, 2.5, -3]` or matrix `[[1, 2], [3, 4]]` typed by the learner. `nan`, `inf`
+/// and `-inf` are accepted (TOML's float literals).
+pub fn parse_values(text: &str) -> Result<Vec<Vec<f32>>, String> {
+    let text = text.trim();
+    if !text.starts_with('[') {
+        return Err("expected a list like [2.0, 1.0, 0.1] or rows like [[1, 2], [3, 4]]".into());
+    }
+    let table: toml::Table =
+        toml::from_str(&format!("v = {text}")).map_err(|e| format!("not a list of numbers: {}", e.message()))?;
+    let Some(toml::Value::Array(items)) = table.get("v") else {
+        return Err("expected a list of numbers".into());
+    };
+    let number = |v: &toml::Value| -> Result<f32, String> {
+        match v {
+            toml::Value::Float(f) => Ok(*f as f32),
+            toml::Value::Integer(i) => Ok(*i as f32),
+            other => Err(format!("'{other}' is not a number")),
+        }
+    };
+    let rows: Vec<Vec<f32>> = if items.iter().all(|v| matches!(v, toml::Value::Array(_))) && !items.is_empty() {
+        items
+            .iter()
+            .map(|row| match row {
+                toml::Value::Array(r) => r.iter().map(number).collect::<Result<Vec<_>, _>>(),
+                _ => Err("mixed rows and numbers".into()),
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        vec![items.iter().map(number).collect::<Result<Vec<_>, _>>()?]
+    };
+    let cols = rows.first().map_or(0, Vec::len);
+    if cols == 0 {
+        return Err("the input is empty: give at least one number".into());
+    }
+    if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != cols) {
+        return Err(format!("row {} has {} values but row 1 has {cols}: rows must be equally long", i + 1, r.len()));
+    }
+    if rows.len() * cols > MAX_CELL_ELEMENTS {
+        return Err(format!("{} values is more than a cell's limit of {MAX_CELL_ELEMENTS}", rows.len() * cols));
+    }
+    Ok(rows)
+}
+
+/// The input as the text field shows it (or a summary when too large to edit by hand).
+pub fn format_input(t: &Tensor) -> String {
+    if t.len() > EDITABLE_VALUES {
+        return String::new();
+    }
+    let row = |r: &[f32]| format!("[{}]", r.iter().map(|v| fmt_input_value(*v)).collect::<Vec<_>>().join(", "));
+    if t.rows() == 1 {
+        row(&t.data)
+    } else {
+        format!("[{}]", t.data.chunks(t.cols().max(1)).map(row).collect::<Vec<_>>().join(", "))
+    }
+}
+
+fn fmt_input_value(v: f32) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf".into() } else { "-inf".into() }
+    } else if v == v.trunc() && v.abs() < 1e7 {
+        format!("{v:.1}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// What the app must do after drawing a cell.
+#[derive(Default)]
+pub struct CellEvents {
+    /// Parameters or input changed: send a new request.
+    pub changed: bool,
+}
+
+/// Options that affect how cells draw.
+#[derive(Clone, Copy, Default)]
+pub struct CellOptions {
+    /// Hide run times (snapshot tests need identical pixels on every run).
+    pub hide_timings: bool,
+}
+
+/// Draw an op cell. Returns whether the learner changed something.
+pub fn cell_ui(ui: &mut Ui, id: egui::Id, state: &mut CellState, theme: &Theme, options: CellOptions) -> CellEvents {
+    let mut events = CellEvents::default();
+    let frame = egui::Frame::group(ui.style()).fill(theme.panel).inner_margin(theme.cell_padding);
+    frame.show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        ui.horizontal_wrapped(|ui| {
+            let title = state.spec.title.clone().unwrap_or_else(|| state.spec.op.name().to_string());
+            ui.label(RichText::new(title).strong().size(theme.text_heading * 0.8));
+            ui.label(RichText::new(state.spec.op.summary()).color(theme.text_weak).size(theme.text_small));
+        });
+        ui.add_space(4.0);
+        input_ui(ui, id, state, theme, &mut events);
+        params_ui(ui, id, state, theme, &mut events);
+        if let Some(err) = &state.request_error {
+            ui.label(RichText::new(format!("✘ {err}")).color(theme.fail));
+        }
+        let result = state.result.clone();
+        match result {
+            Some(result) => {
+                for note in &result.notes {
+                    ui.label(RichText::new(format!("⚠ {note}")).color(theme.warning));
+                }
+                results_ui(ui, id, state, &result, theme, options);
+            }
+            None if state.request_error.is_none() => {
+                ui.label(RichText::new("computing on every engine…").color(theme.text_weak));
+            }
+            None => {}
+        }
+    });
+    events
+}
+
+fn input_ui(ui: &mut Ui, id: egui::Id, state: &mut CellState, theme: &Theme, events: &mut CellEvents) {
+    ui.horizontal_wrapped(|ui| {
+        let label = ui.label("input x");
+        if state.input.len() <= EDITABLE_VALUES {
+            let edit = egui::TextEdit::singleline(&mut state.input_text)
+                .id(id.with("input"))
+                .font(egui::TextStyle::Monospace)
+                .desired_width((ui.available_width() * 0.5).max(200.0));
+            let response = ui.add(edit).labelled_by(label.id).on_hover_text("Type numbers like [2.0, 1.0, 0.1]; nan, inf and -inf are allowed");
+            if response.changed() {
+                let text = state.input_text.clone();
+                if state.set_input_text(&text) {
+                    events.changed = true;
+                }
+            }
+        } else {
+            ui.label(
+                RichText::new(format!("{} x {} values", state.input.rows(), state.input.cols()))
+                    .monospace()
+                    .color(theme.text_weak),
+            );
+        }
+        if ui.button("new random").on_hover_text("Draw new values of the same shape from the seed").clicked() {
+            state.randomise();
+            events.changed = true;
+        }
+        ui.label("seed");
+        if ui.add(egui::DragValue::new(&mut state.seed).range(0..=u32::MAX as u64)).changed() {
+            state.randomise();
+            events.changed = true;
+        }
+        ui.label(".npy");
+        ui.add(
+            egui::TextEdit::singleline(&mut state.npy_path)
+                .id(id.with("npy"))
+                .hint_text("path/to/x.npy")
+                .desired_width(140.0),
+        );
+        if ui.button("load").clicked() {
+            state.load_npy();
+            if state.input_error.is_none() {
+                events.changed = true;
+            }
+        }
+    });
+    if let Some(err) = &state.input_error {
+        ui.label(RichText::new(format!("✘ input: {err}")).color(theme.fail));
+    }
+}
+
+fn params_ui(ui: &mut Ui, id: egui::Id, state: &mut CellState, theme: &Theme, events: &mut CellEvents) {
+    let adjustable = state.spec.params.iter().any(|p| p.control != Control::Fixed);
+    if !adjustable {
+        return;
+    }
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing.x = theme.column_gap;
+        for (i, p) in state.spec.params.iter().enumerate() {
+            let value = &mut state.values[i];
+            match (&p.control, value) {
+                (Control::Slider { min, max, log }, ParamValue::Float(v)) => {
+                    let label = ui.label(p.name);
+                    let slider = egui::Slider::new(v, *min..=*max).logarithmic(*log).max_decimals(3);
+                    let r = ui.add(slider).labelled_by(label.id);
+                    if r.changed() {
+                        events.changed = true;
+                    }
+                }
+                (Control::Slider { min, max, log }, value @ ParamValue::Absent) => {
+                    // An optional parameter (logit's eps) starts absent; a checkbox turns it on.
+                    let mut on = false;
+                    if ui.checkbox(&mut on, p.name).changed() && on {
+                        let start = if *log { (min * max).sqrt() } else { *min };
+                        *value = ParamValue::Float(start);
+                        events.changed = true;
+                    }
+                }
+                (Control::Toggle, ParamValue::Bool(b)) => {
+                    if ui.checkbox(b, p.name).changed() {
+                        events.changed = true;
+                    }
+                }
+                (Control::Choice { choices }, ParamValue::Choice(c)) => {
+                    let label = ui.label(p.name);
+                    for choice in choices {
+                        let r = ui.selectable_label(c == choice, choice).labelled_by(label.id);
+                        if r.clicked() && c != choice {
+                            *c = choice.clone();
+                            events.changed = true;
+                        }
+                    }
+                }
+                (Control::Fixed, v) => {
+                    if let Some(s) = v.to_param_string() {
+                        ui.label(RichText::new(format!("{} = {s}", p.name)).color(theme.text_weak));
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    let _ = id;
+}
+
+fn results_ui(ui: &mut Ui, id: egui::Id, state: &CellState, result: &Comparison, theme: &Theme, options: CellOptions) {
+    let views = &state.spec.show;
+    let per_engine: Vec<View> = views.iter().copied().filter(|v| matches!(v, View::Bars | View::Heatmap | View::Check)).collect();
+    let runs = &result.runs;
+    ui.add_space(4.0);
+    ui.columns(runs.len().max(1), |columns| {
+        for (col, run) in columns.iter_mut().zip(runs) {
+            engine_column_ui(col, id.with(run.kind), run, result, &per_engine, theme, options);
+        }
+    });
+    for view in views {
+        match view {
+            View::Line => {
+                chart_ui(ui, id.with("line"), &line_chart(result), theme);
+            }
+            View::Table => table_ui(ui, id.with("table"), result, theme),
+            _ => {}
+        }
+    }
+}
+
+
+fn engine_column_ui(
+    ui: &mut Ui,
+    id: egui::Id,
+    run: &EngineRun,
+    result: &Comparison,
+    views: &[View],
+    theme: &Theme,
+    options: CellOptions,
+) {
+    let name = run.kind.display_name();
+    match &run.result {
+        Ok((out, report)) => {
+            let mut header = name.to_string();
+            if !options.hide_timings {
+                header.push_str(&format!(" · {}", fmt_time(out.kernel_time.as_secs_f64())));
+            }
+            ui.label(RichText::new(header).strong()).on_hover_text(format!("kernel time measured with {:?}", out.timing));
+            ui.label(RichText::new(run.device.as_deref().unwrap_or("")).size(theme.text_small).color(theme.text_weak));
+            for view in views {
+                match view {
+                    View::Bars => {
+                        chart_ui(ui, id.with("bars"), &bars_chart(name, run.kind, &out.values, result), theme);
+                    }
+                    View::Heatmap => {
+                        chart_ui(ui, id.with("heat"), &heatmap_chart(name, &out.values, result), theme);
+                    }
+                    View::Check => {
+                        let (mark, color) = if report.passed { ("✔", theme.pass) } else { ("✘", theme.fail) };
+                        ui.label(RichText::new(format!("{mark} {report}")).color(color))
+                            .on_hover_text(format!(
+                                "Tolerance: |got - ref| ≤ {:e} + {:e}·|ref|, or within {} ULP",
+                                report.tolerance.atol, report.tolerance.rtol, report.tolerance.max_ulp
+                            ));
+                    }
+                    _ => {}
+                }
+            }
+            let shown: Vec<String> = out.values.iter().take(LISTED_VALUES).map(|&v| format_value(v as f64)).collect();
+            let more = if out.values.len() > LISTED_VALUES { ", …" } else { "" };
+            ui.label(RichText::new(format!("y = [{}{more}]", shown.join(", "))).monospace().size(theme.text_small));
+        }
+        Err(EngineError::Unavailable(reason)) | Err(EngineError::Unsupported(reason)) => {
+            ui.label(RichText::new(name).strong().color(theme.text_weak));
+            ui.label(RichText::new(format!("not available: {reason}")).color(theme.text_weak));
+        }
+        Err(e) => {
+            ui.label(RichText::new(name).strong());
+            ui.label(RichText::new(format!("✘ {e}")).color(theme.fail));
+        }
+    }
+}
+
+fn fmt_time(secs: f64) -> String {
+    if secs < 1e-3 { format!("{:.0} µs", secs * 1e6) } else { format!("{:.1} ms", secs * 1e3) }
+}
+
+/// Bars of an engine's first output row.
+fn bars_chart(name: &str, kind: EngineKind, values: &[f32], result: &Comparison) -> Chart {
+    let cols = result.request.x.cols().max(1);
+    let row: Vec<f64> = values.iter().take(cols.min(256)).map(|&v| v as f64).collect();
+    let title = if result.request.x.rows() > 1 { format!("{name}: row 1 of {}", result.request.x.rows()) } else { name.to_string() };
+    Chart {
+        title,
+        x_label: "index i".into(),
+        y_label: format!("{} (y_i)", result.request.op.kind().name()),
+        kind: ChartKind::Bars {
+            categories: (0..row.len()).map(|i| i.to_string()).collect(),
+            series: vec![Series { name: name.to_string(), values: row, role: SeriesRole::Engine(kind) }],
+        },
+    }
+}
+
+fn heatmap_chart(name: &str, values: &[f32], result: &Comparison) -> Chart {
+    Chart {
+        title: name.to_string(),
+        x_label: "column".into(),
+        y_label: "row".into(),
+        kind: ChartKind::Heatmap {
+            rows: result.request.x.rows(),
+            cols: result.request.x.cols(),
+            values: values.iter().map(|&v| v as f64).collect(),
+            value_label: result.request.op.kind().name().to_string(),
+        },
+    }
+}
+
+/// The op's output against its input (first row), reference and every engine that ran.
+fn line_chart(result: &Comparison) -> Chart {
+    let cols = result.request.x.cols();
+    let xs: Vec<f64> = result.request.x.data.iter().take(cols).map(|&v| v as f64).collect();
+    let mut series = vec![LineSeries {
+        name: "f64 reference".into(),
+        points: xs.iter().zip(&result.reference).map(|(&x, &y)| (x, y)).collect(),
+        role: SeriesRole::Reference,
+    }];
+    for run in &result.runs {
+        if let Ok((out, _)) = &run.result {
+            series.push(LineSeries {
+                name: run.kind.display_name().into(),
+                points: xs.iter().zip(&out.values).map(|(&x, &y)| (x, y as f64)).collect(),
+                role: SeriesRole::Engine(run.kind),
+            });
+        }
+    }
+    Chart {
+        title: format!("{} over the input", result.request.op.kind().name()),
+        x_label: "input x".into(),
+        y_label: format!("{}(x)", result.request.op.kind().name()),
+        kind: ChartKind::Lines { series },
+    }
+}
+
+fn table_ui(ui: &mut Ui, id: egui::Id, result: &Comparison, theme: &Theme) {
+    let x = &result.request.x.data;
+    let n = x.len().min(TABLE_ROWS);
+    egui::Grid::new(id).striped(true).spacing([theme.column_gap, 4.0]).show(ui, |ui| {
+        ui.label(RichText::new("x").strong());
+        ui.label(RichText::new("f64 reference").strong());
+        for run in &result.runs {
+            ui.label(RichText::new(run.kind.display_name()).strong());
+        }
+        ui.end_row();
+        for i in 0..n {
+            ui.label(RichText::new(format_value(x[i] as f64)).monospace());
+            ui.label(RichText::new(format_value(result.reference[i])).monospace());
+            for run in &result.runs {
+                match &run.result {
+                    Ok((out, _)) => ui.label(RichText::new(format_value(out.values[i] as f64)).monospace()),
+                    Err(_) => ui.label(RichText::new("—").color(theme.text_weak)),
+                };
+            }
+            ui.end_row();
+        }
+    });
+    if x.len() > n {
+        ui.label(RichText::new(format!("first {n} of {} values", x.len())).color(theme.text_weak));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_vectors_and_matrices() {
+        assert_eq!(parse_values("[2.0, 1, -0.5]").unwrap(), vec![vec![2.0, 1.0, -0.5]]);
+        assert_eq!(parse_values("[[1, 2], [3, 4]]").unwrap(), vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
+        let v = parse_values("[nan, inf, -inf]").unwrap();
+        assert!(v[0][0].is_nan() && v[0][1] == f32::INFINITY && v[0][2] == f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn rejects_bad_input_with_reasons() {
+        assert!(parse_values("2, 3").unwrap_err().contains("expected a list"));
+        assert!(parse_values("[1, two]").unwrap_err().contains("not a list of numbers"));
+        assert!(parse_values("[[1, 2], [3]]").unwrap_err().contains("row 2 has 1"));
+        assert!(parse_values("[]").unwrap_err().contains("empty"));
+        assert!(parse_values("[\"a\"]").unwrap_err().contains("is not a number"));
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        let t = Tensor::matrix(2, 2, vec![1.0, 0.5, f32::NAN, f32::NEG_INFINITY]).unwrap();
+        let text = format_input(&t);
+        let back = parse_values(&text).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0], vec![1.0, 0.5]);
+        assert!(back[1][0].is_nan() && back[1][1] == f32::NEG_INFINITY);
+    }
+}

@@ -1,0 +1,12 @@
+//! The eframe app: lesson list, notebook cells, plots, kernel source. The UI talks to ops only
+//! through the engine registry (via the compute worker); it never imports cudarc or wgpu compute
+//! code.
+
+pub mod app;
+pub mod cell;
+pub mod kernel_view;
+pub mod plots;
+pub mod theme;
+pub mod worker;
+
+pub use app::{AppOptions, KernelbookApp, Remembered};

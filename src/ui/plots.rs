@@ -1,0 +1,965 @@
+//! Draws a [`Chart`] (plain data from `src/chart.rs`) with egui_plot, in the theme's colours and sizes.
+//!
+//! * Grouped bars: one group per category (labels on the x axis), one bar per series, coloured by
+//!   role (the same engine has the same colour everywhere).
+//! * Lines: one line per series; the reference is dashed and each engine has its own marker
+//!   shape, so colour is not the only way to tell them apart.
+//! * Heatmaps: one texture (cached by a hash of the data, never one shape per cell), a viridis colour
+//!   scale with its min and max, NaN cells in a grey outside the colormap.
+//!
+//! Non-finite values are shown, never dropped: a NaN bar is a hollow marker at the baseline with a
+//! "NaN" label, a +inf bar runs to the top of the plot, hatched and labelled "+inf" (-inf likewise,
+//! downwards), and a line marks its NaN/inf points at the plot's edge with labels. Every chart says
+//! below it how many values were not finite, in words.
+//!
+//! Pan and zoom are off (they fight the page's scrolling); a double-click resets the view.
+//! The legend sits above the plot, outside the data, so it never hides a bar.
+
+use crate::chart::{
+    Chart, ChartKind, LineSeries, NonFiniteCounts, Series, SeriesRole, Special, format_value,
+};
+use crate::engine::EngineKind;
+use crate::ui::theme::Theme;
+use egui::{
+    Align2, Color32, ColorImage, Id, Pos2, Rangef, Rect, Response, RichText, Role, Sense,
+    Shape, Stroke, StrokeKind, TextureHandle, TextureOptions, Ui, Vec2, WidgetInfo, pos2, vec2,
+};
+use egui_plot::{
+    Axis, AxisHints, Bar, BarChart, GridInput, GridMark, HoverPosition, Line, LineStyle, MarkerShape, Plot, PlotImage,
+    PlotPoint, PlotPoints, PlotTransform, Points,
+};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+/// Draws `chart` at the full available width. `id` must be unique among the charts on screen and
+/// stable across frames (e.g. `("softmax-cell", 3)`).
+///
+/// The returned response is the plot's; its AccessKit label is a one-line summary of the chart.
+pub fn chart_ui(ui: &mut Ui, id: impl Hash, chart: &Chart, theme: &Theme) -> Response {
+    let id = persistent_id(ui, id);
+    ui.vertical(|ui| {
+        if !chart.title.is_empty() {
+            ui.label(
+                RichText::new(&chart.title)
+                    .size(theme.text_body)
+                    .strong()
+                    .color(theme.text),
+            );
+        }
+        if let Err(err) = chart.validate() {
+            return ui.label(
+                RichText::new(format!("{} cannot draw this chart: {err}", Theme::WARNING_GLYPH))
+                    .color(theme.warning),
+            );
+        }
+        let response = match &chart.kind {
+            ChartKind::Bars { categories, series } => {
+                bars_ui(ui, id, chart, categories, series, theme)
+            }
+            ChartKind::Lines { series } => lines_ui(ui, id, chart, series, theme),
+            ChartKind::Heatmap {
+                rows,
+                cols,
+                values,
+                value_label,
+            } => heatmap_ui(ui, id, chart, (*rows, *cols), values, value_label, theme),
+        };
+        let summary = summary(chart);
+        response.widget_info(|| WidgetInfo::labeled(Role::Image, true, &summary));
+        non_finite_note_ui(ui, chart.non_finite(), theme);
+        response
+    })
+    .inner
+}
+
+/// A one-line description of a chart, for screen readers (the AccessKit label of the plot).
+pub fn summary(chart: &Chart) -> String {
+    let what = match &chart.kind {
+        ChartKind::Bars { categories, series } => format!(
+            "bar chart, {} categories, series: {}",
+            categories.len(),
+            series.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+        ChartKind::Lines { series } => format!(
+            "line chart, series: {}",
+            series.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+        ChartKind::Heatmap {
+            rows,
+            cols,
+            value_label,
+            ..
+        } => format!("heatmap, {rows} rows x {cols} columns of {value_label}"),
+    };
+    let range = match chart.finite_range() {
+        Some((lo, hi)) => format!("values from {} to {}", format_value(lo), format_value(hi)),
+        None => "no finite values".to_owned(),
+    };
+    let non_finite = chart.non_finite();
+    let mut text = format!("{}: {what}; {range}", chart.title);
+    if non_finite.total() > 0 {
+        text.push_str(&format!("; not finite: {}", non_finite.summary()));
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------------------------
+// Colormap
+// ---------------------------------------------------------------------------------------------
+
+/// Matplotlib's viridis sampled at 10 evenly spaced points: perceptually uniform, readable in grey
+/// and with the common colour-vision deficiencies.
+const VIRIDIS: [[u8; 3]; 10] = [
+    [0x44, 0x01, 0x54],
+    [0x48, 0x28, 0x78],
+    [0x3e, 0x4a, 0x89],
+    [0x31, 0x68, 0x8e],
+    [0x26, 0x82, 0x8e],
+    [0x1f, 0x9e, 0x89],
+    [0x35, 0xb7, 0x79],
+    [0x6d, 0xcd, 0x59],
+    [0xb4, 0xde, 0x2c],
+    [0xfd, 0xe7, 0x25],
+];
+
+/// The viridis colour at `t` in 0..=1 (clamped; NaN gives the low end), linearly interpolated
+/// between the table's entries.
+pub fn viridis(t: f64) -> Color32 {
+    let t = if t.is_nan() { 0.0 } else { t.clamp(0.0, 1.0) };
+    let x = t * (VIRIDIS.len() - 1) as f64;
+    let i = (x.floor() as usize).min(VIRIDIS.len() - 2);
+    let f = x - i as f64;
+    let [a, b] = [VIRIDIS[i], VIRIDIS[i + 1]];
+    let mix = |k: usize| (a[k] as f64 + (b[k] as f64 - a[k] as f64) * f).round() as u8;
+    Color32::from_rgb(mix(0), mix(1), mix(2))
+}
+
+/// The colour of a heatmap cell holding `v`, for a colour scale from `lo` to `hi`: NaN is `nan`,
+/// +inf the top colour, -inf the bottom colour.
+pub fn heatmap_color(v: f64, lo: f64, hi: f64, nan: Color32) -> Color32 {
+    match Special::of(v) {
+        Some(Special::Nan) => nan,
+        Some(Special::PosInf) => viridis(1.0),
+        Some(Special::NegInf) => viridis(0.0),
+        None if hi > lo => viridis((v - lo) / (hi - lo)),
+        None => viridis(0.5),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bars
+// ---------------------------------------------------------------------------------------------
+
+/// A non-finite value to mark on top of the plot, after egui_plot has drawn it.
+struct SpecialMark {
+    /// Centre of the bar (bars) or the point's x (lines), in plot coordinates.
+    x: f64,
+    /// Half the bar width in plot coordinates (0 for lines).
+    half_width: f64,
+    special: Special,
+    color: Color32,
+}
+
+fn bars_ui(
+    ui: &mut Ui,
+    id: Id,
+    chart: &Chart,
+    categories: &[String],
+    series: &[Series],
+    theme: &Theme,
+) -> Response {
+    legend_ui(
+        ui,
+        series.iter().map(|s| (s.name.as_str(), s.role)),
+        LegendKind::Swatch,
+        theme,
+    );
+
+    // y range: the finite values and the baseline; room above (below) for +inf (-inf) bars.
+    let (lo, hi) = chart.finite_range().unwrap_or((0.0, 1.0));
+    let (lo, mut hi) = (lo.min(0.0), hi.max(0.0));
+    if hi <= lo {
+        hi = lo + 1.0;
+    }
+    let counts = chart.non_finite();
+    let span = hi - lo;
+    let top = if counts.pos_inf > 0 {
+        hi + 0.15 * span
+    } else {
+        hi
+    };
+    let bottom = if counts.neg_inf > 0 {
+        lo - 0.15 * span
+    } else {
+        lo
+    };
+
+    let n = series.len().max(1) as f64;
+    let slot = 0.8 / n;
+    let bar_width = slot * 0.85;
+    let bar_x = |category: usize, s: usize| category as f64 - 0.4 + slot * (s as f64 + 0.5);
+
+    let mut marks = Vec::new();
+    let mut charts = Vec::new();
+    for (s, ser) in series.iter().enumerate() {
+        let color = theme.series_color(ser.role);
+        let mut bars = Vec::new();
+        for (c, (&v, category)) in ser.values.iter().zip(categories).enumerate() {
+            let x = bar_x(c, s);
+            let name = format!("{} · {category}: {}", ser.name, format_value(v));
+            let bar = match Special::of(v) {
+                None => Bar::new(x, v).fill(color),
+                Some(special) => {
+                    marks.push(SpecialMark {
+                        x,
+                        half_width: bar_width / 2.0,
+                        special,
+                        color,
+                    });
+                    match special {
+                        Special::Nan => continue,
+                        Special::PosInf => Bar::new(x, top).fill(color.gamma_multiply(0.25)),
+                        Special::NegInf => Bar::new(x, bottom).fill(color.gamma_multiply(0.25)),
+                    }
+                }
+            };
+            bars.push(
+                bar.width(bar_width)
+                    .stroke(Stroke::new(theme.line_width * 0.5, color))
+                    .name(name),
+            );
+        }
+        charts.push(
+            BarChart::new(ser.name.clone(), bars)
+                .color(color)
+                .id(("bars", s))
+                .element_formatter(Box::new(|bar, _| bar.name.clone())),
+        );
+    }
+
+    let response = base_plot(id, chart, theme, theme.plot_height)
+        .include_x(-0.5)
+        .include_x(categories.len() as f64 - 0.5)
+        .include_y(bottom)
+        .include_y(top)
+        .show_grid([false, true])
+        .x_grid_spacer(|input: GridInput| {
+            let first = input.bounds.0.ceil() as i64;
+            let last = input.bounds.1.floor() as i64;
+            (first..=last)
+                .map(|i| GridMark {
+                    value: i as f64,
+                    step_size: 1.0,
+                })
+                .collect()
+        })
+        .custom_x_axes(vec![
+            axis_hints(Axis::X, &chart.x_label, theme)
+                .label_spacing(Rangef::new(0.0, 1.0))
+                .formatter(move |mark, _| category_label(categories, mark.value)),
+        ])
+        .show(ui, |plot_ui| {
+            for bar_chart in charts {
+                plot_ui.bar_chart(bar_chart);
+            }
+        });
+
+    let painter = ui.painter_at(*response.transform.frame());
+    for mark in &marks {
+        paint_bar_mark(&painter, &response.transform, mark, (bottom, top), theme);
+    }
+    response.response
+}
+
+/// The category name for an integer x, nothing between categories.
+fn category_label(categories: &[String], x: f64) -> String {
+    let i = x.round();
+    if (x - i).abs() > 1e-6 || i < 0.0 {
+        return String::new();
+    }
+    categories.get(i as usize).cloned().unwrap_or_default()
+}
+
+/// A NaN bar: a hollow diamond at the baseline under a "NaN" label. An infinite bar: hatching over
+/// the full-height bar and a label at its end.
+fn paint_bar_mark(
+    painter: &egui::Painter,
+    transform: &PlotTransform,
+    mark: &SpecialMark,
+    (bottom, top): (f64, f64),
+    theme: &Theme,
+) {
+    let stroke = Stroke::new(theme.line_width, mark.color);
+    match mark.special {
+        Special::Nan => {
+            let base = transform.position_from_point(&PlotPoint::new(mark.x, 0.0));
+            let r = theme.marker_radius * 1.6;
+            let diamond = vec![
+                base + vec2(0.0, -2.0 * r),
+                base + vec2(r, -r),
+                base,
+                base + vec2(-r, -r),
+            ];
+            painter.add(Shape::convex_polygon(
+                diamond,
+                theme.plot_background,
+                stroke,
+            ));
+            label_pill(
+                painter,
+                base + vec2(0.0, -2.0 * r - 2.0),
+                Align2::CENTER_BOTTOM,
+                Special::Nan.label(),
+                mark.color,
+                theme,
+            );
+        }
+        Special::PosInf | Special::NegInf => {
+            let end = if mark.special == Special::PosInf {
+                top
+            } else {
+                bottom
+            };
+            let rect = transform.rect_from_values(
+                &PlotPoint::new(mark.x - mark.half_width, 0.0),
+                &PlotPoint::new(mark.x + mark.half_width, end),
+            );
+            hatch(painter, rect, Stroke::new(theme.line_width * 0.75, mark.color));
+            let (pos, anchor) = if mark.special == Special::PosInf {
+                (rect.center_top() + vec2(0.0, 2.0), Align2::CENTER_TOP)
+            } else {
+                (rect.center_bottom() - vec2(0.0, 2.0), Align2::CENTER_BOTTOM)
+            };
+            label_pill(painter, pos, anchor, mark.special.label(), mark.color, theme);
+        }
+    }
+}
+
+/// Diagonal lines across `rect`, clipped to it.
+fn hatch(painter: &egui::Painter, rect: Rect, stroke: Stroke) {
+    let painter = painter.with_clip_rect(rect.intersect(painter.clip_rect()));
+    let step = (stroke.width * 4.0).max(6.0);
+    let mut x = rect.left() - rect.height();
+    while x < rect.right() {
+        painter.line_segment(
+            [
+                pos2(x, rect.bottom()),
+                pos2(x + rect.height(), rect.top()),
+            ],
+            stroke,
+        );
+        x += step;
+    }
+}
+
+/// Small text on the plot background with a border in the series colour, readable over anything.
+fn label_pill(
+    painter: &egui::Painter,
+    pos: Pos2,
+    anchor: Align2,
+    text: &str,
+    border: Color32,
+    theme: &Theme,
+) {
+    let galley = painter.layout_no_wrap(text.to_owned(), theme.small_font(), theme.text);
+    let pad = vec2(theme.text_small * 0.25, 0.0);
+    let rect = anchor.anchor_size(pos, galley.size() + 2.0 * pad);
+    painter.rect(
+        rect,
+        2.0,
+        theme.plot_background,
+        Stroke::new((theme.line_width * 0.5).max(1.0), border),
+        StrokeKind::Inside,
+    );
+    painter.galley(rect.min + pad, galley, theme.text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lines
+// ---------------------------------------------------------------------------------------------
+
+/// Markers are drawn on lines with at most this many points (beyond, they are clutter).
+const MAX_POINTS_WITH_MARKERS: usize = 48;
+
+fn marker_shape(role: SeriesRole) -> Option<MarkerShape> {
+    match role {
+        SeriesRole::Engine(EngineKind::Cuda) => Some(MarkerShape::Circle),
+        SeriesRole::Engine(EngineKind::Wgpu) => Some(MarkerShape::Square),
+        SeriesRole::Engine(EngineKind::Cpu) => Some(MarkerShape::Diamond),
+        SeriesRole::Reference => None,
+        SeriesRole::Input => Some(MarkerShape::Plus),
+        SeriesRole::Other(_) => Some(MarkerShape::Up),
+    }
+}
+
+fn line_style(role: SeriesRole) -> LineStyle {
+    match role {
+        SeriesRole::Reference => LineStyle::Dashed { length: 10.0 },
+        _ => LineStyle::Solid,
+    }
+}
+
+fn lines_ui(
+    ui: &mut Ui,
+    id: Id,
+    chart: &Chart,
+    series: &[LineSeries],
+    theme: &Theme,
+) -> Response {
+    legend_ui(
+        ui,
+        series.iter().map(|s| (s.name.as_str(), s.role)),
+        LegendKind::Line,
+        theme,
+    );
+    let mut marks = Vec::new();
+    let mut lines = Vec::new();
+    let mut points = Vec::new();
+    for (s, ser) in series.iter().enumerate() {
+        let color = theme.series_color(ser.role);
+        // Split at non-finite values: a line cannot pass through NaN or inf.
+        let mut segment: Vec<[f64; 2]> = Vec::new();
+        let mut segments = Vec::new();
+        for &(x, y) in &ser.points {
+            match Special::of(y) {
+                None if x.is_finite() => segment.push([x, y]),
+                None => {}
+                Some(special) => {
+                    if x.is_finite() {
+                        marks.push(SpecialMark {
+                            x,
+                            half_width: 0.0,
+                            special,
+                            color,
+                        });
+                    }
+                    segments.push(std::mem::take(&mut segment));
+                }
+            }
+        }
+        segments.push(segment);
+        let finite: Vec<[f64; 2]> = segments.iter().flatten().copied().collect();
+        for (k, seg) in segments.into_iter().enumerate() {
+            if seg.is_empty() {
+                continue;
+            }
+            lines.push(
+                Line::new(ser.name.clone(), PlotPoints::from(seg))
+                    .id(("line", s, k))
+                    .color(color)
+                    .width(theme.line_width)
+                    .style(line_style(ser.role)),
+            );
+        }
+        if let Some(shape) = marker_shape(ser.role)
+            && finite.len() <= MAX_POINTS_WITH_MARKERS
+        {
+            points.push(
+                Points::new(ser.name.clone(), PlotPoints::from(finite))
+                    .id(("points", s))
+                    .shape(shape)
+                    .color(color)
+                    .filled(true)
+                    .radius(theme.marker_radius),
+            );
+        }
+    }
+    let (lo, hi) = chart.finite_range().unwrap_or((0.0, 1.0));
+
+    let response = base_plot(id, chart, theme, theme.plot_height)
+        .include_y(lo)
+        .include_y(hi)
+        .custom_x_axes(vec![axis_hints(Axis::X, &chart.x_label, theme)])
+        .show(ui, |plot_ui| {
+            for line in lines {
+                plot_ui.line(line);
+            }
+            for p in points {
+                plot_ui.points(p);
+            }
+        });
+
+    let frame = *response.transform.frame();
+    let painter = ui.painter_at(frame);
+    for mark in &marks {
+        let x = response.transform.position_from_point_x(mark.x);
+        let r = theme.marker_radius * 1.4;
+        let stroke = Stroke::new(theme.line_width * 0.75, mark.color);
+        // +inf at the top edge (a triangle pointing up), NaN and -inf at the bottom edge.
+        let (tip, base_y, anchor, label_y) = if mark.special == Special::PosInf {
+            let y = frame.top() + 2.0;
+            (pos2(x, y), y + 2.0 * r, Align2::CENTER_TOP, y + 2.0 * r + 2.0)
+        } else {
+            let y = frame.bottom() - 2.0;
+            (pos2(x, y), y - 2.0 * r, Align2::CENTER_BOTTOM, y - 2.0 * r - 2.0)
+        };
+        painter.add(Shape::convex_polygon(
+            vec![tip, pos2(x + r, base_y), pos2(x - r, base_y)],
+            theme.plot_background,
+            stroke,
+        ));
+        label_pill(
+            &painter,
+            pos2(x, label_y),
+            anchor,
+            mark.special.label(),
+            mark.color,
+            theme,
+        );
+    }
+    response.response
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heatmap
+// ---------------------------------------------------------------------------------------------
+
+/// Heatmaps larger than this (per side) are sampled down to it for the texture.
+const MAX_HEATMAP_SIDE: usize = 2048;
+
+fn heatmap_ui(
+    ui: &mut Ui,
+    id: Id,
+    chart: &Chart,
+    (rows, cols): (usize, usize),
+    values: &[f64],
+    value_label: &str,
+    theme: &Theme,
+) -> Response {
+    let (lo, hi) = chart.finite_range().unwrap_or((0.0, 1.0));
+    let texture = heatmap_texture(ui.ctx(), id, (rows, cols), values, (lo, hi), theme);
+    let scale_width = theme.text_small * 7.0;
+
+    ui.horizontal_top(|ui| {
+        let plot_width =
+            (ui.available_width() - scale_width - ui.spacing().item_spacing.x).max(120.0);
+        let response = base_plot(id, chart, theme, theme.heatmap_height)
+            .width(plot_width)
+            .invert_y(true)
+            .show_grid(false)
+            .include_x(0.0)
+            .include_x(cols as f64)
+            .include_y(0.0)
+            .include_y(rows as f64)
+            .set_margin_fraction(Vec2::ZERO)
+            .x_grid_spacer(cell_grid_spacer(theme.text_small * 4.0))
+            .y_grid_spacer(cell_grid_spacer(theme.text_small * 2.0))
+            .custom_x_axes(vec![
+                axis_hints(Axis::X, &chart.x_label, theme)
+                    .formatter(|mark, _| format!("{}", mark.value.floor())),
+            ])
+            .custom_y_axes(vec![
+                axis_hints(Axis::Y, &chart.y_label, theme)
+                    .formatter(|mark, _| format!("{}", mark.value.floor())),
+            ])
+            .label_formatter(move |hover| {
+                let point = match hover {
+                    HoverPosition::NearDataPoint { position, .. }
+                    | HoverPosition::Elsewhere { position } => position,
+                };
+                let (c, r) = (point.x.floor(), point.y.floor());
+                if c < 0.0 || r < 0.0 || c as usize >= cols || r as usize >= rows {
+                    return None;
+                }
+                let v = values[r as usize * cols + c as usize];
+                Some(format!("row {r}, column {c}\n{}", format_value(v)))
+            })
+            .show(ui, |plot_ui| {
+                plot_ui.image(
+                    PlotImage::new(
+                        "heatmap",
+                        texture.id(),
+                        PlotPoint::new(cols as f64 / 2.0, rows as f64 / 2.0),
+                        vec2(cols as f32, rows as f32),
+                    )
+                    .allow_hover(false),
+                );
+            });
+        color_scale_ui(
+            ui,
+            *response.transform.frame(),
+            scale_width,
+            (lo, hi),
+            value_label,
+            chart.non_finite(),
+            theme,
+        );
+        response.response
+    })
+    .inner
+}
+
+/// Grid marks at cell centres (c + 0.5, labelled c), every 1, 2, 5, 10, 20, ... cells: the
+/// smallest step that leaves `min_spacing` points between labels.
+fn cell_grid_spacer(min_spacing: f32) -> impl Fn(GridInput) -> Vec<GridMark> {
+    move |input: GridInput| {
+        // base_step_size is 8 points (egui_plot's minimal grid spacing) in plot units.
+        let min_step = input.base_step_size * (min_spacing as f64 / 8.0);
+        let step = nice_step(min_step);
+        let first = (input.bounds.0 / step).floor() as i64;
+        let last = (input.bounds.1 / step).ceil() as i64;
+        (first..=last)
+            .map(|k| k as f64 * step + 0.5)
+            .filter(|v| *v >= input.bounds.0 && *v <= input.bounds.1)
+            .map(|value| GridMark {
+                value,
+                step_size: step,
+            })
+            .collect()
+    }
+}
+
+/// The smallest of 1, 2, 5, 10, 20, 50, ... that is at least `min_step`.
+fn nice_step(min_step: f64) -> f64 {
+    if !min_step.is_finite() || min_step <= 1.0 {
+        return 1.0;
+    }
+    let mut decade = 1.0;
+    loop {
+        for m in [1.0, 2.0, 5.0] {
+            if m * decade >= min_step {
+                return m * decade;
+            }
+        }
+        decade *= 10.0;
+    }
+}
+
+/// The heatmap as one texture, rebuilt only when the data (or the NaN colour) changes.
+fn heatmap_texture(
+    ctx: &egui::Context,
+    id: Id,
+    (rows, cols): (usize, usize),
+    values: &[f64],
+    (lo, hi): (f64, f64),
+    theme: &Theme,
+) -> TextureHandle {
+    let mut hasher = DefaultHasher::new();
+    (rows, cols, lo.to_bits(), hi.to_bits(), theme.heatmap_nan).hash(&mut hasher);
+    for v in values {
+        v.to_bits().hash(&mut hasher);
+    }
+    cached_texture(ctx, id.with("heatmap-texture"), hasher.finish(), || {
+        let (h, w) = (rows.clamp(1, MAX_HEATMAP_SIDE), cols.clamp(1, MAX_HEATMAP_SIDE));
+        let mut pixels = Vec::with_capacity(w * h);
+        for y in 0..h {
+            let r = y * rows / h;
+            for x in 0..w {
+                let c = x * cols / w;
+                let v = values.get(r * cols + c).copied().unwrap_or(f64::NAN);
+                pixels.push(heatmap_color(v, lo, hi, theme.heatmap_nan));
+            }
+        }
+        ColorImage::new([w, h], pixels)
+    })
+}
+
+/// The colour scale, top = max: 256 samples of the colormap as one texture.
+fn color_scale_texture(ctx: &egui::Context) -> TextureHandle {
+    cached_texture(ctx, Id::unique("kernelbook-viridis-scale"), 1, || {
+        let pixels = (0..256).rev().map(|i| viridis(i as f64 / 255.0)).collect();
+        ColorImage::new([1, 256], pixels)
+    })
+}
+
+/// A texture kept in egui's memory under `id`, re-uploaded only when `key` changes.
+fn cached_texture(
+    ctx: &egui::Context,
+    id: Id,
+    key: u64,
+    make: impl FnOnce() -> ColorImage,
+) -> TextureHandle {
+    let cached: Option<(u64, TextureHandle)> = ctx.data(|d| d.get_temp(id));
+    let handle = match cached {
+        Some((k, handle)) if k == key => return handle,
+        Some((_, mut handle)) => {
+            handle.set(make(), TextureOptions::NEAREST);
+            handle
+        }
+        None => ctx.load_texture(format!("{id:?}"), make(), TextureOptions::NEAREST),
+    };
+    ctx.data_mut(|d| d.insert_temp(id, (key, handle.clone())));
+    handle
+}
+
+/// The colour bar next to a heatmap, aligned with its plot frame: the value label, max at the top,
+/// the middle value, min at the bottom, then what NaN and inf cells look like.
+fn color_scale_ui(
+    ui: &mut Ui,
+    frame: Rect,
+    width: f32,
+    (lo, hi): (f64, f64),
+    value_label: &str,
+    counts: NonFiniteCounts,
+    theme: &Theme,
+) {
+    let (rect, _) = ui.allocate_exact_size(vec2(width, theme.heatmap_height), Sense::hover());
+    let painter = ui.painter_at(rect);
+    let font = theme.small_font();
+    let line_height = ui.ctx().fonts_mut(|f| f.row_height(&font));
+    let bar = Rect::from_min_max(
+        pos2(rect.left(), frame.top() + line_height * 1.5),
+        pos2(
+            rect.left() + theme.text_small * 1.2,
+            frame.bottom() - line_height * (1.0 + nonfinite_lines(counts) as f32) - 4.0,
+        ),
+    );
+    let text = |pos: Pos2, anchor: Align2, s: &str, color: Color32| {
+        painter.text(pos, anchor, s, font.clone(), color)
+    };
+    text(
+        pos2(rect.left(), frame.top()),
+        Align2::LEFT_TOP,
+        value_label,
+        theme.text,
+    );
+    if bar.height() > line_height * 2.0 {
+        painter.image(
+            color_scale_texture(ui.ctx()).id(),
+            bar,
+            Rect::from_min_max(Pos2::ZERO, pos2(1.0, 1.0)),
+            Color32::WHITE,
+        );
+        painter.rect_stroke(bar, 0.0, Stroke::new(1.0, theme.grid), StrokeKind::Outside);
+        let label_x = bar.right() + theme.text_small * 0.4;
+        text(
+            pos2(label_x, bar.top()),
+            Align2::LEFT_TOP,
+            &format!("max {}", format_value(hi)),
+            theme.text,
+        );
+        text(
+            pos2(label_x, bar.center().y),
+            Align2::LEFT_CENTER,
+            &format_value((lo + hi) / 2.0),
+            theme.text_weak,
+        );
+        text(
+            pos2(label_x, bar.bottom()),
+            Align2::LEFT_BOTTOM,
+            &format!("min {}", format_value(lo)),
+            theme.text,
+        );
+    }
+    // Non-finite cells, in words: a swatch for NaN, the colour used for each infinity.
+    let mut y = bar.bottom() + 4.0;
+    for (n, special, color) in [
+        (counts.nan, Special::Nan, theme.heatmap_nan),
+        (counts.pos_inf, Special::PosInf, viridis(1.0)),
+        (counts.neg_inf, Special::NegInf, viridis(0.0)),
+    ] {
+        if n == 0 {
+            continue;
+        }
+        let swatch = Rect::from_min_size(
+            pos2(bar.left(), y + line_height * 0.15),
+            Vec2::splat(line_height * 0.7),
+        );
+        painter.rect_filled(swatch, 0.0, color);
+        painter.rect_stroke(swatch, 0.0, Stroke::new(1.0, theme.text_weak), StrokeKind::Outside);
+        text(
+            pos2(swatch.right() + theme.text_small * 0.3, y),
+            Align2::LEFT_TOP,
+            &format!("{special} ×{n}"),
+            theme.text,
+        );
+        y += line_height;
+    }
+}
+
+fn nonfinite_lines(counts: NonFiniteCounts) -> usize {
+    [counts.nan, counts.pos_inf, counts.neg_inf]
+        .iter()
+        .filter(|n| **n > 0)
+        .count()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared pieces
+// ---------------------------------------------------------------------------------------------
+
+/// A stable id from any hashable value, scoped to the parent ui.
+fn persistent_id(ui: &Ui, id: impl Hash) -> Id {
+    let mut hasher = DefaultHasher::new();
+    id.hash(&mut hasher);
+    ui.make_persistent_id(hasher.finish())
+}
+
+/// A plot with no pan or zoom (a double-click resets), theme colours, and the y axis label.
+fn base_plot<'a>(id: Id, chart: &'a Chart, theme: &Theme, height: f32) -> Plot<'a> {
+    Plot::new(id)
+        .id(id)
+        .height(height)
+        .allow_zoom(false)
+        .allow_drag(false)
+        .allow_scroll(false)
+        .allow_boxed_zoom(false)
+        .allow_axis_zoom_drag(false)
+        .allow_double_click_reset(true)
+        .show_crosshair(false)
+        .grid_color(theme.grid)
+        .custom_y_axes(vec![axis_hints(Axis::Y, &chart.y_label, theme)])
+}
+
+fn axis_hints<'a>(axis: Axis, label: &str, theme: &Theme) -> AxisHints<'a> {
+    let hints = AxisHints::new(axis)
+        .tick_label_font(theme.small_font())
+        .tick_label_color(theme.text)
+        .label(RichText::new(label).size(theme.text_body).color(theme.text));
+    match axis {
+        Axis::X => hints,
+        Axis::Y => {
+            let spacing = theme.text_small * 1.8;
+            hints.label_spacing(Rangef::new(spacing, spacing * 1.3))
+        }
+    }
+}
+
+/// How a legend entry shows its series.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LegendKind {
+    /// A filled square (bars).
+    Swatch,
+    /// A short line in the series' style, with its marker (lines).
+    Line,
+}
+
+/// The legend: one entry per series, above the plot, wrapping if the row is full.
+fn legend_ui<'s>(
+    ui: &mut Ui,
+    entries: impl Iterator<Item = (&'s str, SeriesRole)>,
+    kind: LegendKind,
+    theme: &Theme,
+) {
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing.x = theme.text_small * 0.4;
+        for (name, role) in entries {
+            let color = theme.series_color(role);
+            let h = theme.text_body;
+            let w = if kind == LegendKind::Line { h * 2.0 } else { h };
+            let (rect, _) = ui.allocate_exact_size(vec2(w, h), Sense::hover());
+            let painter = ui.painter();
+            match kind {
+                LegendKind::Swatch => {
+                    painter.rect_filled(rect.shrink(h * 0.12), 2.0, color);
+                }
+                LegendKind::Line => {
+                    let y = rect.center().y;
+                    let stroke = Stroke::new(theme.line_width, color);
+                    if role == SeriesRole::Reference {
+                        painter.extend(Shape::dashed_line(
+                            &[pos2(rect.left(), y), pos2(rect.right(), y)],
+                            stroke,
+                            h * 0.35,
+                            h * 0.2,
+                        ));
+                    } else {
+                        painter.line_segment([pos2(rect.left(), y), pos2(rect.right(), y)], stroke);
+                    }
+                    if let Some(shape) = marker_shape(role) {
+                        paint_marker(painter, rect.center(), theme.marker_radius, shape, color);
+                    }
+                }
+            }
+            ui.label(RichText::new(name).size(theme.text_body).color(theme.text));
+            ui.add_space(theme.column_gap * 0.75);
+        }
+    });
+}
+
+/// The legend's copy of egui_plot's markers (only the shapes [`marker_shape`] uses).
+fn paint_marker(painter: &egui::Painter, c: Pos2, r: f32, shape: MarkerShape, color: Color32) {
+    let stroke = Stroke::new(r * 0.5, color);
+    match shape {
+        MarkerShape::Circle => {
+            painter.circle_filled(c, r, color);
+        }
+        MarkerShape::Square => {
+            painter.rect_filled(Rect::from_center_size(c, Vec2::splat(2.0 * r)), 0.0, color);
+        }
+        MarkerShape::Diamond => {
+            let pts = vec![c + vec2(0.0, -r), c + vec2(r, 0.0), c + vec2(0.0, r), c + vec2(-r, 0.0)];
+            painter.add(Shape::convex_polygon(pts, color, Stroke::NONE));
+        }
+        MarkerShape::Up => {
+            let pts = vec![c + vec2(0.0, -r), c + vec2(r, r), c + vec2(-r, r)];
+            painter.add(Shape::convex_polygon(pts, color, Stroke::NONE));
+        }
+        _ => {
+            painter.line_segment([c - vec2(r, 0.0), c + vec2(r, 0.0)], stroke);
+            painter.line_segment([c - vec2(0.0, r), c + vec2(0.0, r)], stroke);
+        }
+    }
+}
+
+/// "⚠ Not finite: 1 NaN, 1 +inf (marked on the chart)", in words, under the chart.
+fn non_finite_note_ui(ui: &mut Ui, counts: NonFiniteCounts, theme: &Theme) {
+    if counts.total() == 0 {
+        return;
+    }
+    ui.label(
+        RichText::new(format!(
+            "{} Not finite: {} (marked on the chart)",
+            Theme::WARNING_GLYPH,
+            counts.summary()
+        ))
+        .size(theme.text_small)
+        .color(theme.warning),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colormap_endpoints_are_viridis() {
+        assert_eq!(viridis(0.0), Color32::from_rgb(0x44, 0x01, 0x54));
+        assert_eq!(viridis(1.0), Color32::from_rgb(0xfd, 0xe7, 0x25));
+        assert_eq!(viridis(-3.0), viridis(0.0));
+        assert_eq!(viridis(7.0), viridis(1.0));
+        assert_eq!(viridis(f64::NAN), viridis(0.0));
+    }
+
+    #[test]
+    fn colormap_gets_lighter() {
+        // Perceptually uniform maps rise monotonically in lightness; check luma at a few steps.
+        let luma = |c: Color32| 0.2126 * c.r() as f64 + 0.7152 * c.g() as f64 + 0.0722 * c.b() as f64;
+        let mut last = -1.0;
+        for i in 0..=20 {
+            let l = luma(viridis(i as f64 / 20.0));
+            assert!(l > last, "lightness falls at step {i}");
+            last = l;
+        }
+    }
+
+    #[test]
+    fn heatmap_colors_for_special_values() {
+        let grey = Color32::from_gray(128);
+        assert_eq!(heatmap_color(f64::NAN, 0.0, 1.0, grey), grey);
+        assert_eq!(heatmap_color(f64::INFINITY, 0.0, 1.0, grey), viridis(1.0));
+        assert_eq!(heatmap_color(f64::NEG_INFINITY, 0.0, 1.0, grey), viridis(0.0));
+        assert_eq!(heatmap_color(2.0, 2.0, 4.0, grey), viridis(0.0));
+        assert_eq!(heatmap_color(4.0, 2.0, 4.0, grey), viridis(1.0));
+        assert_eq!(heatmap_color(3.0, 3.0, 3.0, grey), viridis(0.5));
+    }
+
+    #[test]
+    fn nice_steps() {
+        assert_eq!(nice_step(0.3), 1.0);
+        assert_eq!(nice_step(1.5), 2.0);
+        assert_eq!(nice_step(3.0), 5.0);
+        assert_eq!(nice_step(7.0), 10.0);
+        assert_eq!(nice_step(11.0), 20.0);
+        assert_eq!(nice_step(f64::NAN), 1.0);
+    }
+
+    #[test]
+    fn category_labels_only_at_integers() {
+        let cats = vec!["a".to_owned(), "b".to_owned()];
+        assert_eq!(category_label(&cats, 0.0), "a");
+        assert_eq!(category_label(&cats, 1.0), "b");
+        assert_eq!(category_label(&cats, 0.5), "");
+        assert_eq!(category_label(&cats, 2.0), "");
+        assert_eq!(category_label(&cats, -1.0), "");
+    }
+}

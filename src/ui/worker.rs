@@ -1,0 +1,121 @@
+//! The compute worker: probes the engines once and runs op cells' requests off the UI thread, so
+//! dragging a slider never waits for a kernel. Only the newest request per cell is computed; older
+//! ones are dropped. Tests use the inline mode, which computes on the calling thread.
+
+use crate::compare::{Comparison, compare_all};
+use crate::engine::{BackendInfo, EngineKind, Registry};
+use crate::ops::OpRequest;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+
+/// Identifies an op cell: lesson id, step index, cell index within the step.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CellKey {
+    pub lesson: String,
+    pub step: usize,
+    pub cell: usize,
+}
+
+/// What the worker reports back.
+pub enum WorkerMsg {
+    /// The engines were probed.
+    Ready(Vec<BackendInfo>),
+    /// A cell's result; `generation` says which request it answers.
+    Done { key: CellKey, generation: u64, result: Arc<Comparison> },
+}
+
+struct Job {
+    key: CellKey,
+    generation: u64,
+    request: OpRequest,
+}
+
+enum Mode {
+    Thread { jobs: Sender<Job>, results: Receiver<WorkerMsg> },
+    Inline { registry: Registry, done: Vec<WorkerMsg> },
+}
+
+pub struct Worker {
+    mode: Mode,
+}
+
+impl Worker {
+    /// Start the worker thread; it probes `engines` first. `repaint` is called whenever a message
+    /// is ready (the UI passes `ctx.request_repaint`).
+    pub fn spawn(engines: Vec<EngineKind>, repaint: impl Fn() + Send + 'static) -> Worker {
+        let (jobs_tx, jobs_rx) = channel::<Job>();
+        let (results_tx, results_rx) = channel::<WorkerMsg>();
+        let spawned = std::thread::Builder::new().name("kernelbook-compute".into()).spawn(move || {
+            let registry = Registry::probe_only(&engines);
+            if results_tx.send(WorkerMsg::Ready(registry.backends())).is_err() {
+                return;
+            }
+            repaint();
+            while let Ok(first) = jobs_rx.recv() {
+                // Keep only the newest request per cell.
+                let mut latest: HashMap<CellKey, Job> = HashMap::new();
+                let mut order: Vec<CellKey> = Vec::new();
+                let mut push = |job: Job| {
+                    if !latest.contains_key(&job.key) {
+                        order.push(job.key.clone());
+                    }
+                    latest.insert(job.key.clone(), job);
+                };
+                push(first);
+                loop {
+                    match jobs_rx.try_recv() {
+                        Ok(job) => push(job),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => return,
+                    }
+                }
+                for key in order {
+                    if let Some(job) = latest.remove(&key) {
+                        let result = Arc::new(compare_all(&registry, job.request));
+                        let msg = WorkerMsg::Done { key: job.key, generation: job.generation, result };
+                        if results_tx.send(msg).is_err() {
+                            return;
+                        }
+                        repaint();
+                    }
+                }
+            }
+        });
+        match spawned {
+            Ok(_) => Worker { mode: Mode::Thread { jobs: jobs_tx, results: results_rx } },
+            // No thread could be started: compute inline rather than not at all.
+            Err(_) => Worker::inline(&EngineKind::ALL),
+        }
+    }
+
+    /// Probe now and compute every request immediately on the calling thread (tests, export).
+    pub fn inline(engines: &[EngineKind]) -> Worker {
+        let registry = Registry::probe_only(engines);
+        let done = vec![WorkerMsg::Ready(registry.backends())];
+        Worker { mode: Mode::Inline { registry, done } }
+    }
+
+    /// Ask for `request` to be computed for `key`.
+    pub fn submit(&mut self, key: CellKey, generation: u64, request: OpRequest) {
+        match &mut self.mode {
+            Mode::Thread { jobs, .. } => {
+                // A closed channel means the worker thread ended; the cell then stays pending and
+                // `poll` reports nothing, which the UI shows as "computing".
+                let _ = jobs.send(Job { key, generation, request });
+            }
+            Mode::Inline { registry, done } => {
+                let result = Arc::new(compare_all(registry, request));
+                done.push(WorkerMsg::Done { key, generation, result });
+            }
+        }
+    }
+
+    /// Messages ready since the last call.
+    pub fn poll(&mut self) -> Vec<WorkerMsg> {
+        match &mut self.mode {
+            Mode::Thread { results, .. } => results.try_iter().collect(),
+            Mode::Inline { done, .. } => std::mem::take(done),
+        }
+    }
+}

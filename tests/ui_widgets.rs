@@ -1,0 +1,289 @@
+//! The reusable UI pieces rendered headless with egui_kittest's wgpu renderer (a software Vulkan
+//! adapter such as lavapipe is enough): charts with NaN/inf values, a heatmap, a line chart and
+//! the kernel view, in the light, dark and projector themes, compared with the PNGs under
+//! `tests/snapshots/` (regenerate with `UPDATE_SNAPSHOTS=1 cargo test --test ui_widgets`, then look
+//! at them). AccessKit queries check that the tabs and charts are reachable by name.
+
+use egui::Vec2;
+use egui_kittest::{Harness, SnapshotResults};
+use egui_kittest::kittest::{NodeT as _, Queryable};
+use kernelbook::chart::{Chart, LineSeries, Series, SeriesRole};
+use kernelbook::engine::EngineKind;
+use kernelbook::ui::kernel_view::{kernel_ui, marked_lines};
+use kernelbook::ui::plots::{chart_ui, summary};
+use kernelbook::ui::theme::{Theme, install_fonts};
+
+/// The glyphs lesson prose uses; every one must render (the harness panics on a missing glyph).
+const MATH_GLYPHS: &str = "σ Σ ∑ ≤ ≥ → ∞ ≈ · ⁻ ˣ ᵢ ⱼ √ ∈ θ τ ✔ ✘ ▶ ⚠ – ×";
+
+fn themes() -> [Theme; 3] {
+    [Theme::light(), Theme::dark(), Theme::projector()]
+}
+
+/// A laptop-sized harness, or a wider one for the projector theme (its type is twice as large).
+fn size_for(theme: &Theme, laptop: Vec2) -> Vec2 {
+    if theme.name == "projector" {
+        laptop * 1.8
+    } else {
+        laptop
+    }
+}
+
+fn harness<'a>(theme: &Theme, size: Vec2, app: impl FnMut(&mut egui::Ui) + 'a) -> Harness<'a> {
+    let setup_theme = theme.clone();
+    Harness::builder()
+        .with_size(size)
+        .with_theme(if theme.dark {
+            egui::Theme::Dark
+        } else {
+            egui::Theme::Light
+        })
+        .with_context_setup(move |ctx| {
+            install_fonts(ctx);
+            setup_theme.apply(ctx);
+        })
+        .build_ui(app)
+}
+
+/// Softmax of 4 logits on three engines and the reference, where wgpu's naive f16 run gave a NaN
+/// and the CPU's gave +inf: both must be visible.
+fn softmax_bars() -> Chart {
+    let reference = vec![0.6439, 0.2369, 0.0871, 0.0321];
+    let series = |name: &str, role, values: Vec<f64>| Series {
+        name: name.into(),
+        values,
+        role,
+    };
+    Chart::bars(
+        "softmax(x / T), T = 1, f16",
+        ["x₀ = 2.0", "x₁ = 1.0", "x₂ = 0.1", "x₃ = -1.0"]
+            .map(String::from)
+            .to_vec(),
+        vec![
+            series(
+                "CUDA",
+                SeriesRole::Engine(EngineKind::Cuda),
+                vec![0.6440, 0.2368, 0.0871, 0.0321],
+            ),
+            series(
+                "wgpu",
+                SeriesRole::Engine(EngineKind::Wgpu),
+                vec![f64::NAN, 0.2368, 0.0871, 0.0321],
+            ),
+            series(
+                "CPU",
+                SeriesRole::Engine(EngineKind::Cpu),
+                vec![0.6440, 0.2368, f64::INFINITY, 0.0321],
+            ),
+            series("reference (f64)", SeriesRole::Reference, reference),
+        ],
+    )
+    .with_labels("logit x_j", "probability y_j")
+}
+
+/// <R_m q, R_n k> for a rotary embedding: depends only on m - n. A few NaN cells show the grey.
+fn rope_heatmap() -> Chart {
+    let n = 64;
+    let mut values = Vec::with_capacity(n * n);
+    for m in 0..n {
+        for k in 0..n {
+            let d = (m as f64 - k as f64) * 0.35;
+            values.push(d.cos() + 0.5 * (0.27 * d).cos());
+        }
+    }
+    values[5 * n + 40] = f64::NAN;
+    values[6 * n + 40] = f64::NAN;
+    Chart::heatmap("⟨R_m q, R_n k⟩ depends only on m − n", n, n, values, "dot product")
+        .with_labels("key position n", "query position m")
+}
+
+/// Max relative error vs temperature, log10: the naive f16 run breaks below T ≈ 0.2.
+fn error_lines() -> Chart {
+    let temps: Vec<f64> = (1..=20).map(|i| i as f64 * 0.1).collect();
+    let line = |name: &str, role, f: &dyn Fn(f64) -> f64| LineSeries {
+        name: name.into(),
+        points: temps.iter().map(|&t| (t, f(t))).collect(),
+        role,
+    };
+    Chart::lines(
+        "max relative error vs T",
+        vec![
+            line("CUDA", SeriesRole::Engine(EngineKind::Cuda), &|t| {
+                -3.2 - 0.2 * t
+            }),
+            line("wgpu", SeriesRole::Engine(EngineKind::Wgpu), &|t| {
+                if t < 0.15 {
+                    f64::NAN
+                } else if t < 0.25 {
+                    f64::INFINITY
+                } else {
+                    -3.0 - 0.25 * t
+                }
+            }),
+            line("CPU", SeriesRole::Engine(EngineKind::Cpu), &|t| {
+                -3.5 - 0.1 * t
+            }),
+            line("tolerance", SeriesRole::Reference, &|_| -2.5),
+        ],
+    )
+    .with_labels("temperature T", "log10 max rel error")
+}
+
+#[test]
+fn bar_chart_shows_nan_and_inf() {
+    let chart = softmax_bars();
+    let mut results = SnapshotResults::new();
+    for theme in themes() {
+        let size = size_for(&theme, Vec2::new(720.0, 400.0));
+        let mut harness = harness(&theme, size, |ui| {
+            chart_ui(ui, "bars", &chart, &theme);
+        });
+        harness.run();
+        // The chart is reachable by its summary, which names the non-finite values in words.
+        let label = summary(&chart);
+        assert!(label.contains("not finite: 1 NaN, 1 +inf"), "{label}");
+        harness.get_by_label(&label);
+        harness.get_by_label_contains("Not finite: 1 NaN, 1 +inf");
+        harness.snapshot(format!("bars_nan_inf_{}", theme.name));
+        results.extend_harness(&mut harness);
+    }
+    results.unwrap();
+}
+
+#[test]
+fn heatmap_64x64() {
+    let chart = rope_heatmap();
+    let mut results = SnapshotResults::new();
+    for theme in themes() {
+        let size = size_for(&theme, Vec2::new(640.0, 420.0));
+        let mut harness = harness(&theme, size, |ui| {
+            chart_ui(ui, "rope", &chart, &theme);
+        });
+        harness.run();
+        harness.get_by_label_contains("heatmap, 64 rows x 64 columns");
+        harness.snapshot(format!("heatmap_64_{}", theme.name));
+        results.extend_harness(&mut harness);
+    }
+    results.unwrap();
+}
+
+#[test]
+fn line_chart_marks_nan_and_inf_points() {
+    let chart = error_lines();
+    let mut results = SnapshotResults::new();
+    for theme in themes() {
+        let size = size_for(&theme, Vec2::new(720.0, 380.0));
+        let mut harness = harness(&theme, size, |ui| {
+            chart_ui(ui, "lines", &chart, &theme);
+        });
+        harness.run();
+        harness.get_by_label_contains("line chart, series: CUDA, wgpu, CPU, tolerance");
+        harness.snapshot(format!("lines_{}", theme.name));
+        results.extend_harness(&mut harness);
+    }
+    results.unwrap();
+}
+
+fn softmax_marks() -> Vec<String> {
+    vec!["step 3: normalise".to_owned()]
+}
+
+#[test]
+fn kernel_view_marks_and_tabs() {
+    let cuda = kernelbook::sources::cuda("softmax").expect("softmax.cu is embedded");
+    let wgsl = kernelbook::sources::wgsl("softmax").expect("softmax.wgsl is embedded");
+    let marks = softmax_marks();
+    assert!(!marked_lines(cuda, &marks).is_empty());
+    assert!(!marked_lines(wgsl, &marks).is_empty());
+    let mut results = SnapshotResults::new();
+    for theme in themes() {
+        let size = size_for(&theme, Vec2::new(760.0, 420.0));
+        let mut harness = harness(&theme, size, |ui| {
+            kernel_ui(ui, "softmax-kernel", "Kernel source", cuda, wgsl, &marks, &theme);
+        });
+        harness.run();
+        let cuda_tab = harness.get_by_label("CUDA");
+        assert_eq!(cuda_tab.accesskit_node().is_selected(), Some(true));
+        harness.get_by_label_contains("extern \"C\" __global__");
+        harness.snapshot(format!("kernel_cuda_{}", theme.name));
+
+        harness.get_by_label("WGSL").click();
+        harness.run();
+        assert_eq!(harness.get_by_label("WGSL").accesskit_node().is_selected(), Some(true));
+        assert_eq!(harness.get_by_label("CUDA").accesskit_node().is_selected(), Some(false));
+        harness.get_by_label_contains("@compute @workgroup_size(256)");
+        assert!(
+            harness
+                .query_by_label_contains("extern \"C\" __global__")
+                .is_none()
+        );
+        harness.snapshot(format!("kernel_wgsl_{}", theme.name));
+        results.extend_harness(&mut harness);
+    }
+    results.unwrap();
+}
+
+#[test]
+fn kernel_tab_is_remembered_and_keyboard_reachable() {
+    let cuda = kernelbook::sources::cuda("softmax").unwrap_or_default();
+    let wgsl = kernelbook::sources::wgsl("softmax").unwrap_or_default();
+    let marks = softmax_marks();
+    let theme = Theme::light();
+    let mut harness = harness(&theme, Vec2::new(760.0, 420.0), |ui| {
+        kernel_ui(ui, "remembered", "", cuda, wgsl, &marks, &theme);
+    });
+    harness.run();
+    // Tab to the first tab, then to the second, and press it with the keyboard.
+    harness.key_press(egui::Key::Tab);
+    harness.run();
+    assert!(harness.get_by_label("CUDA").is_focused());
+    harness.key_press(egui::Key::Tab);
+    harness.run();
+    assert!(harness.get_by_label("WGSL").is_focused());
+    harness.key_press(egui::Key::Enter);
+    harness.run();
+    assert_eq!(harness.get_by_label("WGSL").accesskit_node().is_selected(), Some(true));
+    // The choice lives in egui memory: still WGSL many frames later.
+    harness.run_steps(3);
+    assert_eq!(harness.get_by_label("WGSL").accesskit_node().is_selected(), Some(true));
+}
+
+#[test]
+fn invalid_chart_says_why() {
+    let theme = Theme::light();
+    let mut chart = softmax_bars();
+    if let kernelbook::chart::ChartKind::Bars { categories, .. } = &mut chart.kind {
+        categories.pop();
+    }
+    let mut harness = harness(&theme, Vec2::new(600.0, 200.0), |ui| {
+        chart_ui(ui, "bad", &chart, &theme);
+    });
+    harness.run();
+    harness.get_by_label_contains("cannot draw this chart");
+}
+
+#[test]
+fn math_glyphs_render_in_every_font() {
+    let mut results = SnapshotResults::new();
+    for theme in themes() {
+        let size = size_for(&theme, Vec2::new(560.0, 150.0));
+        let mut harness = harness(&theme, size, |ui| {
+            ui.label(egui::RichText::new(MATH_GLYPHS).size(theme.text_body));
+            ui.label(egui::RichText::new(MATH_GLYPHS).font(theme.mono_font()));
+            ui.label(egui::RichText::new(MATH_GLYPHS).font(theme.bold_font(theme.text_body)));
+            ui.label(
+                egui::RichText::new(format!(
+                    "{} pass   {} fail   {} warning",
+                    Theme::PASS_GLYPH,
+                    Theme::FAIL_GLYPH,
+                    Theme::WARNING_GLYPH
+                ))
+                .size(theme.text_body),
+            );
+        });
+        harness.run();
+        harness.snapshot(format!("glyphs_{}", theme.name));
+        results.extend_harness(&mut harness);
+    }
+    results.unwrap();
+}
