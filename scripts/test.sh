@@ -40,8 +40,10 @@ fi
 export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 # These make the tests fail instead of skip when the tools above are missing: the suite must really
-# compile every kernel with NVRTC and run the wgpu engine on the software Vulkan adapter.
+# compile every kernel with NVRTC, run the wgpu engine on the software Vulkan adapter, and start the
+# real window under Xvfb.
 export KERNELBOOK_REQUIRE_NVRTC=1
 export KERNELBOOK_REQUIRE_WGPU=1
+export KERNELBOOK_REQUIRE_DISPLAY=1
 
 cargo test "$@"

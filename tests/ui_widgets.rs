@@ -5,6 +5,7 @@
 //! at them). AccessKit queries check that the tabs and charts are reachable by name.
 
 use egui::Vec2;
+use egui::accesskit::Toggled;
 use egui_kittest::{Harness, SnapshotResults};
 use egui_kittest::kittest::{NodeT as _, Queryable};
 use kernelbook::chart::{Chart, LineSeries, Series, SeriesRole};
@@ -203,14 +204,16 @@ fn kernel_view_marks_and_tabs() {
         });
         harness.run();
         let cuda_tab = harness.get_by_label("CUDA");
-        assert_eq!(cuda_tab.accesskit_node().is_selected(), Some(true));
+        assert_eq!(cuda_tab.accesskit_node().toggled(), Some(Toggled::True));
         harness.get_by_label_contains("extern \"C\" __global__");
         harness.snapshot(format!("kernel_cuda_{}", theme.name));
 
         harness.get_by_label("WGSL").click();
         harness.run();
-        assert_eq!(harness.get_by_label("WGSL").accesskit_node().is_selected(), Some(true));
-        assert_eq!(harness.get_by_label("CUDA").accesskit_node().is_selected(), Some(false));
+        harness.remove_cursor();
+        harness.run();
+        assert_eq!(harness.get_by_label("WGSL").accesskit_node().toggled(), Some(Toggled::True));
+        assert_eq!(harness.get_by_label("CUDA").accesskit_node().toggled(), Some(Toggled::False));
         harness.get_by_label_contains("@compute @workgroup_size(256)");
         assert!(
             harness
@@ -242,10 +245,10 @@ fn kernel_tab_is_remembered_and_keyboard_reachable() {
     assert!(harness.get_by_label("WGSL").is_focused());
     harness.key_press(egui::Key::Enter);
     harness.run();
-    assert_eq!(harness.get_by_label("WGSL").accesskit_node().is_selected(), Some(true));
+    assert_eq!(harness.get_by_label("WGSL").accesskit_node().toggled(), Some(Toggled::True));
     // The choice lives in egui memory: still WGSL many frames later.
     harness.run_steps(3);
-    assert_eq!(harness.get_by_label("WGSL").accesskit_node().is_selected(), Some(true));
+    assert_eq!(harness.get_by_label("WGSL").accesskit_node().toggled(), Some(Toggled::True));
 }
 
 #[test]

@@ -274,18 +274,20 @@ fn input_ui(ui: &mut Ui, id: egui::Id, state: &mut CellState, theme: &Theme, eve
             state.randomise();
             events.changed = true;
         }
-        ui.label("seed");
-        if ui.add(egui::DragValue::new(&mut state.seed).range(0..=u32::MAX as u64)).changed() {
+        let seed_label = ui.label("seed");
+        let seed = ui.add(egui::DragValue::new(&mut state.seed).range(0..=u32::MAX as u64)).labelled_by(seed_label.id);
+        if seed.changed() {
             state.randomise();
             events.changed = true;
         }
-        ui.label(".npy");
+        let npy_label = ui.label(".npy");
         ui.add(
             egui::TextEdit::singleline(&mut state.npy_path)
                 .id(id.with("npy"))
                 .hint_text("path/to/x.npy")
                 .desired_width(140.0),
-        );
+        )
+        .labelled_by(npy_label.id);
         if ui.button("load").clicked() {
             state.load_npy();
             if state.input_error.is_none() {
@@ -398,7 +400,7 @@ fn engine_column_ui(
                         chart_ui(ui, id.with("bars"), &bars_chart(name, run.kind, &out.values, result), theme);
                     }
                     View::Heatmap => {
-                        chart_ui(ui, id.with("heat"), &heatmap_chart(name, &out.values, result), theme);
+                        chart_ui(ui, id.with("heat"), &heatmap_chart(&out.values, result), theme);
                     }
                     View::Check => {
                         let (mark, color) = if report.passed { ("✔", theme.pass) } else { ("✘", theme.fail) };
@@ -434,7 +436,8 @@ fn fmt_time(secs: f64) -> String {
 fn bars_chart(name: &str, kind: EngineKind, values: &[f32], result: &Comparison) -> Chart {
     let cols = result.request.x.cols().max(1);
     let row: Vec<f64> = values.iter().take(cols.min(256)).map(|&v| v as f64).collect();
-    let title = if result.request.x.rows() > 1 { format!("{name}: row 1 of {}", result.request.x.rows()) } else { name.to_string() };
+    // The column header already names the engine; a title only says which row is drawn.
+    let title = if result.request.x.rows() > 1 { format!("row 1 of {}", result.request.x.rows()) } else { String::new() };
     Chart {
         title,
         x_label: "index i".into(),
@@ -446,9 +449,9 @@ fn bars_chart(name: &str, kind: EngineKind, values: &[f32], result: &Comparison)
     }
 }
 
-fn heatmap_chart(name: &str, values: &[f32], result: &Comparison) -> Chart {
+fn heatmap_chart(values: &[f32], result: &Comparison) -> Chart {
     Chart {
-        title: name.to_string(),
+        title: String::new(),
         x_label: "column".into(),
         y_label: "row".into(),
         kind: ChartKind::Heatmap {

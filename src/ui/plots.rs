@@ -463,11 +463,24 @@ fn lines_ui(
             );
         }
     }
+    // Room at the edges for the NaN/inf markers, so they do not sit on the data.
     let (lo, hi) = chart.finite_range().unwrap_or((0.0, 1.0));
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let has = |special: Special| marks.iter().any(|m| m.special == special);
+    let top = if has(Special::PosInf) {
+        hi + 0.2 * span
+    } else {
+        hi
+    };
+    let bottom = if has(Special::Nan) || has(Special::NegInf) {
+        lo - 0.2 * span
+    } else {
+        lo
+    };
 
     let response = base_plot(id, chart, theme, theme.plot_height)
-        .include_y(lo)
-        .include_y(hi)
+        .include_y(bottom)
+        .include_y(top)
         .custom_x_axes(vec![axis_hints(Axis::X, &chart.x_label, theme)])
         .show(ui, |plot_ui| {
             for line in lines {
@@ -541,8 +554,8 @@ fn heatmap_ui(
             .include_y(0.0)
             .include_y(rows as f64)
             .set_margin_fraction(Vec2::ZERO)
-            .x_grid_spacer(cell_grid_spacer(theme.text_small * 4.0))
-            .y_grid_spacer(cell_grid_spacer(theme.text_small * 2.0))
+            .x_grid_spacer(cell_grid_spacer(tick_gap(Axis::X, theme)))
+            .y_grid_spacer(cell_grid_spacer(tick_gap(Axis::Y, theme)))
             .custom_x_axes(vec![
                 axis_hints(Axis::X, &chart.x_label, theme)
                     .formatter(|mark, _| format!("{}", mark.value.floor())),
@@ -592,9 +605,7 @@ fn heatmap_ui(
 /// smallest step that leaves `min_spacing` points between labels.
 fn cell_grid_spacer(min_spacing: f32) -> impl Fn(GridInput) -> Vec<GridMark> {
     move |input: GridInput| {
-        // base_step_size is 8 points (egui_plot's minimal grid spacing) in plot units.
-        let min_step = input.base_step_size * (min_spacing as f64 / 8.0);
-        let step = nice_step(min_step);
+        let step = nice_step(min_step(&input, min_spacing)).max(1.0);
         let first = (input.bounds.0 / step).floor() as i64;
         let last = (input.bounds.1 / step).ceil() as i64;
         (first..=last)
@@ -608,20 +619,48 @@ fn cell_grid_spacer(min_spacing: f32) -> impl Fn(GridInput) -> Vec<GridMark> {
     }
 }
 
-/// The smallest of 1, 2, 5, 10, 20, 50, ... that is at least `min_step`.
+/// Grid marks at multiples of a 1-2-5 step that leaves `min_spacing` points between labels (the
+/// labelled, major marks), with unlabelled minor marks between them.
+fn value_grid_spacer(min_spacing: f32) -> impl Fn(GridInput) -> Vec<GridMark> {
+    move |input: GridInput| {
+        let major = nice_step(min_step(&input, min_spacing));
+        let mantissa = major / 10f64.powf(major.log10().floor());
+        let minor = major / if (mantissa - 2.0).abs() < 0.5 { 4.0 } else { 5.0 };
+        let (lo, hi) = input.bounds;
+        if !(lo.is_finite() && hi.is_finite() && minor > 0.0) || (hi - lo) / minor > 10_000.0 {
+            return Vec::new();
+        }
+        ((lo / minor).ceil() as i64..=(hi / minor).floor() as i64)
+            .map(|k| {
+                let value = k as f64 * minor;
+                let on_major = ((value / major).round() * major - value).abs() < minor * 1e-3;
+                GridMark {
+                    value: if value.abs() < minor * 1e-6 { 0.0 } else { value },
+                    step_size: if on_major { major } else { minor },
+                }
+            })
+            .collect()
+    }
+}
+
+/// The plot-unit step that is `min_spacing` points long. egui_plot's `base_step_size` is its
+/// minimal grid spacing (8 points) in plot units.
+fn min_step(input: &GridInput, min_spacing: f32) -> f64 {
+    input.base_step_size * (min_spacing as f64 / 8.0)
+}
+
+/// The smallest of ..., 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, ... that is at least `min_step`
+/// (1 for a step that is not a positive number).
 fn nice_step(min_step: f64) -> f64 {
-    if !min_step.is_finite() || min_step <= 1.0 {
+    if !(min_step.is_finite() && min_step > 0.0) {
         return 1.0;
     }
-    let mut decade = 1.0;
-    loop {
-        for m in [1.0, 2.0, 5.0] {
-            if m * decade >= min_step {
-                return m * decade;
-            }
-        }
-        decade *= 10.0;
-    }
+    let decade = 10f64.powf(min_step.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * decade)
+        .find(|step| *step >= min_step * (1.0 - 1e-9))
+        .unwrap_or(10.0 * decade)
 }
 
 /// The heatmap as one texture, rebuilt only when the data (or the NaN colour) changes.
@@ -797,20 +836,54 @@ fn base_plot<'a>(id: Id, chart: &'a Chart, theme: &Theme, height: f32) -> Plot<'
         .allow_double_click_reset(true)
         .show_crosshair(false)
         .grid_color(theme.grid)
+        .x_grid_spacer(value_grid_spacer(tick_gap(Axis::X, theme)))
+        .y_grid_spacer(value_grid_spacer(tick_gap(Axis::Y, theme)))
         .custom_y_axes(vec![axis_hints(Axis::Y, &chart.y_label, theme)])
 }
 
+/// Points between labelled ticks: numbers on the x axis are wide, on the y axis only tall.
+fn tick_gap(axis: Axis, theme: &Theme) -> f32 {
+    match axis {
+        Axis::X => theme.text_small * 4.0,
+        Axis::Y => theme.text_small * 2.0,
+    }
+}
+
 fn axis_hints<'a>(axis: Axis, label: &str, theme: &Theme) -> AxisHints<'a> {
-    let hints = AxisHints::new(axis)
+    let gap = tick_gap(axis, theme);
+    AxisHints::new(axis)
         .tick_label_font(theme.small_font())
         .tick_label_color(theme.text)
-        .label(RichText::new(label).size(theme.text_body).color(theme.text));
-    match axis {
-        Axis::X => hints,
-        Axis::Y => {
-            let spacing = theme.text_small * 1.8;
-            hints.label_spacing(Rangef::new(spacing, spacing * 1.3))
+        .label_spacing(Rangef::new(gap * 0.75, gap))
+        .formatter(|mark, _| tick_label(mark.value, mark.step_size))
+        .label(RichText::new(label).size(theme.text_body).color(theme.text))
+}
+
+/// A tick value with as many decimals as its step needs (0.5 steps: "2.5"), in scientific
+/// notation for very small steps or very large values.
+fn tick_label(value: f64, step: f64) -> String {
+    if !(value.is_finite() && step.is_finite() && step > 0.0) {
+        return String::new();
+    }
+    let value = (value / step).round() * step;
+    if step < 1e-4 || value.abs() >= 1e6 {
+        if value == 0.0 {
+            return "0".to_owned();
         }
+        let digits = (value.abs().log10().floor() - step.log10().floor()).max(0.0) as usize;
+        return format!("{value:.digits$e}");
+    }
+    let decimals = (-step.log10().floor()).max(0.0) as usize;
+    let decimals = if (step * 10f64.powi(decimals as i32)).fract().abs() > 1e-6 {
+        decimals + 1 // e.g. a step of 2.5
+    } else {
+        decimals
+    };
+    let text = format!("{value:.decimals$}");
+    if text.starts_with('-') && text.trim_start_matches(['-', '0', '.']).is_empty() {
+        text[1..].to_owned() // "-0.0" -> "0.0"
+    } else {
+        text
     }
 }
 
@@ -831,7 +904,7 @@ fn legend_ui<'s>(
     theme: &Theme,
 ) {
     ui.horizontal_wrapped(|ui| {
-        ui.spacing_mut().item_spacing.x = theme.text_small * 0.4;
+        ui.spacing_mut().item_spacing.x = (theme.text_small * 0.4).round();
         for (name, role) in entries {
             let color = theme.series_color(role);
             let h = theme.text_body;
@@ -861,7 +934,7 @@ fn legend_ui<'s>(
                 }
             }
             ui.label(RichText::new(name).size(theme.text_body).color(theme.text));
-            ui.add_space(theme.column_gap * 0.75);
+            ui.add_space((theme.column_gap * 0.75).round());
         }
     });
 }
@@ -945,12 +1018,45 @@ mod tests {
 
     #[test]
     fn nice_steps() {
-        assert_eq!(nice_step(0.3), 1.0);
+        assert_eq!(nice_step(0.3), 0.5);
+        assert_eq!(nice_step(0.012), 0.02);
+        assert_eq!(nice_step(1.0), 1.0);
         assert_eq!(nice_step(1.5), 2.0);
         assert_eq!(nice_step(3.0), 5.0);
         assert_eq!(nice_step(7.0), 10.0);
         assert_eq!(nice_step(11.0), 20.0);
         assert_eq!(nice_step(f64::NAN), 1.0);
+    }
+
+    #[test]
+    fn tick_labels_have_the_decimals_their_step_needs() {
+        assert_eq!(tick_label(-2.5, 0.5), "-2.5");
+        assert_eq!(tick_label(-2.0, 0.5), "-2.0");
+        assert_eq!(tick_label(0.2, 0.2), "0.2");
+        assert_eq!(tick_label(0.30000000000000004, 0.1), "0.3");
+        assert_eq!(tick_label(20.0, 10.0), "20");
+        assert_eq!(tick_label(-0.0, 0.1), "0.0");
+        assert_eq!(tick_label(3e-7, 1e-7), "3e-7");
+        assert_eq!(tick_label(1.5e-7, 5e-8), "1.5e-7");
+        assert_eq!(tick_label(2e6, 1e6), "2e6");
+        assert_eq!(tick_label(f64::NAN, 1.0), "");
+    }
+
+    #[test]
+    fn value_grid_marks_majors_and_minors() {
+        let spacer = value_grid_spacer(40.0);
+        // 1 plot unit = 80 points, so labels every 0.5 (40 points), minor marks every 0.1.
+        let marks = spacer(GridInput {
+            bounds: (0.0, 1.0),
+            base_step_size: 0.1,
+        });
+        let majors: Vec<f64> = marks
+            .iter()
+            .filter(|m| m.step_size == 0.5)
+            .map(|m| m.value)
+            .collect();
+        assert_eq!(majors, vec![0.0, 0.5, 1.0]);
+        assert_eq!(marks.len(), 11);
     }
 
     #[test]

@@ -187,7 +187,7 @@ impl Theme {
             fail: rgb(0xF08A4B),
             warning: rgb(0xF0E442),
             code_background: rgb(0x141414),
-            marked_line_background: rgb(0x3D3520),
+            marked_line_background: rgb(0x3A321C),
             grid: rgb(0x3A3A3A),
             plot_background: rgb(0x181818),
             heatmap_nan: rgb(0x7A7A7A),
@@ -201,7 +201,7 @@ impl Theme {
             code_type: rgb(0x4FD1A5),
             code_number: rgb(0xF2A65A),
             code_string: rgb(0xE3A1D0),
-            code_comment: rgb(0x9A9A9A),
+            code_comment: rgb(0xA6A6A6),
             code_directive: rgb(0xE0C75A),
             ..Theme::light()
         }
@@ -459,6 +459,62 @@ mod tests {
                     assert_ne!(a, b, "{}", theme.name);
                 }
             }
+        }
+    }
+
+    /// WCAG contrast ratio of two colours (1 to 21).
+    fn contrast(a: Color32, b: Color32) -> f32 {
+        let luminance = |c: Color32| {
+            let lin = |v: u8| {
+                let v = v as f32 / 255.0;
+                if v <= 0.04045 {
+                    v / 12.92
+                } else {
+                    ((v + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * lin(c.r()) + 0.7152 * lin(c.g()) + 0.0722 * lin(c.b())
+        };
+        let (la, lb) = (luminance(a), luminance(b));
+        (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+    }
+
+    #[test]
+    fn text_tokens_are_readable() {
+        for theme in Theme::NAMES.iter().filter_map(|n| Theme::by_name(n)) {
+            let text = [
+                ("text", theme.text),
+                ("text_weak", theme.text_weak),
+                ("pass", theme.pass),
+                ("fail", theme.fail),
+                ("warning", theme.warning),
+            ];
+            for (name, color) in text {
+                for (bg_name, bg) in [("panel", theme.panel), ("background", theme.background)] {
+                    let c = contrast(color, bg);
+                    assert!(c >= 4.5, "{}: {name} on {bg_name}: {c:.2}", theme.name);
+                }
+            }
+            let code = [
+                ("text", theme.text),
+                ("keyword", theme.code_keyword),
+                ("type", theme.code_type),
+                ("number", theme.code_number),
+                ("string", theme.code_string),
+                ("comment", theme.code_comment),
+                ("directive", theme.code_directive),
+            ];
+            for (name, color) in code {
+                for (bg_name, bg) in [
+                    ("code_background", theme.code_background),
+                    ("marked_line_background", theme.marked_line_background),
+                ] {
+                    let c = contrast(color, bg);
+                    assert!(c >= 4.5, "{}: code {name} on {bg_name}: {c:.2}", theme.name);
+                }
+            }
+            let min = if theme.name == "projector" { 7.0 } else { 4.5 };
+            assert!(contrast(theme.text, theme.panel) >= min);
         }
     }
 
