@@ -169,7 +169,11 @@ pub enum ChartError {
         expected: usize,
     },
     #[error("heatmap of {rows} x {cols} needs {} values, got {got}", rows * cols)]
-    HeatmapSize { rows: usize, cols: usize, got: usize },
+    HeatmapSize {
+        rows: usize,
+        cols: usize,
+        got: usize,
+    },
 }
 
 impl Chart {
@@ -331,7 +335,14 @@ mod tests {
 
     #[test]
     fn finite_range_skips_nan_and_inf() {
-        let chart = bars(vec![0.5, f64::NAN, f64::INFINITY, -2.0, f64::NEG_INFINITY, 3.0]);
+        let chart = bars(vec![
+            0.5,
+            f64::NAN,
+            f64::INFINITY,
+            -2.0,
+            f64::NEG_INFINITY,
+            3.0,
+        ]);
         assert_eq!(chart.finite_range(), Some((-2.0, 3.0)));
         assert_eq!(
             chart.non_finite(),

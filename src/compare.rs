@@ -61,7 +61,13 @@ pub fn compare_all(registry: &Registry, request: OpRequest) -> Comparison {
         })
         .collect();
     let notes = request.notes();
-    Comparison { request, reference, runs, notes, reference_time }
+    Comparison {
+        request,
+        reference,
+        runs,
+        notes,
+        reference_time,
+    }
 }
 
 #[cfg(test)]
@@ -73,8 +79,15 @@ mod tests {
     #[test]
     fn every_engine_is_reported_present_or_not() {
         let registry = Registry::probe_only(&[EngineKind::Cpu]);
-        let req = OpRequest::new(Op::Softmax { temperature: 1.0, stable: true }, DType::F32, Tensor::row(vec![1.0, 2.0]))
-            .unwrap();
+        let req = OpRequest::new(
+            Op::Softmax {
+                temperature: 1.0,
+                stable: true,
+            },
+            DType::F32,
+            Tensor::row(vec![1.0, 2.0]),
+        )
+        .unwrap();
         let c = compare_all(&registry, req);
         assert_eq!(c.runs.len(), 3);
         let cpu = c.run(EngineKind::Cpu).unwrap();

@@ -14,7 +14,9 @@ use kernelbook::ui::{AppOptions, KernelbookApp, Remembered};
 use std::path::PathBuf;
 
 fn fixtures(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn options(lessons_dir: Option<PathBuf>) -> AppOptions {
@@ -37,8 +39,12 @@ fn harness(size: (f32, f32), opts: AppOptions) -> Harness<'static, KernelbookApp
 /// Texts of the widgets whose name (buttons, sliders) or text (labels) contains `text`.
 fn labels_containing(h: &Harness<'_, KernelbookApp>, text: &str) -> Vec<String> {
     let owned = text.to_string();
-    let by = By::new().include_labels().predicate(move |n| node_text(n).is_some_and(|t| t.contains(&owned)));
-    h.query_all(by).filter_map(|n| node_text(&n.accesskit_node())).collect()
+    let by = By::new()
+        .include_labels()
+        .predicate(move |n| node_text(n).is_some_and(|t| t.contains(&owned)));
+    h.query_all(by)
+        .filter_map(|n| node_text(&n.accesskit_node()))
+        .collect()
 }
 
 /// A label's text is its accessible value; other widgets carry a name.
@@ -67,7 +73,10 @@ fn show_step(h: &mut Harness<'_, KernelbookApp>, index: usize, id: &str, step: u
     h.run();
     assert_eq!(h.state().position(), (index, step));
     assert!(!h.state().is_computing(), "{id} step {step}");
-    assert!(labels_containing(h, "computing on every engine").is_empty(), "{id} step {step}");
+    assert!(
+        labels_containing(h, "computing on every engine").is_empty(),
+        "{id} step {step}"
+    );
 }
 
 /// One test walks every step of every built-in lesson and compares it with its snapshot, so a new
@@ -91,11 +100,16 @@ fn every_step_renders_at_1920x1080() {
     for (index, id, steps) in builtin_lessons(&h) {
         for step in 0..steps {
             show_step(&mut h, index, &id, step);
-            let image = h.render().unwrap_or_else(|e| panic!("{id} step {step}: {e}"));
+            let image = h
+                .render()
+                .unwrap_or_else(|e| panic!("{id} step {step}: {e}"));
             assert_eq!((image.width(), image.height()), (1920, 1080));
             let first = image.get_pixel(0, 0);
             let differing = image.pixels().filter(|p| *p != first).count();
-            assert!(differing > 100_000, "{id} step {step}: only {differing} non-background pixels");
+            assert!(
+                differing > 100_000,
+                "{id} step {step}: only {differing} non-background pixels"
+            );
         }
     }
 }
@@ -109,11 +123,15 @@ fn temperature_slider_changes_results_and_check() {
     // At T = 4 the naive f16 softmax of [12, 0, -1] is fine on every engine that runs.
     let before = labels_containing(&h, "y = [");
     assert!(!before.is_empty(), "engine values are listed");
-    assert!(!labels_containing(&h, "PASS").is_empty(), "check passes at T = 4");
+    assert!(
+        !labels_containing(&h, "PASS").is_empty(),
+        "check passes at T = 4"
+    );
     assert!(labels_containing(&h, "FAIL").is_empty());
 
     // Lower T with the keyboard until 12 / T passes 11.09: e^z overflows f16 and the row is NaN.
-    h.get_by_role_and_label(egui::accesskit::Role::Slider, "temperature").focus();
+    h.get_by_role_and_label(egui::accesskit::Role::Slider, "temperature")
+        .focus();
     h.run();
     for _ in 0..60 {
         h.key_press(Key::ArrowLeft);
@@ -122,8 +140,14 @@ fn temperature_slider_changes_results_and_check() {
     let after = labels_containing(&h, "y = [");
     assert_ne!(before, after, "the displayed result changed");
     let fails = labels_containing(&h, "FAIL");
-    assert!(!fails.is_empty(), "the check reports the overflow: {after:?}");
-    assert!(fails.iter().any(|f| f.contains("NaN")), "and counts the NaNs: {fails:?}");
+    assert!(
+        !fails.is_empty(),
+        "the check reports the overflow: {after:?}"
+    );
+    assert!(
+        fails.iter().any(|f| f.contains("NaN")),
+        "and counts the NaNs: {fails:?}"
+    );
     assert!(after.iter().any(|v| v.contains("NaN")), "{after:?}");
 }
 
@@ -133,7 +157,10 @@ fn malformed_lesson_shows_an_error_card_and_the_rest_works() {
     h.run();
     let cards = labels_containing(&h, "bad.md");
     assert!(!cards.is_empty(), "an error card names the file");
-    assert!(cards.iter().any(|c| c.contains("temprature")), "and the problem: {cards:?}");
+    assert!(
+        cards.iter().any(|c| c.contains("temprature")),
+        "and the problem: {cards:?}"
+    );
     // The good lesson in the same folder and the built-in ones still load and run.
     h.get_by_label_contains("Fixture: break it").click();
     h.run();
@@ -164,11 +191,18 @@ fn keyboard_steps_through_a_lesson() {
     assert_eq!(h.state().position(), (lesson, n - 1));
     h.key_press(Key::ArrowRight);
     h.run();
-    assert_eq!(h.state().position(), (lesson, n - 1), "stays on the last step");
+    assert_eq!(
+        h.state().position(),
+        (lesson, n - 1),
+        "stays on the last step"
+    );
     h.key_press(Key::Home);
     h.run();
     assert_eq!(h.state().position(), (lesson, 0));
-    assert!(!labels_containing(&h, "step 1 of").is_empty(), "progress indicator");
+    assert!(
+        !labels_containing(&h, "step 1 of").is_empty(),
+        "progress indicator"
+    );
 }
 
 #[test]

@@ -8,9 +8,15 @@ use std::process::Command;
 #[test]
 fn binary_renders_a_first_frame_under_xvfb() {
     let required = std::env::var("KERNELBOOK_REQUIRE_DISPLAY").is_ok_and(|v| v == "1");
-    let has_xvfb = Command::new("sh").args(["-c", "command -v xvfb-run"]).output().is_ok_and(|o| o.status.success());
+    let has_xvfb = Command::new("sh")
+        .args(["-c", "command -v xvfb-run"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !has_xvfb {
-        assert!(!required, "xvfb-run is required (KERNELBOOK_REQUIRE_DISPLAY=1) but not installed");
+        assert!(
+            !required,
+            "xvfb-run is required (KERNELBOOK_REQUIRE_DISPLAY=1) but not installed"
+        );
         eprintln!("skipped: xvfb-run not installed");
         return;
     }
@@ -27,13 +33,32 @@ fn binary_renders_a_first_frame_under_xvfb() {
         .env("HOME", dir.path())
         .output()
         .expect("xvfb-run starts");
-    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the app exited with {:?}:\n{log}", out.status);
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the app exited with {:?}:\n{log}",
+        out.status
+    );
     assert!(!log.contains("panicked"), "{log}");
-    let img = image::open(&shot).unwrap_or_else(|e| panic!("no screenshot ({e}):\n{log}")).to_rgba8();
-    assert!(img.width() >= 800 && img.height() >= 500, "{}x{}", img.width(), img.height());
+    let img = image::open(&shot)
+        .unwrap_or_else(|e| panic!("no screenshot ({e}):\n{log}"))
+        .to_rgba8();
+    assert!(
+        img.width() >= 800 && img.height() >= 500,
+        "{}x{}",
+        img.width(),
+        img.height()
+    );
     let first = *img.get_pixel(0, 0);
     let differing = img.pixels().filter(|p| **p != first).count();
     let share = differing as f64 / (img.width() * img.height()) as f64;
-    assert!(share > 0.05, "the first frame is nearly blank: {:.1}% of pixels differ from the corner", share * 100.0);
+    assert!(
+        share > 0.05,
+        "the first frame is nearly blank: {:.1}% of pixels differ from the corner",
+        share * 100.0
+    );
 }

@@ -6,8 +6,8 @@
 
 use egui::Vec2;
 use egui::accesskit::Toggled;
-use egui_kittest::{Harness, SnapshotResults};
 use egui_kittest::kittest::{NodeT as _, Queryable};
+use egui_kittest::{Harness, SnapshotResults};
 use kernelbook::chart::{Chart, LineSeries, Series, SeriesRole};
 use kernelbook::engine::EngineKind;
 use kernelbook::ui::kernel_view::{kernel_ui, marked_lines};
@@ -94,8 +94,14 @@ fn rope_heatmap() -> Chart {
     }
     values[5 * n + 40] = f64::NAN;
     values[6 * n + 40] = f64::NAN;
-    Chart::heatmap("⟨R_m q, R_n k⟩ depends only on m − n", n, n, values, "dot product")
-        .with_labels("key position n", "query position m")
+    Chart::heatmap(
+        "⟨R_m q, R_n k⟩ depends only on m − n",
+        n,
+        n,
+        values,
+        "dot product",
+    )
+    .with_labels("key position n", "query position m")
 }
 
 /// Max relative error vs temperature, log10: the naive f16 run breaks below T ≈ 0.2.
@@ -151,6 +157,18 @@ fn bar_chart_shows_nan_and_inf() {
     results.unwrap();
 }
 
+/// One engine column of a cell is narrow (three side by side on a laptop): the chart must still fit.
+#[test]
+fn bar_chart_fits_a_narrow_column() {
+    let chart = softmax_bars();
+    let theme = Theme::light();
+    let mut harness = harness(&theme, Vec2::new(330.0, 400.0), |ui| {
+        chart_ui(ui, "narrow", &chart, &theme);
+    });
+    harness.run();
+    harness.snapshot("bars_narrow_light");
+}
+
 #[test]
 fn heatmap_64x64() {
     let chart = rope_heatmap();
@@ -200,7 +218,15 @@ fn kernel_view_marks_and_tabs() {
     for theme in themes() {
         let size = size_for(&theme, Vec2::new(760.0, 420.0));
         let mut harness = harness(&theme, size, |ui| {
-            kernel_ui(ui, "softmax-kernel", "Kernel source", cuda, wgsl, &marks, &theme);
+            kernel_ui(
+                ui,
+                "softmax-kernel",
+                "Kernel source",
+                cuda,
+                wgsl,
+                &marks,
+                &theme,
+            );
         });
         harness.run();
         let cuda_tab = harness.get_by_label("CUDA");
@@ -212,8 +238,14 @@ fn kernel_view_marks_and_tabs() {
         harness.run();
         harness.remove_cursor();
         harness.run();
-        assert_eq!(harness.get_by_label("WGSL").accesskit_node().toggled(), Some(Toggled::True));
-        assert_eq!(harness.get_by_label("CUDA").accesskit_node().toggled(), Some(Toggled::False));
+        assert_eq!(
+            harness.get_by_label("WGSL").accesskit_node().toggled(),
+            Some(Toggled::True)
+        );
+        assert_eq!(
+            harness.get_by_label("CUDA").accesskit_node().toggled(),
+            Some(Toggled::False)
+        );
         harness.get_by_label_contains("@compute @workgroup_size(256)");
         assert!(
             harness
@@ -245,10 +277,16 @@ fn kernel_tab_is_remembered_and_keyboard_reachable() {
     assert!(harness.get_by_label("WGSL").is_focused());
     harness.key_press(egui::Key::Enter);
     harness.run();
-    assert_eq!(harness.get_by_label("WGSL").accesskit_node().toggled(), Some(Toggled::True));
+    assert_eq!(
+        harness.get_by_label("WGSL").accesskit_node().toggled(),
+        Some(Toggled::True)
+    );
     // The choice lives in egui memory: still WGSL many frames later.
     harness.run_steps(3);
-    assert_eq!(harness.get_by_label("WGSL").accesskit_node().toggled(), Some(Toggled::True));
+    assert_eq!(
+        harness.get_by_label("WGSL").accesskit_node().toggled(),
+        Some(Toggled::True)
+    );
 }
 
 #[test]

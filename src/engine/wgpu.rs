@@ -663,6 +663,16 @@ fn scoped<T>(device: &wgpu::Device, work: impl FnOnce() -> T) -> Result<T, Strin
     }
 }
 
+/// Whether wgpu sees a hardware GPU that can run the shaders (not a software rasteriser). The app
+/// draws its window with wgpu there and with OpenGL otherwise: measured on a 2-core machine under
+/// Xvfb, llvmpipe drew a 1280x800 frame in 22 ms through OpenGL and 97 ms through lavapipe/Vulkan.
+pub fn hardware_adapter_available() -> bool {
+    find_adapter().is_ok_and(|a| {
+        let info = a.get_info();
+        info.device_type != wgpu::DeviceType::Cpu && !looks_like_software(&info.name)
+    })
+}
+
 /// The best adapter that can run the shaders. Vulkan, Metal and DX12 are asked first; GL only when
 /// none of them has a usable adapter (probing GL wakes up EGL, which complains on headless machines).
 /// `WGPU_BACKEND` (e.g. `vulkan`, `gl`) picks the backends instead.

@@ -62,11 +62,13 @@
 
 mod parse;
 
-pub use parse::{parse_lesson, LessonError};
+pub use parse::{LessonError, parse_lesson};
 
-use crate::dtype::DType;
 use crate::ops::{OpKind, Tensor};
 use std::path::{Path, PathBuf};
+
+/// Largest lesson file read from an author's folder, in bytes.
+pub const MAX_LESSON_BYTES: usize = 1 << 20;
 
 /// Most values one cell's input may hold (a learner-sized example, not a benchmark).
 pub const MAX_CELL_ELEMENTS: usize = 1 << 20;
@@ -165,9 +167,20 @@ pub enum InputSpec {
     /// Given values, one inner vector per row.
     Values(Vec<Vec<f32>>),
     /// Seeded N(0, scale^2).
-    Normal { scale: f32, rows: usize, cols: usize, seed: u64 },
+    Normal {
+        scale: f32,
+        rows: usize,
+        cols: usize,
+        seed: u64,
+    },
     /// Seeded U(lo, hi).
-    Uniform { lo: f32, hi: f32, rows: usize, cols: usize, seed: u64 },
+    Uniform {
+        lo: f32,
+        hi: f32,
+        rows: usize,
+        cols: usize,
+        seed: u64,
+    },
     /// One row of `count` evenly spaced values from `from` to `to` inclusive.
     Linspace { from: f32, to: f32, count: usize },
 }
@@ -178,17 +191,52 @@ impl InputSpec {
         use crate::suite::Input;
         match self {
             InputSpec::Values(rows) => Input::Rows(rows.clone()).tensor(),
-            InputSpec::Normal { scale, rows, cols, seed } => {
-                Input::Normal { rows: *rows, cols: *cols, scale: *scale, seed: *seed }.tensor()
+            InputSpec::Normal {
+                scale,
+                rows,
+                cols,
+                seed,
+            } => Input::Normal {
+                rows: *rows,
+                cols: *cols,
+                scale: *scale,
+                seed: *seed,
             }
-            InputSpec::Uniform { lo, hi, rows, cols, seed } => {
-                Input::Uniform { rows: *rows, cols: *cols, lo: *lo, hi: *hi, seed: *seed }.tensor()
+            .tensor(),
+            InputSpec::Uniform {
+                lo,
+                hi,
+                rows,
+                cols,
+                seed,
+            } => Input::Uniform {
+                rows: *rows,
+                cols: *cols,
+                lo: *lo,
+                hi: *hi,
+                seed: *seed,
             }
+            .tensor(),
             InputSpec::Linspace { from, to, count } => {
                 let n = (*count).max(1);
-                let step = if n > 1 { (to - from) / (n - 1) as f32 } else { 0.0 };
-                let data = (0..n).map(|i| if i + 1 == n && n > 1 { *to } else { from + step * i as f32 }).collect();
-                Tensor { shape: vec![1, n], data }
+                let step = if n > 1 {
+                    (to - from) / (n - 1) as f32
+                } else {
+                    0.0
+                };
+                let data = (0..n)
+                    .map(|i| {
+                        if i + 1 == n && n > 1 {
+                            *to
+                        } else {
+                            from + step * i as f32
+                        }
+                    })
+                    .collect();
+                Tensor {
+                    shape: vec![1, n],
+                    data,
+                }
             }
         }
     }
@@ -221,9 +269,15 @@ impl ParamValue {
 pub enum Control {
     /// Not adjustable in this cell.
     Fixed,
-    Slider { min: f64, max: f64, log: bool },
+    Slider {
+        min: f64,
+        max: f64,
+        log: bool,
+    },
     Toggle,
-    Choice { choices: Vec<String> },
+    Choice {
+        choices: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -261,7 +315,15 @@ impl View {
     }
 
     pub fn from_name(s: &str) -> Option<View> {
-        [View::Bars, View::Line, View::Heatmap, View::Table, View::Check].into_iter().find(|v| v.name() == s)
+        [
+            View::Bars,
+            View::Line,
+            View::Heatmap,
+            View::Table,
+            View::Check,
+        ]
+        .into_iter()
+        .find(|v| v.name() == s)
     }
 }
 
@@ -294,7 +356,10 @@ pub type LoadedLesson = Result<Lesson, LessonError>;
 
 /// Parse the built-in lessons.
 pub fn builtin() -> Vec<LoadedLesson> {
-    BUILTIN.iter().map(|(name, text)| parse_lesson(text, LessonSource::Builtin(name))).collect()
+    BUILTIN
+        .iter()
+        .map(|(name, text)| parse_lesson(text, LessonSource::Builtin(name)))
+        .collect()
 }
 
 /// Parse every `*.md` file in `dir` (sorted by name). A folder that cannot be read is one error.
@@ -302,16 +367,37 @@ pub fn load_dir(dir: &Path) -> Vec<LoadedLesson> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            return vec![Err(LessonError::new(&LessonSource::File(dir.to_path_buf()), 0, 0, format!("cannot read the lesson folder: {e}")))];
+            return vec![Err(LessonError::new(
+                &LessonSource::File(dir.to_path_buf()),
+                0,
+                0,
+                format!("cannot read the lesson folder: {e}"),
+            ))];
         }
     };
-    let mut paths: Vec<PathBuf> =
-        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "md")).collect();
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
     paths.sort();
     paths
         .into_iter()
         .map(|p| {
             let source = LessonSource::File(p.clone());
+            // Refuse huge files before reading them (the parser's own limit is 1 MiB).
+            if let Ok(meta) = std::fs::metadata(&p)
+                && meta.len() > MAX_LESSON_BYTES as u64
+            {
+                return Err(LessonError::new(
+                    &source,
+                    0,
+                    0,
+                    format!(
+                        "{} bytes is larger than a lesson may be ({MAX_LESSON_BYTES})",
+                        meta.len()
+                    ),
+                ));
+            }
             match std::fs::read_to_string(&p) {
                 Ok(text) => parse_lesson(&text, source),
                 Err(e) => Err(LessonError::new(&source, 0, 0, format!("cannot read: {e}"))),
@@ -331,7 +417,15 @@ pub fn load_all(extra_dir: Option<&Path>) -> Vec<LoadedLesson> {
     for item in all.iter_mut() {
         if let Ok(lesson) = item {
             if seen.contains(&lesson.id) {
-                let err = LessonError::new(&lesson.source, 2, 1, format!("lesson id '{}' is already used by another lesson", lesson.id));
+                let err = LessonError::new(
+                    &lesson.source,
+                    0,
+                    0,
+                    format!(
+                        "lesson id '{}' is already used by another lesson",
+                        lesson.id
+                    ),
+                );
                 *item = Err(err);
             } else {
                 seen.push(lesson.id.clone());
@@ -343,16 +437,4 @@ pub fn load_all(extra_dir: Option<&Path>) -> Vec<LoadedLesson> {
         Err(_) => (1, 0),
     });
     all
-}
-
-/// The dtype a cell will run in given its current parameter values.
-pub fn dtype_of(values: &[(&'static str, ParamValue)]) -> DType {
-    values
-        .iter()
-        .find(|(n, _)| *n == "dtype")
-        .and_then(|(_, v)| match v {
-            ParamValue::Choice(c) => c.parse().ok(),
-            _ => None,
-        })
-        .unwrap_or_default()
 }

@@ -19,7 +19,7 @@ use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
 /// Largest lesson file accepted, in bytes.
-const MAX_LESSON_BYTES: usize = 1 << 20;
+use super::MAX_LESSON_BYTES;
 
 /// The views a cell shows when its `show` key is absent.
 const DEFAULT_SHOW: [View; 2] = [View::Bars, View::Check];

@@ -41,6 +41,9 @@ pub struct AppOptions {
     /// Save a screenshot of the window here once the first step has its results, then quit
     /// (the start-up smoke test).
     pub screenshot: Option<PathBuf>,
+    /// Frame-time measurement: sweep the first slider of the first step that has one, one notch
+    /// per frame for this many frames, then report frame times and quit.
+    pub frame_stats: Option<usize>,
 }
 
 impl Default for AppOptions {
@@ -53,6 +56,7 @@ impl Default for AppOptions {
             hide_timings: false,
             theme: None,
             screenshot: None,
+            frame_stats: None,
         }
     }
 }
@@ -79,19 +83,29 @@ pub struct KernelbookApp {
     screenshot: Option<std::sync::mpsc::Receiver<std::sync::Arc<egui::ColorImage>>>,
     /// Set when the app should close (after the start-up screenshot).
     pub quit: Option<Result<(), String>>,
+    /// Frame intervals recorded for `frame_stats`, and the report once done.
+    frame_times: Vec<std::time::Duration>,
+    last_frame: Option<std::time::Instant>,
+    pub frame_report: Option<String>,
 }
 
 impl KernelbookApp {
     /// Build the app; `remembered` comes from eframe storage (or tests).
     pub fn new(ctx: &egui::Context, options: AppOptions, remembered: Remembered) -> Self {
         let lessons = crate::lesson::load_all(options.lessons_dir.as_deref());
-        let theme_name = remembered.theme.clone().or_else(|| options.theme.clone()).unwrap_or_else(|| "light".into());
+        let theme_name = remembered
+            .theme
+            .clone()
+            .or_else(|| options.theme.clone())
+            .unwrap_or_else(|| "light".into());
         let theme = Theme::by_name(&theme_name).unwrap_or_else(Theme::light);
         let worker = if options.inline_compute {
             Worker::inline(&options.engines)
         } else {
             let repaint_ctx = ctx.clone();
-            Worker::spawn(options.engines.clone(), move || repaint_ctx.request_repaint())
+            Worker::spawn(options.engines.clone(), move || {
+                repaint_ctx.request_repaint()
+            })
         };
         let mut app = KernelbookApp {
             lessons,
@@ -108,6 +122,9 @@ impl KernelbookApp {
             frames: 0,
             screenshot: None,
             quit: None,
+            frame_times: Vec::new(),
+            last_frame: None,
+            frame_report: None,
         };
         let wanted = app.options.lesson.clone().or(remembered.lesson_id.clone());
         let found = wanted.as_deref().and_then(|w| app.find_lesson(w));
@@ -126,13 +143,19 @@ impl KernelbookApp {
 
     /// Create from eframe's creation context, restoring remembered state.
     pub fn from_creation_context(cc: &eframe::CreationContext<'_>, options: AppOptions) -> Self {
-        let remembered: Remembered = cc.storage.and_then(|s| eframe::get_value(s, STORAGE_KEY)).unwrap_or_default();
+        let remembered: Remembered = cc
+            .storage
+            .and_then(|s| eframe::get_value(s, STORAGE_KEY))
+            .unwrap_or_default();
         Self::new(&cc.egui_ctx, options, remembered)
     }
 
     fn find_lesson(&self, wanted: &str) -> Option<usize> {
         let w = wanted.to_lowercase();
-        self.lessons.iter().position(|l| l.as_ref().is_ok_and(|l| l.id == w || l.title.to_lowercase() == w))
+        self.lessons.iter().position(|l| {
+            l.as_ref()
+                .is_ok_and(|l| l.id == w || l.title.to_lowercase() == w)
+        })
     }
 
     fn lesson(&self) -> Option<&Lesson> {
@@ -171,7 +194,11 @@ impl KernelbookApp {
     }
 
     pub fn remembered(&self) -> Remembered {
-        Remembered { lesson_id: self.lesson().map(|l| l.id.clone()), step: self.step, theme: Some(self.theme.name.to_string()) }
+        Remembered {
+            lesson_id: self.lesson().map(|l| l.id.clone()),
+            step: self.step,
+            theme: Some(self.theme.name.to_string()),
+        }
     }
 
     pub fn set_theme(&mut self, name: &str) {
@@ -189,7 +216,11 @@ impl KernelbookApp {
         for msg in self.worker.poll() {
             match msg {
                 WorkerMsg::Ready(b) => self.backends = Some(b),
-                WorkerMsg::Done { key, generation, result } => {
+                WorkerMsg::Done {
+                    key,
+                    generation,
+                    result,
+                } => {
                     if let Some(cell) = self.cells.get_mut(&key)
                         && cell.generation == generation
                     {
@@ -258,26 +289,108 @@ impl KernelbookApp {
 
         egui::Panel::top("top").show(ui, |ui| self.top_bar_ui(ui));
         egui::Panel::bottom("nav").show(ui, |ui| self.nav_ui(ui));
-        egui::Panel::left("lessons").resizable(true).default_size(200.0).size_range(160.0..=420.0).show(ui, |ui| self.lesson_list_ui(ui));
+        egui::Panel::left("lessons")
+            .resizable(true)
+            .default_size(200.0)
+            .size_range(160.0..=420.0)
+            .show(ui, |ui| self.lesson_list_ui(ui));
         egui::CentralPanel::default().show(ui, |ui| self.step_ui(ui));
         self.receive();
         self.frames += 1;
         if self.options.screenshot.is_some() {
             self.screenshot_step(&ctx);
         }
+        if let Some(frames) = self.options.frame_stats {
+            self.frame_stats_step(&ctx, frames);
+        }
+    }
+
+    /// Frame-time measurement in the real window: a slider moves one notch per frame (the cell
+    /// recomputes on every engine each time, as when a learner drags it) and the time between
+    /// frames is recorded: UI, tessellation, rendering and presenting included.
+    fn frame_stats_step(&mut self, ctx: &egui::Context, frames: usize) {
+        ctx.request_repaint();
+        let Some(lesson) = self.lesson().cloned() else {
+            self.quit = Some(Err("no lesson to measure".into()));
+            return;
+        };
+        let has_slider = |step: &crate::lesson::Step| {
+            step.cells().any(|c| {
+                c.params
+                    .iter()
+                    .any(|p| matches!(p.control, crate::lesson::Control::Slider { .. }))
+            })
+        };
+        if !lesson.steps.get(self.step).is_some_and(has_slider) {
+            match lesson.steps.iter().position(has_slider) {
+                Some(s) => self.step = s,
+                None => {
+                    self.quit = Some(Err(format!("lesson {} has no slider to drag", lesson.id)))
+                }
+            }
+            return;
+        }
+        if self.backends.is_none() || self.frames < 10 {
+            return; // let start-up settle
+        }
+        let now = std::time::Instant::now();
+        if let Some(last) = self.last_frame {
+            self.frame_times.push(now - last);
+        }
+        self.last_frame = Some(now);
+        let key = CellKey {
+            lesson: lesson.id.clone(),
+            step: self.step,
+            cell: 0,
+        };
+        let i = self.frame_times.len();
+        if let Some(cell) = self.cells.get_mut(&key) {
+            // Back and forth across the slider's range in 60 notches.
+            let phase = (i % 120) as f64 / 60.0;
+            let t = if phase <= 1.0 { phase } else { 2.0 - phase };
+            if cell.set_slider_fraction(t) {
+                Self::submit(&mut self.worker, &key, cell);
+            }
+        }
+        if self.frame_times.len() >= frames {
+            let mut sorted = self.frame_times.clone();
+            sorted.sort();
+            let at = |p: f64| {
+                sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
+            };
+            let size = ctx.content_rect().size();
+            self.frame_report = Some(format!(
+                "frame time over {} frames while dragging a slider ({} step {}, {:.0}x{:.0}): median {:.2} ms, p95 {:.2} ms, max {:.2} ms",
+                sorted.len(),
+                lesson.id,
+                self.step + 1,
+                size.x,
+                size.y,
+                at(0.5),
+                at(0.95),
+                at(1.0)
+            ));
+            self.quit = Some(Ok(()));
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
     }
 
     /// The start-up smoke test: once the engines answered and a few frames are drawn, ask the
     /// window for a screenshot, write it as PNG and close.
     fn screenshot_step(&mut self, ctx: &egui::Context) {
-        let Some(path) = self.options.screenshot.clone() else { return };
+        let Some(path) = self.options.screenshot.clone() else {
+            return;
+        };
         let taken = self.screenshot.as_ref().and_then(|rx| rx.try_recv().ok());
         if let Some(image) = taken {
             let [w, h] = image.size;
             let bytes: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
             let saved = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
                 .ok_or_else(|| "screenshot has the wrong size".to_string())
-                .and_then(|img| img.save(&path).map_err(|e| format!("{}: {e}", path.display())));
+                .and_then(|img| {
+                    img.save(&path)
+                        .map_err(|e| format!("{}: {e}", path.display()))
+                });
             self.quit = Some(saved);
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             return;
@@ -297,14 +410,25 @@ impl KernelbookApp {
 
     fn top_bar_ui(&mut self, ui: &mut Ui) {
         ui.horizontal(|ui| {
-            ui.label(RichText::new("kernelbook").strong().size(self.theme.text_heading));
+            ui.label(
+                RichText::new("kernelbook")
+                    .strong()
+                    .size(self.theme.text_heading),
+            );
             if let Some(lesson) = self.lesson() {
                 ui.separator();
-                ui.label(RichText::new(format!("{} · {}", lesson.order, lesson.title)).size(self.theme.text_heading * 0.85));
+                ui.label(
+                    RichText::new(format!("{} · {}", lesson.order, lesson.title))
+                        .size(self.theme.text_heading * 0.85),
+                );
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 let next_theme = if self.theme.dark { "light" } else { "dark" };
-                if ui.button(format!("{next_theme} theme")).on_hover_text("Switch between the light and dark themes").clicked() {
+                if ui
+                    .button(format!("{next_theme} theme"))
+                    .on_hover_text("Switch between the light and dark themes")
+                    .clicked()
+                {
                     self.set_theme(next_theme);
                 }
                 self.engines_summary_ui(ui);
@@ -325,8 +449,13 @@ impl KernelbookApp {
                     } else {
                         (format!("✘ {name}"), b.reason.clone().unwrap_or_default())
                     };
-                    let color = if b.available { self.theme.text } else { self.theme.text_weak };
-                    ui.label(RichText::new(text).color(color)).on_hover_text(hover);
+                    let color = if b.available {
+                        self.theme.text
+                    } else {
+                        self.theme.text_weak
+                    };
+                    ui.label(RichText::new(text).color(color))
+                        .on_hover_text(hover);
                 }
             }
         }
@@ -340,10 +469,22 @@ impl KernelbookApp {
             if prev.clicked() {
                 self.prev_step();
             }
-            let progress = if n > 0 { (self.step + 1) as f32 / n as f32 } else { 0.0 };
-            let text = if n > 0 { format!("step {} of {n}", self.step + 1) } else { "no steps".into() };
-            ui.add(egui::ProgressBar::new(progress).text(text.clone()).desired_width(ui.available_width() - 120.0))
-                .on_hover_text("Right/Left arrows, PageDown/PageUp, Home/End");
+            let progress = if n > 0 {
+                (self.step + 1) as f32 / n as f32
+            } else {
+                0.0
+            };
+            let text = if n > 0 {
+                format!("step {} of {n}", self.step + 1)
+            } else {
+                "no steps".into()
+            };
+            ui.add(
+                egui::ProgressBar::new(progress)
+                    .text(text.clone())
+                    .desired_width(ui.available_width() - 120.0),
+            )
+            .on_hover_text("Right/Left arrows, PageDown/PageUp, Home/End");
             let next = ui.add_enabled(self.step + 1 < n, egui::Button::new("Next ▸"));
             if next.clicked() {
                 self.next_step();
@@ -354,7 +495,11 @@ impl KernelbookApp {
 
     fn lesson_list_ui(&mut self, ui: &mut Ui) {
         ui.add_space(6.0);
-        ui.label(RichText::new("Lessons").strong().size(self.theme.text_heading * 0.8));
+        ui.label(
+            RichText::new("Lessons")
+                .strong()
+                .size(self.theme.text_heading * 0.8),
+        );
         ui.add_space(4.0);
         let mut clicked = None;
         egui::ScrollArea::vertical().show(ui, |ui| {
@@ -363,17 +508,26 @@ impl KernelbookApp {
                     Ok(lesson) => {
                         let selected = i == self.current;
                         let r = ui
-                            .selectable_label(selected, format!("{}  {}", lesson.order, lesson.title))
+                            .selectable_label(
+                                selected,
+                                format!("{}  {}", lesson.order, lesson.title),
+                            )
                             .on_hover_text(&lesson.summary);
                         if r.clicked() {
                             clicked = Some(i);
                         }
                     }
                     Err(e) => {
-                        egui::Frame::group(ui.style()).stroke(egui::Stroke::new(1.5, self.theme.fail)).show(ui, |ui| {
-                            ui.label(RichText::new("✘ lesson failed to load").color(self.theme.fail).strong());
-                            ui.label(RichText::new(e.to_string()).size(self.theme.text_small));
-                        });
+                        egui::Frame::group(ui.style())
+                            .stroke(egui::Stroke::new(1.5, self.theme.fail))
+                            .show(ui, |ui| {
+                                ui.label(
+                                    RichText::new("✘ lesson failed to load")
+                                        .color(self.theme.fail)
+                                        .strong(),
+                                );
+                                ui.label(RichText::new(e.to_string()).size(self.theme.text_small));
+                            });
                     }
                 }
             }
@@ -396,56 +550,88 @@ impl KernelbookApp {
             return;
         };
         let step_index = self.step;
-        egui::ScrollArea::vertical().id_salt(("step", &lesson.id, step_index)).auto_shrink([false, false]).show(ui, |ui| {
-            ui.set_max_width(MAX_CONTENT_WIDTH.min(ui.available_width()));
-            ui.label(RichText::new(format!("{} · {}", step_index + 1, step.title)).strong().size(self.theme.text_heading));
-            ui.add_space(8.0);
-            let mut cell_index = 0;
-            for (b, block) in step.blocks.iter().enumerate() {
-                match block {
-                    Block::Prose(md) => {
-                        CommonMarkViewer::new().show(ui, &mut self.markdown, md);
-                    }
-                    Block::Cell(spec) => {
-                        let key = CellKey { lesson: lesson.id.clone(), step: step_index, cell: cell_index };
-                        cell_index += 1;
-                        let worker = &mut self.worker;
-                        let cell = self.cells.entry(key.clone()).or_insert_with(|| {
-                            let mut c = CellState::new(spec);
-                            Self::submit(worker, &key, &mut c);
-                            c
-                        });
-                        let id = egui::Id::unique(("cell", &key.lesson, key.step, key.cell));
-                        let events = cell_ui(ui, id, cell, &self.theme, CellOptions { hide_timings: self.options.hide_timings });
-                        if events.changed {
-                            Self::submit(&mut self.worker, &key, cell);
+        egui::ScrollArea::vertical()
+            .id_salt(("step", &lesson.id, step_index))
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                ui.set_max_width(MAX_CONTENT_WIDTH.min(ui.available_width()));
+                ui.label(
+                    RichText::new(format!("{} · {}", step_index + 1, step.title))
+                        .strong()
+                        .size(self.theme.text_heading),
+                );
+                ui.add_space(8.0);
+                let mut cell_index = 0;
+                for (b, block) in step.blocks.iter().enumerate() {
+                    match block {
+                        Block::Prose(md) => {
+                            CommonMarkViewer::new().show(ui, &mut self.markdown, md);
                         }
-                    }
-                    Block::Kernel(k) => {
-                        let cuda = crate::sources::cuda(&k.topic).unwrap_or("");
-                        let wgsl = crate::sources::wgsl(&k.topic).unwrap_or("");
-                        let title = format!("kernel source: kernels/{}.cu · shaders/{}.wgsl", k.topic, k.topic);
-                        kernel_ui(ui, ("kernel", &lesson.id, step_index, b), &title, cuda, wgsl, &k.marks, &self.theme);
-                    }
-                    Block::Predict(p) => {
-                        let key = (lesson.id.clone(), step_index, b);
-                        let chosen = self.answers.get(&key).copied();
-                        if let Some(choice) = predict_ui(ui, p, chosen, &self.theme) {
-                            self.answers.insert(key, choice);
+                        Block::Cell(spec) => {
+                            let key = CellKey {
+                                lesson: lesson.id.clone(),
+                                step: step_index,
+                                cell: cell_index,
+                            };
+                            cell_index += 1;
+                            let worker = &mut self.worker;
+                            let cell = self.cells.entry(key.clone()).or_insert_with(|| {
+                                let mut c = CellState::new(spec);
+                                Self::submit(worker, &key, &mut c);
+                                c
+                            });
+                            let id = egui::Id::unique(("cell", &key.lesson, key.step, key.cell));
+                            let events = cell_ui(
+                                ui,
+                                id,
+                                cell,
+                                &self.theme,
+                                CellOptions {
+                                    hide_timings: self.options.hide_timings,
+                                },
+                            );
+                            if events.changed {
+                                Self::submit(&mut self.worker, &key, cell);
+                            }
                         }
-                    }
-                    Block::Notes(notes) => {
-                        egui::CollapsingHeader::new(RichText::new("Notes for the teacher").color(self.theme.text_weak))
+                        Block::Kernel(k) => {
+                            let cuda = crate::sources::cuda(&k.topic).unwrap_or("");
+                            let wgsl = crate::sources::wgsl(&k.topic).unwrap_or("");
+                            let title = format!(
+                                "kernel source: kernels/{}.cu · shaders/{}.wgsl",
+                                k.topic, k.topic
+                            );
+                            kernel_ui(
+                                ui,
+                                ("kernel", &lesson.id, step_index, b),
+                                &title,
+                                cuda,
+                                wgsl,
+                                &k.marks,
+                                &self.theme,
+                            );
+                        }
+                        Block::Predict(p) => {
+                            let key = (lesson.id.clone(), step_index, b);
+                            let chosen = self.answers.get(&key).copied();
+                            if let Some(choice) = predict_ui(ui, p, chosen, &self.theme) {
+                                self.answers.insert(key, choice);
+                            }
+                        }
+                        Block::Notes(notes) => {
+                            egui::CollapsingHeader::new(
+                                RichText::new("Notes for the teacher").color(self.theme.text_weak),
+                            )
                             .id_salt(("notes", &lesson.id, step_index, b))
                             .default_open(false)
                             .show(ui, |ui| {
                                 CommonMarkViewer::new().show(ui, &mut self.markdown, notes);
                             });
+                        }
                     }
+                    ui.add_space(8.0);
                 }
-                ui.add_space(8.0);
-            }
-        });
+            });
     }
 }
 
@@ -453,30 +639,40 @@ impl KernelbookApp {
 /// Returns the learner's new choice, if they made one this frame.
 fn predict_ui(ui: &mut Ui, p: &PredictSpec, chosen: Option<usize>, theme: &Theme) -> Option<usize> {
     let mut new_choice = None;
-    egui::Frame::group(ui.style()).fill(theme.panel).inner_margin(theme.cell_padding).show(ui, |ui| {
-        ui.set_width(ui.available_width());
-        ui.label(RichText::new(format!("Predict: {}", p.question)).strong());
-        ui.add_space(4.0);
-        for (i, choice) in p.choices.iter().enumerate() {
-            let mark = match chosen {
-                Some(_) if i == p.answer => "✔ ",
-                Some(c) if c == i => "✘ ",
-                _ => "",
-            };
-            let r = ui.selectable_label(chosen == Some(i), format!("{mark}{}. {choice}", i + 1));
-            if r.clicked() {
-                new_choice = Some(i);
-            }
-        }
-        if let Some(c) = chosen {
-            let (verdict, color) =
-                if c == p.answer { ("Right.", theme.pass) } else { ("Not quite.", theme.fail) };
+    egui::Frame::group(ui.style())
+        .fill(theme.panel)
+        .inner_margin(theme.cell_padding)
+        .show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.label(RichText::new(format!("Predict: {}", p.question)).strong());
             ui.add_space(4.0);
-            ui.label(RichText::new(format!("{verdict} {}", p.explain)).color(color));
-        } else {
-            ui.label(RichText::new("Choose an answer to reveal the explanation.").color(theme.text_weak));
-        }
-    });
+            for (i, choice) in p.choices.iter().enumerate() {
+                let mark = match chosen {
+                    Some(_) if i == p.answer => "✔ ",
+                    Some(c) if c == i => "✘ ",
+                    _ => "",
+                };
+                let r =
+                    ui.selectable_label(chosen == Some(i), format!("{mark}{}. {choice}", i + 1));
+                if r.clicked() {
+                    new_choice = Some(i);
+                }
+            }
+            if let Some(c) = chosen {
+                let (verdict, color) = if c == p.answer {
+                    ("Right.", theme.pass)
+                } else {
+                    ("Not quite.", theme.fail)
+                };
+                ui.add_space(4.0);
+                ui.label(RichText::new(format!("{verdict} {}", p.explain)).color(color));
+            } else {
+                ui.label(
+                    RichText::new("Choose an answer to reveal the explanation.")
+                        .color(theme.text_weak),
+                );
+            }
+        });
     new_choice
 }
 

@@ -73,6 +73,25 @@ impl CellState {
         OpRequest::new(op, dtype, self.input.clone()).map_err(|e| e.to_string())
     }
 
+    /// Move the first slider to fraction `t` of its range (log-spaced on a log slider), as a
+    /// drag would. Returns whether a value changed.
+    pub fn set_slider_fraction(&mut self, t: f64) -> bool {
+        let t = t.clamp(0.0, 1.0);
+        for (p, v) in self.spec.params.iter().zip(self.values.iter_mut()) {
+            if let (Control::Slider { min, max, log }, ParamValue::Float(x)) = (&p.control, v) {
+                let new = if *log {
+                    (min.ln() + t * (max.ln() - min.ln())).exp()
+                } else {
+                    min + t * (max - min)
+                };
+                let changed = *x != new;
+                *x = new;
+                return changed;
+            }
+        }
+        false
+    }
+
     /// Apply a new input text; on error keep the last good input and say why.
     pub fn set_input_text(&mut self, text: &str) -> bool {
         match parse_values(text) {
@@ -93,12 +112,32 @@ impl CellState {
     pub fn randomise(&mut self) {
         let (rows, cols) = (self.input.rows(), self.input.cols());
         let input = match (&self.spec.input, self.spec.op) {
-            (InputSpec::Uniform { lo, hi, .. }, _) => {
-                crate::suite::Input::Uniform { rows, cols, lo: *lo, hi: *hi, seed: self.seed }
-            }
-            (_, crate::ops::OpKind::Logit) => crate::suite::Input::Uniform { rows, cols, lo: 0.0, hi: 1.0, seed: self.seed },
-            (InputSpec::Normal { scale, .. }, _) => crate::suite::Input::Normal { rows, cols, scale: *scale, seed: self.seed },
-            _ => crate::suite::Input::Normal { rows, cols, scale: 3.0, seed: self.seed },
+            (InputSpec::Uniform { lo, hi, .. }, _) => crate::suite::Input::Uniform {
+                rows,
+                cols,
+                lo: *lo,
+                hi: *hi,
+                seed: self.seed,
+            },
+            (_, crate::ops::OpKind::Logit) => crate::suite::Input::Uniform {
+                rows,
+                cols,
+                lo: 0.0,
+                hi: 1.0,
+                seed: self.seed,
+            },
+            (InputSpec::Normal { scale, .. }, _) => crate::suite::Input::Normal {
+                rows,
+                cols,
+                scale: *scale,
+                seed: self.seed,
+            },
+            _ => crate::suite::Input::Normal {
+                rows,
+                cols,
+                scale: 3.0,
+                seed: self.seed,
+            },
         };
         self.input = input.tensor();
         self.input_text = format_input(&self.input);
@@ -117,7 +156,9 @@ impl CellState {
                 return Err(format!("{path}: a 0-d array has no rows"));
             }
             if a.shape.iter().product::<usize>() > MAX_CELL_ELEMENTS {
-                return Err(format!("{path}: more than {MAX_CELL_ELEMENTS} values is too large for a cell"));
+                return Err(format!(
+                    "{path}: more than {MAX_CELL_ELEMENTS} values is too large for a cell"
+                ));
             }
             Tensor::new(a.shape.clone(), a.to_f32()).map_err(|e| e.to_string())
         });
@@ -139,8 +180,8 @@ pub fn parse_values(text: &str) -> Result<Vec<Vec<f32>>, String> {
     if !text.starts_with('[') {
         return Err("expected a list like [2.0, 1.0, 0.1] or rows like [[1, 2], [3, 4]]".into());
     }
-    let table: toml::Table =
-        toml::from_str(&format!("v = {text}")).map_err(|e| format!("not a list of numbers: {}", e.message()))?;
+    let table: toml::Table = toml::from_str(&format!("v = {text}"))
+        .map_err(|e| format!("not a list of numbers: {}", e.message()))?;
     let Some(toml::Value::Array(items)) = table.get("v") else {
         return Err("expected a list of numbers".into());
     };
@@ -151,26 +192,34 @@ pub fn parse_values(text: &str) -> Result<Vec<Vec<f32>>, String> {
             other => Err(format!("'{other}' is not a number")),
         }
     };
-    let rows: Vec<Vec<f32>> = if items.iter().all(|v| matches!(v, toml::Value::Array(_))) && !items.is_empty() {
-        items
-            .iter()
-            .map(|row| match row {
-                toml::Value::Array(r) => r.iter().map(number).collect::<Result<Vec<_>, _>>(),
-                _ => Err("mixed rows and numbers".into()),
-            })
-            .collect::<Result<_, _>>()?
-    } else {
-        vec![items.iter().map(number).collect::<Result<Vec<_>, _>>()?]
-    };
+    let rows: Vec<Vec<f32>> =
+        if items.iter().all(|v| matches!(v, toml::Value::Array(_))) && !items.is_empty() {
+            items
+                .iter()
+                .map(|row| match row {
+                    toml::Value::Array(r) => r.iter().map(number).collect::<Result<Vec<_>, _>>(),
+                    _ => Err("mixed rows and numbers".into()),
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            vec![items.iter().map(number).collect::<Result<Vec<_>, _>>()?]
+        };
     let cols = rows.first().map_or(0, Vec::len);
     if cols == 0 {
         return Err("the input is empty: give at least one number".into());
     }
     if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != cols) {
-        return Err(format!("row {} has {} values but row 1 has {cols}: rows must be equally long", i + 1, r.len()));
+        return Err(format!(
+            "row {} has {} values but row 1 has {cols}: rows must be equally long",
+            i + 1,
+            r.len()
+        ));
     }
     if rows.len() * cols > MAX_CELL_ELEMENTS {
-        return Err(format!("{} values is more than a cell's limit of {MAX_CELL_ELEMENTS}", rows.len() * cols));
+        return Err(format!(
+            "{} values is more than a cell's limit of {MAX_CELL_ELEMENTS}",
+            rows.len() * cols
+        ));
     }
     Ok(rows)
 }
@@ -180,11 +229,26 @@ pub fn format_input(t: &Tensor) -> String {
     if t.len() > EDITABLE_VALUES {
         return String::new();
     }
-    let row = |r: &[f32]| format!("[{}]", r.iter().map(|v| fmt_input_value(*v)).collect::<Vec<_>>().join(", "));
+    let row = |r: &[f32]| {
+        format!(
+            "[{}]",
+            r.iter()
+                .map(|v| fmt_input_value(*v))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     if t.rows() == 1 {
         row(&t.data)
     } else {
-        format!("[{}]", t.data.chunks(t.cols().max(1)).map(row).collect::<Vec<_>>().join(", "))
+        format!(
+            "[{}]",
+            t.data
+                .chunks(t.cols().max(1))
+                .map(row)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 }
 
@@ -215,15 +279,31 @@ pub struct CellOptions {
 }
 
 /// Draw an op cell. Returns whether the learner changed something.
-pub fn cell_ui(ui: &mut Ui, id: egui::Id, state: &mut CellState, theme: &Theme, options: CellOptions) -> CellEvents {
+pub fn cell_ui(
+    ui: &mut Ui,
+    id: egui::Id,
+    state: &mut CellState,
+    theme: &Theme,
+    options: CellOptions,
+) -> CellEvents {
     let mut events = CellEvents::default();
-    let frame = egui::Frame::group(ui.style()).fill(theme.panel).inner_margin(theme.cell_padding);
+    let frame = egui::Frame::group(ui.style())
+        .fill(theme.panel)
+        .inner_margin(theme.cell_padding);
     frame.show(ui, |ui| {
         ui.set_width(ui.available_width());
         ui.horizontal_wrapped(|ui| {
-            let title = state.spec.title.clone().unwrap_or_else(|| state.spec.op.name().to_string());
+            let title = state
+                .spec
+                .title
+                .clone()
+                .unwrap_or_else(|| state.spec.op.name().to_string());
             ui.label(RichText::new(title).strong().size(theme.text_heading * 0.8));
-            ui.label(RichText::new(state.spec.op.summary()).color(theme.text_weak).size(theme.text_small));
+            ui.label(
+                RichText::new(state.spec.op.summary())
+                    .color(theme.text_weak)
+                    .size(theme.text_small),
+            );
         });
         ui.add_space(4.0);
         input_ui(ui, id, state, theme, &mut events);
@@ -248,7 +328,13 @@ pub fn cell_ui(ui: &mut Ui, id: egui::Id, state: &mut CellState, theme: &Theme, 
     events
 }
 
-fn input_ui(ui: &mut Ui, id: egui::Id, state: &mut CellState, theme: &Theme, events: &mut CellEvents) {
+fn input_ui(
+    ui: &mut Ui,
+    id: egui::Id,
+    state: &mut CellState,
+    theme: &Theme,
+    events: &mut CellEvents,
+) {
     ui.horizontal_wrapped(|ui| {
         let label = ui.label("input x");
         if state.input.len() <= EDITABLE_VALUES {
@@ -256,7 +342,10 @@ fn input_ui(ui: &mut Ui, id: egui::Id, state: &mut CellState, theme: &Theme, eve
                 .id(id.with("input"))
                 .font(egui::TextStyle::Monospace)
                 .desired_width((ui.available_width() * 0.5).max(200.0));
-            let response = ui.add(edit).labelled_by(label.id).on_hover_text("Type numbers like [2.0, 1.0, 0.1]; nan, inf and -inf are allowed");
+            let response = ui
+                .add(edit)
+                .labelled_by(label.id)
+                .on_hover_text("Type numbers like [2.0, 1.0, 0.1]; nan, inf and -inf are allowed");
             if response.changed() {
                 let text = state.input_text.clone();
                 if state.set_input_text(&text) {
@@ -265,17 +354,27 @@ fn input_ui(ui: &mut Ui, id: egui::Id, state: &mut CellState, theme: &Theme, eve
             }
         } else {
             ui.label(
-                RichText::new(format!("{} x {} values", state.input.rows(), state.input.cols()))
-                    .monospace()
-                    .color(theme.text_weak),
+                RichText::new(format!(
+                    "{} x {} values",
+                    state.input.rows(),
+                    state.input.cols()
+                ))
+                .monospace()
+                .color(theme.text_weak),
             );
         }
-        if ui.button("new random").on_hover_text("Draw new values of the same shape from the seed").clicked() {
+        if ui
+            .button("new random")
+            .on_hover_text("Draw new values of the same shape from the seed")
+            .clicked()
+        {
             state.randomise();
             events.changed = true;
         }
         let seed_label = ui.label("seed");
-        let seed = ui.add(egui::DragValue::new(&mut state.seed).range(0..=u32::MAX as u64)).labelled_by(seed_label.id);
+        let seed = ui
+            .add(egui::DragValue::new(&mut state.seed).range(0..=u32::MAX as u64))
+            .labelled_by(seed_label.id);
         if seed.changed() {
             state.randomise();
             events.changed = true;
@@ -300,8 +399,18 @@ fn input_ui(ui: &mut Ui, id: egui::Id, state: &mut CellState, theme: &Theme, eve
     }
 }
 
-fn params_ui(ui: &mut Ui, id: egui::Id, state: &mut CellState, theme: &Theme, events: &mut CellEvents) {
-    let adjustable = state.spec.params.iter().any(|p| p.control != Control::Fixed);
+fn params_ui(
+    ui: &mut Ui,
+    id: egui::Id,
+    state: &mut CellState,
+    theme: &Theme,
+    events: &mut CellEvents,
+) {
+    let adjustable = state
+        .spec
+        .params
+        .iter()
+        .any(|p| p.control != Control::Fixed);
     if !adjustable {
         return;
     }
@@ -312,7 +421,9 @@ fn params_ui(ui: &mut Ui, id: egui::Id, state: &mut CellState, theme: &Theme, ev
             match (&p.control, value) {
                 (Control::Slider { min, max, log }, ParamValue::Float(v)) => {
                     let label = ui.label(p.name);
-                    let slider = egui::Slider::new(v, *min..=*max).logarithmic(*log).max_decimals(3);
+                    let slider = egui::Slider::new(v, *min..=*max)
+                        .logarithmic(*log)
+                        .max_decimals(3);
                     let r = ui.add(slider).labelled_by(label.id);
                     if r.changed() {
                         events.changed = true;
@@ -328,14 +439,14 @@ fn params_ui(ui: &mut Ui, id: egui::Id, state: &mut CellState, theme: &Theme, ev
                     }
                 }
                 (Control::Toggle, ParamValue::Bool(b)) => {
-                    if ui.checkbox(b, p.name).changed() {
-                        events.changed = true;
-                    }
+                    events.changed |= ui.checkbox(b, p.name).changed();
                 }
                 (Control::Choice { choices }, ParamValue::Choice(c)) => {
                     let label = ui.label(p.name);
                     for choice in choices {
-                        let r = ui.selectable_label(c == choice, choice).labelled_by(label.id);
+                        let r = ui
+                            .selectable_label(c == choice, choice)
+                            .labelled_by(label.id);
                         if r.clicked() && c != choice {
                             *c = choice.clone();
                             events.changed = true;
@@ -354,14 +465,33 @@ fn params_ui(ui: &mut Ui, id: egui::Id, state: &mut CellState, theme: &Theme, ev
     let _ = id;
 }
 
-fn results_ui(ui: &mut Ui, id: egui::Id, state: &CellState, result: &Comparison, theme: &Theme, options: CellOptions) {
+fn results_ui(
+    ui: &mut Ui,
+    id: egui::Id,
+    state: &CellState,
+    result: &Comparison,
+    theme: &Theme,
+    options: CellOptions,
+) {
     let views = &state.spec.show;
-    let per_engine: Vec<View> = views.iter().copied().filter(|v| matches!(v, View::Bars | View::Heatmap | View::Check)).collect();
+    let per_engine: Vec<View> = views
+        .iter()
+        .copied()
+        .filter(|v| matches!(v, View::Bars | View::Heatmap | View::Check))
+        .collect();
     let runs = &result.runs;
     ui.add_space(4.0);
     ui.columns(runs.len().max(1), |columns| {
         for (col, run) in columns.iter_mut().zip(runs) {
-            engine_column_ui(col, id.with(run.kind), run, result, &per_engine, theme, options);
+            engine_column_ui(
+                col,
+                id.with(run.kind),
+                run,
+                result,
+                &per_engine,
+                theme,
+                options,
+            );
         }
     });
     for view in views {
@@ -374,7 +504,6 @@ fn results_ui(ui: &mut Ui, id: egui::Id, state: &CellState, result: &Comparison,
         }
     }
 }
-
 
 fn engine_column_ui(
     ui: &mut Ui,
@@ -392,30 +521,64 @@ fn engine_column_ui(
             if !options.hide_timings {
                 header.push_str(&format!(" · {}", fmt_time(out.kernel_time.as_secs_f64())));
             }
-            ui.label(RichText::new(header).strong()).on_hover_text(format!("kernel time measured with {:?}", out.timing));
-            ui.label(RichText::new(run.device.as_deref().unwrap_or("")).size(theme.text_small).color(theme.text_weak));
+            ui.label(RichText::new(header).strong())
+                .on_hover_text(format!("kernel time measured with {:?}", out.timing));
+            ui.label(
+                RichText::new(run.device.as_deref().unwrap_or(""))
+                    .size(theme.text_small)
+                    .color(theme.text_weak),
+            );
             for view in views {
                 match view {
                     View::Bars => {
-                        chart_ui(ui, id.with("bars"), &bars_chart(name, run.kind, &out.values, result), theme);
+                        chart_ui(
+                            ui,
+                            id.with("bars"),
+                            &bars_chart(name, run.kind, &out.values, result),
+                            theme,
+                        );
                     }
                     View::Heatmap => {
-                        chart_ui(ui, id.with("heat"), &heatmap_chart(&out.values, result), theme);
+                        chart_ui(
+                            ui,
+                            id.with("heat"),
+                            &heatmap_chart(&out.values, result),
+                            theme,
+                        );
                     }
                     View::Check => {
-                        let (mark, color) = if report.passed { ("✔", theme.pass) } else { ("✘", theme.fail) };
+                        let (mark, color) = if report.passed {
+                            ("✔", theme.pass)
+                        } else {
+                            ("✘", theme.fail)
+                        };
                         ui.label(RichText::new(format!("{mark} {report}")).color(color))
                             .on_hover_text(format!(
                                 "Tolerance: |got - ref| ≤ {:e} + {:e}·|ref|, or within {} ULP",
-                                report.tolerance.atol, report.tolerance.rtol, report.tolerance.max_ulp
+                                report.tolerance.atol,
+                                report.tolerance.rtol,
+                                report.tolerance.max_ulp
                             ));
                     }
                     _ => {}
                 }
             }
-            let shown: Vec<String> = out.values.iter().take(LISTED_VALUES).map(|&v| format_value(v as f64)).collect();
-            let more = if out.values.len() > LISTED_VALUES { ", …" } else { "" };
-            ui.label(RichText::new(format!("y = [{}{more}]", shown.join(", "))).monospace().size(theme.text_small));
+            let shown: Vec<String> = out
+                .values
+                .iter()
+                .take(LISTED_VALUES)
+                .map(|&v| format_value(v as f64))
+                .collect();
+            let more = if out.values.len() > LISTED_VALUES {
+                ", …"
+            } else {
+                ""
+            };
+            ui.label(
+                RichText::new(format!("y = [{}{more}]", shown.join(", ")))
+                    .monospace()
+                    .size(theme.text_small),
+            );
         }
         Err(EngineError::Unavailable(reason)) | Err(EngineError::Unsupported(reason)) => {
             ui.label(RichText::new(name).strong().color(theme.text_weak));
@@ -429,22 +592,38 @@ fn engine_column_ui(
 }
 
 fn fmt_time(secs: f64) -> String {
-    if secs < 1e-3 { format!("{:.0} µs", secs * 1e6) } else { format!("{:.1} ms", secs * 1e3) }
+    if secs < 1e-3 {
+        format!("{:.0} µs", secs * 1e6)
+    } else {
+        format!("{:.1} ms", secs * 1e3)
+    }
 }
 
 /// Bars of an engine's first output row.
 fn bars_chart(name: &str, kind: EngineKind, values: &[f32], result: &Comparison) -> Chart {
     let cols = result.request.x.cols().max(1);
-    let row: Vec<f64> = values.iter().take(cols.min(256)).map(|&v| v as f64).collect();
+    let row: Vec<f64> = values
+        .iter()
+        .take(cols.min(256))
+        .map(|&v| v as f64)
+        .collect();
     // The column header already names the engine; a title only says which row is drawn.
-    let title = if result.request.x.rows() > 1 { format!("row 1 of {}", result.request.x.rows()) } else { String::new() };
+    let title = if result.request.x.rows() > 1 {
+        format!("row 1 of {}", result.request.x.rows())
+    } else {
+        String::new()
+    };
     Chart {
         title,
         x_label: "index i".into(),
         y_label: format!("{} (y_i)", result.request.op.kind().name()),
         kind: ChartKind::Bars {
             categories: (0..row.len()).map(|i| i.to_string()).collect(),
-            series: vec![Series { name: name.to_string(), values: row, role: SeriesRole::Engine(kind) }],
+            series: vec![Series {
+                name: name.to_string(),
+                values: row,
+                role: SeriesRole::Engine(kind),
+            }],
         },
     }
 }
@@ -466,17 +645,32 @@ fn heatmap_chart(values: &[f32], result: &Comparison) -> Chart {
 /// The op's output against its input (first row), reference and every engine that ran.
 fn line_chart(result: &Comparison) -> Chart {
     let cols = result.request.x.cols();
-    let xs: Vec<f64> = result.request.x.data.iter().take(cols).map(|&v| v as f64).collect();
+    let xs: Vec<f64> = result
+        .request
+        .x
+        .data
+        .iter()
+        .take(cols)
+        .map(|&v| v as f64)
+        .collect();
     let mut series = vec![LineSeries {
         name: "f64 reference".into(),
-        points: xs.iter().zip(&result.reference).map(|(&x, &y)| (x, y)).collect(),
+        points: xs
+            .iter()
+            .zip(&result.reference)
+            .map(|(&x, &y)| (x, y))
+            .collect(),
         role: SeriesRole::Reference,
     }];
     for run in &result.runs {
         if let Ok((out, _)) = &run.result {
             series.push(LineSeries {
                 name: run.kind.display_name().into(),
-                points: xs.iter().zip(&out.values).map(|(&x, &y)| (x, y as f64)).collect(),
+                points: xs
+                    .iter()
+                    .zip(&out.values)
+                    .map(|(&x, &y)| (x, y as f64))
+                    .collect(),
                 role: SeriesRole::Engine(run.kind),
             });
         }
@@ -492,25 +686,30 @@ fn line_chart(result: &Comparison) -> Chart {
 fn table_ui(ui: &mut Ui, id: egui::Id, result: &Comparison, theme: &Theme) {
     let x = &result.request.x.data;
     let n = x.len().min(TABLE_ROWS);
-    egui::Grid::new(id).striped(true).spacing([theme.column_gap, 4.0]).show(ui, |ui| {
-        ui.label(RichText::new("x").strong());
-        ui.label(RichText::new("f64 reference").strong());
-        for run in &result.runs {
-            ui.label(RichText::new(run.kind.display_name()).strong());
-        }
-        ui.end_row();
-        for i in 0..n {
-            ui.label(RichText::new(format_value(x[i] as f64)).monospace());
-            ui.label(RichText::new(format_value(result.reference[i])).monospace());
+    egui::Grid::new(id)
+        .striped(true)
+        .spacing([theme.column_gap, 4.0])
+        .show(ui, |ui| {
+            ui.label(RichText::new("x").strong());
+            ui.label(RichText::new("f64 reference").strong());
             for run in &result.runs {
-                match &run.result {
-                    Ok((out, _)) => ui.label(RichText::new(format_value(out.values[i] as f64)).monospace()),
-                    Err(_) => ui.label(RichText::new("—").color(theme.text_weak)),
-                };
+                ui.label(RichText::new(run.kind.display_name()).strong());
             }
             ui.end_row();
-        }
-    });
+            for (i, &xi) in x.iter().enumerate().take(n) {
+                ui.label(RichText::new(format_value(xi as f64)).monospace());
+                ui.label(RichText::new(format_value(result.reference[i])).monospace());
+                for run in &result.runs {
+                    match &run.result {
+                        Ok((out, _)) => {
+                            ui.label(RichText::new(format_value(out.values[i] as f64)).monospace())
+                        }
+                        Err(_) => ui.label(RichText::new("—").color(theme.text_weak)),
+                    };
+                }
+                ui.end_row();
+            }
+        });
     if x.len() > n {
         ui.label(RichText::new(format!("first {n} of {} values", x.len())).color(theme.text_weak));
     }
@@ -522,19 +721,41 @@ mod tests {
 
     #[test]
     fn parses_vectors_and_matrices() {
-        assert_eq!(parse_values("[2.0, 1, -0.5]").unwrap(), vec![vec![2.0, 1.0, -0.5]]);
-        assert_eq!(parse_values("[[1, 2], [3, 4]]").unwrap(), vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
+        assert_eq!(
+            parse_values("[2.0, 1, -0.5]").unwrap(),
+            vec![vec![2.0, 1.0, -0.5]]
+        );
+        assert_eq!(
+            parse_values("[[1, 2], [3, 4]]").unwrap(),
+            vec![vec![1.0, 2.0], vec![3.0, 4.0]]
+        );
         let v = parse_values("[nan, inf, -inf]").unwrap();
         assert!(v[0][0].is_nan() && v[0][1] == f32::INFINITY && v[0][2] == f32::NEG_INFINITY);
     }
 
     #[test]
     fn rejects_bad_input_with_reasons() {
-        assert!(parse_values("2, 3").unwrap_err().contains("expected a list"));
-        assert!(parse_values("[1, two]").unwrap_err().contains("not a list of numbers"));
-        assert!(parse_values("[[1, 2], [3]]").unwrap_err().contains("row 2 has 1"));
+        assert!(
+            parse_values("2, 3")
+                .unwrap_err()
+                .contains("expected a list")
+        );
+        assert!(
+            parse_values("[1, two]")
+                .unwrap_err()
+                .contains("not a list of numbers")
+        );
+        assert!(
+            parse_values("[[1, 2], [3]]")
+                .unwrap_err()
+                .contains("row 2 has 1")
+        );
         assert!(parse_values("[]").unwrap_err().contains("empty"));
-        assert!(parse_values("[\"a\"]").unwrap_err().contains("is not a number"));
+        assert!(
+            parse_values("[\"a\"]")
+                .unwrap_err()
+                .contains("is not a number")
+        );
     }
 
     #[test]

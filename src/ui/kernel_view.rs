@@ -167,7 +167,15 @@ pub fn kernel_ui(
                 KernelTab::Wgsl => wgsl_src,
             };
             let marked = marked_lines(src, marks);
-            source_ui(ui, id.with(state.tab), src, state.tab.language(), &marked, marks, theme);
+            source_ui(
+                ui,
+                id.with(state.tab),
+                src,
+                state.tab.language(),
+                &marked,
+                marks,
+                theme,
+            );
         })
         .response;
     ui.data_mut(|d| d.insert_persisted(id, state));
@@ -228,7 +236,8 @@ fn source_ui(
     scroll.show(ui, |ui| {
         let size = vec2(gutter.size().x + gap + code.size().x, code.size().y);
         let (rect, _) = ui.allocate_exact_size(size, Sense::hover());
-        let code_rect = Rect::from_min_size(rect.min + vec2(gutter.size().x + gap, 0.0), code.size());
+        let code_rect =
+            Rect::from_min_size(rect.min + vec2(gutter.size().x + gap, 0.0), code.size());
         let painter = ui.painter();
         let right = rect.right().max(ui.clip_rect().right());
         for &line in marked {
@@ -255,7 +264,11 @@ fn gutter_job(line_count: usize, marked: &[usize], colors: &CodeColors) -> Layou
         } else {
             (" ", colors.comment, colors.line_number)
         };
-        job.append(glyph, 0.0, TextFormat::simple(colors.font.clone(), glyph_color));
+        job.append(
+            glyph,
+            0.0,
+            TextFormat::simple(colors.font.clone(), glyph_color),
+        );
         let newline = if i + 1 < line_count { "\n" } else { "" };
         job.append(
             &format!(" {:>width$}{newline}", i + 1),
@@ -277,27 +290,128 @@ enum Language {
 }
 
 const CUDA_KEYWORDS: &[&str] = &[
-    "if", "else", "for", "while", "do", "return", "break", "continue", "switch", "case",
-    "default", "struct", "typedef", "template", "typename", "class", "static", "const",
-    "constexpr", "inline", "extern", "sizeof", "asm", "true", "false", "__global__",
-    "__device__", "__host__", "__shared__", "__constant__", "__forceinline__",
-    "__launch_bounds__", "__restrict__",
+    "if",
+    "else",
+    "for",
+    "while",
+    "do",
+    "return",
+    "break",
+    "continue",
+    "switch",
+    "case",
+    "default",
+    "struct",
+    "typedef",
+    "template",
+    "typename",
+    "class",
+    "static",
+    "const",
+    "constexpr",
+    "inline",
+    "extern",
+    "sizeof",
+    "asm",
+    "true",
+    "false",
+    "__global__",
+    "__device__",
+    "__host__",
+    "__shared__",
+    "__constant__",
+    "__forceinline__",
+    "__launch_bounds__",
+    "__restrict__",
 ];
 const CUDA_TYPES: &[&str] = &[
-    "void", "bool", "char", "short", "int", "long", "unsigned", "signed", "float", "double",
-    "half", "size_t", "int8_t", "int16_t", "int32_t", "int64_t", "uint8_t", "uint16_t",
-    "uint32_t", "uint64_t", "float2", "float4", "dim3", "__half", "__nv_bfloat16",
+    "void",
+    "bool",
+    "char",
+    "short",
+    "int",
+    "long",
+    "unsigned",
+    "signed",
+    "float",
+    "double",
+    "half",
+    "size_t",
+    "int8_t",
+    "int16_t",
+    "int32_t",
+    "int64_t",
+    "uint8_t",
+    "uint16_t",
+    "uint32_t",
+    "uint64_t",
+    "float2",
+    "float4",
+    "dim3",
+    "__half",
+    "__nv_bfloat16",
 ];
 const WGSL_KEYWORDS: &[&str] = &[
-    "fn", "let", "var", "const", "override", "struct", "alias", "if", "else", "for", "while",
-    "loop", "continuing", "break", "continue", "return", "switch", "case", "default",
-    "discard", "true", "false", "enable", "requires", "diagnostic",
+    "fn",
+    "let",
+    "var",
+    "const",
+    "override",
+    "struct",
+    "alias",
+    "if",
+    "else",
+    "for",
+    "while",
+    "loop",
+    "continuing",
+    "break",
+    "continue",
+    "return",
+    "switch",
+    "case",
+    "default",
+    "discard",
+    "true",
+    "false",
+    "enable",
+    "requires",
+    "diagnostic",
 ];
 const WGSL_TYPES: &[&str] = &[
-    "bool", "f16", "f32", "i32", "u32", "vec2", "vec3", "vec4", "vec2f", "vec3f", "vec4f",
-    "vec2u", "vec3u", "vec4u", "vec2i", "vec3i", "vec4i", "mat2x2", "mat3x3", "mat4x4", "array",
-    "atomic", "ptr", "sampler", "texture_2d", "storage", "uniform", "workgroup", "private",
-    "function", "read", "write", "read_write",
+    "bool",
+    "f16",
+    "f32",
+    "i32",
+    "u32",
+    "vec2",
+    "vec3",
+    "vec4",
+    "vec2f",
+    "vec3f",
+    "vec4f",
+    "vec2u",
+    "vec3u",
+    "vec4u",
+    "vec2i",
+    "vec3i",
+    "vec4i",
+    "mat2x2",
+    "mat3x3",
+    "mat4x4",
+    "array",
+    "atomic",
+    "ptr",
+    "sampler",
+    "texture_2d",
+    "storage",
+    "uniform",
+    "workgroup",
+    "private",
+    "function",
+    "read",
+    "write",
+    "read_write",
 ];
 
 impl Language {
@@ -370,8 +484,11 @@ fn tokenize(src: &str, language: Language) -> Vec<(Token, &str)> {
         let c = bytes[i];
         let (token, len) = if rest.starts_with("//") {
             (Token::Comment, rest.find('\n').unwrap_or(rest.len()))
-        } else if rest.starts_with("/*") {
-            (Token::Comment, rest[2..].find("*/").map_or(rest.len(), |e| e + 4))
+        } else if let Some(body) = rest.strip_prefix("/*") {
+            (
+                Token::Comment,
+                body.find("*/").map_or(rest.len(), |e| e + 4),
+            )
         } else if c == b'#' && line_start && language == Language::CudaC {
             (Token::Directive, rest.find('\n').unwrap_or(rest.len()))
         } else if c == b'@' && language == Language::Wgsl {
@@ -384,7 +501,9 @@ fn tokenize(src: &str, language: Language) -> Vec<(Token, &str)> {
                 None => rest.len(),
             };
             (Token::Str, end)
-        } else if c.is_ascii_digit() || (c == b'.' && rest[1..].starts_with(|d: char| d.is_ascii_digit())) {
+        } else if c.is_ascii_digit()
+            || (c == b'.' && rest[1..].starts_with(|d: char| d.is_ascii_digit()))
+        {
             (Token::Number, number_len(rest))
         } else if c.is_ascii_alphabetic() || c == b'_' {
             let len = word_len(rest);
@@ -433,10 +552,8 @@ fn number_len(s: &str) -> usize {
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        let sign_after_exponent = (b == b'-' || b == b'+')
-            && !hex
-            && i > 0
-            && matches!(bytes[i - 1], b'e' | b'E');
+        let sign_after_exponent =
+            (b == b'-' || b == b'+') && !hex && i > 0 && matches!(bytes[i - 1], b'e' | b'E');
         if b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || sign_after_exponent {
             i += 1;
         } else {
@@ -507,7 +624,10 @@ mod tests {
     #[test]
     fn several_marks_and_a_region_running_to_the_end() {
         let src = "// A\na\n\n// B\nb\nb2";
-        assert_eq!(marked_lines(src, &marks(&["B", "// A"])), vec![0, 1, 3, 4, 5]);
+        assert_eq!(
+            marked_lines(src, &marks(&["B", "// A"])),
+            vec![0, 1, 3, 4, 5]
+        );
     }
 
     #[test]
@@ -541,8 +661,14 @@ mod tests {
     #[test]
     fn tokenize_round_trips_and_classifies() {
         for (src, lang) in [
-            (crate::sources::cuda("softmax").unwrap_or_default(), Language::CudaC),
-            (crate::sources::wgsl("softmax").unwrap_or_default(), Language::Wgsl),
+            (
+                crate::sources::cuda("softmax").unwrap_or_default(),
+                Language::CudaC,
+            ),
+            (
+                crate::sources::wgsl("softmax").unwrap_or_default(),
+                Language::Wgsl,
+            ),
         ] {
             let joined: String = tokenize(src, lang).iter().map(|(_, t)| *t).collect();
             assert_eq!(joined, src);

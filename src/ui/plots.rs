@@ -21,12 +21,12 @@ use crate::chart::{
 use crate::engine::EngineKind;
 use crate::ui::theme::Theme;
 use egui::{
-    Align2, Color32, ColorImage, Id, Pos2, Rangef, Rect, Response, RichText, Role, Sense,
-    Shape, Stroke, StrokeKind, TextureHandle, TextureOptions, Ui, Vec2, WidgetInfo, pos2, vec2,
+    Align2, Color32, ColorImage, Id, Pos2, Rangef, Rect, Response, RichText, Role, Sense, Shape,
+    Stroke, StrokeKind, TextureHandle, TextureOptions, Ui, Vec2, WidgetInfo, pos2, vec2,
 };
 use egui_plot::{
-    Axis, AxisHints, Bar, BarChart, GridInput, GridMark, HoverPosition, Line, LineStyle, MarkerShape, Plot, PlotImage,
-    PlotPoint, PlotPoints, PlotTransform, Points,
+    Axis, AxisHints, Bar, BarChart, GridInput, GridMark, HoverPosition, Line, LineStyle,
+    MarkerShape, Plot, PlotImage, PlotPoint, PlotPoints, PlotTransform, Points,
 };
 use std::hash::{DefaultHasher, Hash, Hasher};
 
@@ -47,8 +47,11 @@ pub fn chart_ui(ui: &mut Ui, id: impl Hash, chart: &Chart, theme: &Theme) -> Res
         }
         if let Err(err) = chart.validate() {
             return ui.label(
-                RichText::new(format!("{} cannot draw this chart: {err}", Theme::WARNING_GLYPH))
-                    .color(theme.warning),
+                RichText::new(format!(
+                    "{} cannot draw this chart: {err}",
+                    Theme::WARNING_GLYPH
+                ))
+                .color(theme.warning),
             );
         }
         let response = match &chart.kind {
@@ -77,11 +80,19 @@ pub fn summary(chart: &Chart) -> String {
         ChartKind::Bars { categories, series } => format!(
             "bar chart, {} categories, series: {}",
             categories.len(),
-            series.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            series
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         ChartKind::Lines { series } => format!(
             "line chart, series: {}",
-            series.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            series
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         ChartKind::Heatmap {
             rows,
@@ -323,13 +334,24 @@ fn paint_bar_mark(
                 &PlotPoint::new(mark.x - mark.half_width, 0.0),
                 &PlotPoint::new(mark.x + mark.half_width, end),
             );
-            hatch(painter, rect, Stroke::new(theme.line_width * 0.75, mark.color));
+            hatch(
+                painter,
+                rect,
+                Stroke::new(theme.line_width * 0.75, mark.color),
+            );
             let (pos, anchor) = if mark.special == Special::PosInf {
                 (rect.center_top() + vec2(0.0, 2.0), Align2::CENTER_TOP)
             } else {
                 (rect.center_bottom() - vec2(0.0, 2.0), Align2::CENTER_BOTTOM)
             };
-            label_pill(painter, pos, anchor, mark.special.label(), mark.color, theme);
+            label_pill(
+                painter,
+                pos,
+                anchor,
+                mark.special.label(),
+                mark.color,
+                theme,
+            );
         }
     }
 }
@@ -341,10 +363,7 @@ fn hatch(painter: &egui::Painter, rect: Rect, stroke: Stroke) {
     let mut x = rect.left() - rect.height();
     while x < rect.right() {
         painter.line_segment(
-            [
-                pos2(x, rect.bottom()),
-                pos2(x + rect.height(), rect.top()),
-            ],
+            [pos2(x, rect.bottom()), pos2(x + rect.height(), rect.top())],
             stroke,
         );
         x += step;
@@ -398,13 +417,7 @@ fn line_style(role: SeriesRole) -> LineStyle {
     }
 }
 
-fn lines_ui(
-    ui: &mut Ui,
-    id: Id,
-    chart: &Chart,
-    series: &[LineSeries],
-    theme: &Theme,
-) -> Response {
+fn lines_ui(ui: &mut Ui, id: Id, chart: &Chart, series: &[LineSeries], theme: &Theme) -> Response {
     legend_ui(
         ui,
         series.iter().map(|s| (s.name.as_str(), s.role)),
@@ -500,10 +513,20 @@ fn lines_ui(
         // +inf at the top edge (a triangle pointing up), NaN and -inf at the bottom edge.
         let (tip, base_y, anchor, label_y) = if mark.special == Special::PosInf {
             let y = frame.top() + 2.0;
-            (pos2(x, y), y + 2.0 * r, Align2::CENTER_TOP, y + 2.0 * r + 2.0)
+            (
+                pos2(x, y),
+                y + 2.0 * r,
+                Align2::CENTER_TOP,
+                y + 2.0 * r + 2.0,
+            )
         } else {
             let y = frame.bottom() - 2.0;
-            (pos2(x, y), y - 2.0 * r, Align2::CENTER_BOTTOM, y - 2.0 * r - 2.0)
+            (
+                pos2(x, y),
+                y - 2.0 * r,
+                Align2::CENTER_BOTTOM,
+                y - 2.0 * r - 2.0,
+            )
         };
         painter.add(Shape::convex_polygon(
             vec![tip, pos2(x + r, base_y), pos2(x - r, base_y)],
@@ -527,7 +550,8 @@ fn lines_ui(
 // ---------------------------------------------------------------------------------------------
 
 /// Heatmaps larger than this (per side) are sampled down to it for the texture.
-const MAX_HEATMAP_SIDE: usize = 2048;
+/// Texture side limit: about the pixel size of a heatmap in an engine column.
+const MAX_HEATMAP_SIDE: usize = 256;
 
 fn heatmap_ui(
     ui: &mut Ui,
@@ -540,7 +564,7 @@ fn heatmap_ui(
 ) -> Response {
     let (lo, hi) = chart.finite_range().unwrap_or((0.0, 1.0));
     let texture = heatmap_texture(ui.ctx(), id, (rows, cols), values, (lo, hi), theme);
-    let scale_width = theme.text_small * 7.0;
+    let scale_width = (theme.text_small * 10.0).round();
 
     ui.horizontal_top(|ui| {
         let plot_width =
@@ -625,7 +649,12 @@ fn value_grid_spacer(min_spacing: f32) -> impl Fn(GridInput) -> Vec<GridMark> {
     move |input: GridInput| {
         let major = nice_step(min_step(&input, min_spacing));
         let mantissa = major / 10f64.powf(major.log10().floor());
-        let minor = major / if (mantissa - 2.0).abs() < 0.5 { 4.0 } else { 5.0 };
+        let minor = major
+            / if (mantissa - 2.0).abs() < 0.5 {
+                4.0
+            } else {
+                5.0
+            };
         let (lo, hi) = input.bounds;
         if !(lo.is_finite() && hi.is_finite() && minor > 0.0) || (hi - lo) / minor > 10_000.0 {
             return Vec::new();
@@ -635,7 +664,11 @@ fn value_grid_spacer(min_spacing: f32) -> impl Fn(GridInput) -> Vec<GridMark> {
                 let value = k as f64 * minor;
                 let on_major = ((value / major).round() * major - value).abs() < minor * 1e-3;
                 GridMark {
-                    value: if value.abs() < minor * 1e-6 { 0.0 } else { value },
+                    value: if value.abs() < minor * 1e-6 {
+                        0.0
+                    } else {
+                        value
+                    },
                     step_size: if on_major { major } else { minor },
                 }
             })
@@ -678,13 +711,36 @@ fn heatmap_texture(
         v.to_bits().hash(&mut hasher);
     }
     cached_texture(ctx, id.with("heatmap-texture"), hasher.finish(), || {
-        let (h, w) = (rows.clamp(1, MAX_HEATMAP_SIDE), cols.clamp(1, MAX_HEATMAP_SIDE));
+        // Larger matrices are reduced by averaging blocks of cells (a block holding a NaN stays
+        // NaN, so an overflow never disappears): sampling one cell per pixel instead would show or
+        // hide single bright columns depending on the plot's exact width.
+        let (h, w) = (
+            rows.clamp(1, MAX_HEATMAP_SIDE),
+            cols.clamp(1, MAX_HEATMAP_SIDE),
+        );
         let mut pixels = Vec::with_capacity(w * h);
         for y in 0..h {
-            let r = y * rows / h;
+            let (r0, r1) = (y * rows / h, ((y + 1) * rows / h).max(y * rows / h + 1));
             for x in 0..w {
-                let c = x * cols / w;
-                let v = values.get(r * cols + c).copied().unwrap_or(f64::NAN);
+                let (c0, c1) = (x * cols / w, ((x + 1) * cols / w).max(x * cols / w + 1));
+                let (mut sum, mut n, mut nan) = (0.0, 0usize, false);
+                for r in r0..r1.min(rows) {
+                    for c in c0..c1.min(cols) {
+                        match values.get(r * cols + c) {
+                            Some(v) if v.is_nan() => nan = true,
+                            Some(v) => {
+                                sum += v;
+                                n += 1;
+                            }
+                            None => nan = true,
+                        }
+                    }
+                }
+                let v = if nan || n == 0 {
+                    f64::NAN
+                } else {
+                    sum / n as f64
+                };
                 pixels.push(heatmap_color(v, lo, hi, theme.heatmap_nan));
             }
         }
@@ -700,6 +756,14 @@ fn color_scale_texture(ctx: &egui::Context) -> TextureHandle {
     })
 }
 
+/// Cells stay crisp when enlarged; when shrunk, neighbouring texels are blended rather than
+/// skipped, so a single bright column cannot vanish depending on the plot's width.
+const DATA_TEXTURE: TextureOptions = TextureOptions {
+    magnification: egui::TextureFilter::Nearest,
+    minification: egui::TextureFilter::Linear,
+    ..TextureOptions::NEAREST
+};
+
 /// A texture kept in egui's memory under `id`, re-uploaded only when `key` changes.
 fn cached_texture(
     ctx: &egui::Context,
@@ -711,10 +775,10 @@ fn cached_texture(
     let handle = match cached {
         Some((k, handle)) if k == key => return handle,
         Some((_, mut handle)) => {
-            handle.set(make(), TextureOptions::NEAREST);
+            handle.set(make(), DATA_TEXTURE);
             handle
         }
-        None => ctx.load_texture(format!("{id:?}"), make(), TextureOptions::NEAREST),
+        None => ctx.load_texture(format!("{id:?}"), make(), DATA_TEXTURE),
     };
     ctx.data_mut(|d| d.insert_temp(id, (key, handle.clone())));
     handle
@@ -794,7 +858,12 @@ fn color_scale_ui(
             Vec2::splat(line_height * 0.7),
         );
         painter.rect_filled(swatch, 0.0, color);
-        painter.rect_stroke(swatch, 0.0, Stroke::new(1.0, theme.text_weak), StrokeKind::Outside);
+        painter.rect_stroke(
+            swatch,
+            0.0,
+            Stroke::new(1.0, theme.text_weak),
+            StrokeKind::Outside,
+        );
         text(
             pos2(swatch.right() + theme.text_small * 0.3, y),
             Align2::LEFT_TOP,
@@ -909,6 +978,20 @@ fn legend_ui<'s>(
             let color = theme.series_color(role);
             let h = theme.text_body;
             let w = if kind == LegendKind::Line { h * 2.0 } else { h };
+            // An entry (symbol and name) wraps as a whole, never between its symbol and its name.
+            let text = RichText::new(name).size(theme.text_body).color(theme.text);
+            let galley = egui::WidgetText::from(text.clone()).into_galley(
+                ui,
+                Some(egui::TextWrapMode::Extend),
+                f32::INFINITY,
+                egui::TextStyle::Body,
+            );
+            let entry_width = w + ui.spacing().item_spacing.x + galley.size().x;
+            if entry_width > ui.available_size_before_wrap().x
+                && ui.cursor().min.x > ui.max_rect().left()
+            {
+                ui.end_row();
+            }
             let (rect, _) = ui.allocate_exact_size(vec2(w, h), Sense::hover());
             let painter = ui.painter();
             match kind {
@@ -933,7 +1016,7 @@ fn legend_ui<'s>(
                     }
                 }
             }
-            ui.label(RichText::new(name).size(theme.text_body).color(theme.text));
+            ui.add(egui::Label::new(text).wrap_mode(egui::TextWrapMode::Extend));
             ui.add_space((theme.column_gap * 0.75).round());
         }
     });
@@ -950,7 +1033,12 @@ fn paint_marker(painter: &egui::Painter, c: Pos2, r: f32, shape: MarkerShape, co
             painter.rect_filled(Rect::from_center_size(c, Vec2::splat(2.0 * r)), 0.0, color);
         }
         MarkerShape::Diamond => {
-            let pts = vec![c + vec2(0.0, -r), c + vec2(r, 0.0), c + vec2(0.0, r), c + vec2(-r, 0.0)];
+            let pts = vec![
+                c + vec2(0.0, -r),
+                c + vec2(r, 0.0),
+                c + vec2(0.0, r),
+                c + vec2(-r, 0.0),
+            ];
             painter.add(Shape::convex_polygon(pts, color, Stroke::NONE));
         }
         MarkerShape::Up => {
@@ -996,7 +1084,8 @@ mod tests {
     #[test]
     fn colormap_gets_lighter() {
         // Perceptually uniform maps rise monotonically in lightness; check luma at a few steps.
-        let luma = |c: Color32| 0.2126 * c.r() as f64 + 0.7152 * c.g() as f64 + 0.0722 * c.b() as f64;
+        let luma =
+            |c: Color32| 0.2126 * c.r() as f64 + 0.7152 * c.g() as f64 + 0.0722 * c.b() as f64;
         let mut last = -1.0;
         for i in 0..=20 {
             let l = luma(viridis(i as f64 / 20.0));
@@ -1010,7 +1099,10 @@ mod tests {
         let grey = Color32::from_gray(128);
         assert_eq!(heatmap_color(f64::NAN, 0.0, 1.0, grey), grey);
         assert_eq!(heatmap_color(f64::INFINITY, 0.0, 1.0, grey), viridis(1.0));
-        assert_eq!(heatmap_color(f64::NEG_INFINITY, 0.0, 1.0, grey), viridis(0.0));
+        assert_eq!(
+            heatmap_color(f64::NEG_INFINITY, 0.0, 1.0, grey),
+            viridis(0.0)
+        );
         assert_eq!(heatmap_color(2.0, 2.0, 4.0, grey), viridis(0.0));
         assert_eq!(heatmap_color(4.0, 2.0, 4.0, grey), viridis(1.0));
         assert_eq!(heatmap_color(3.0, 3.0, 3.0, grey), viridis(0.5));

@@ -190,7 +190,7 @@ impl Theme {
             marked_line_background: rgb(0x3A321C),
             grid: rgb(0x3A3A3A),
             plot_background: rgb(0x181818),
-            heatmap_nan: rgb(0x7A7A7A),
+            heatmap_nan: rgb(0xBDBDBD),
             series_cuda: rgb(0x009E73),
             series_wgpu: rgb(0x56B4E9),
             series_cpu: rgb(0xE69F00),
@@ -251,7 +251,6 @@ impl Theme {
             code_height: 520.0,
             line_width: 4.0,
             marker_radius: 7.0,
-            ..Theme::light()
         }
     }
 
@@ -297,22 +296,24 @@ impl Theme {
 
     /// The egui style for this theme: text styles, visuals and spacing.
     pub fn style(&self) -> egui::Style {
-        let mut style = egui::Style::default();
-        style.text_styles = [
-            (TextStyle::Small, self.small_font()),
-            (TextStyle::Body, self.body_font()),
-            (TextStyle::Button, self.body_font()),
-            (TextStyle::Heading, self.heading_font()),
-            (TextStyle::Monospace, self.mono_font()),
-        ]
-        .into();
+        let mut style = egui::Style {
+            text_styles: [
+                (TextStyle::Small, self.small_font()),
+                (TextStyle::Body, self.body_font()),
+                (TextStyle::Button, self.body_font()),
+                (TextStyle::Heading, self.heading_font()),
+                (TextStyle::Monospace, self.mono_font()),
+            ]
+            .into(),
+            visuals: self.visuals(),
+            ..Default::default()
+        };
         style.spacing.item_spacing = self.item_spacing;
         style.spacing.button_padding = self.button_padding;
         style.spacing.interact_size.y = self.text_body + 2.0 * self.button_padding.y;
-        style.spacing.icon_width = self.text_body * 0.9;
-        style.spacing.icon_width_inner = self.text_body * 0.5;
-        style.spacing.scroll.bar_width = (self.text_body * 0.5).max(8.0);
-        style.visuals = self.visuals();
+        style.spacing.icon_width = (self.text_body * 0.9).round();
+        style.spacing.icon_width_inner = (self.text_body * 0.5).round();
+        style.spacing.scroll.bar_width = (self.text_body * 0.5).round().max(8.0);
         style
     }
 
@@ -335,7 +336,7 @@ impl Theme {
         v.weak_text_color = Some(self.text_weak);
         v.window_stroke = Stroke::new(stroke_width, self.grid);
         v.selection.bg_fill = self.accent.gamma_multiply(0.35);
-        v.selection.stroke = Stroke::new(stroke_width, self.accent);
+        v.selection.stroke = Stroke::new(stroke_width, self.text);
         v.widgets.noninteractive.fg_stroke = Stroke::new(stroke_width, self.text);
         v.widgets.noninteractive.bg_stroke = Stroke::new(stroke_width, self.grid);
         v.widgets.noninteractive.bg_fill = self.panel;
@@ -523,7 +524,14 @@ mod tests {
         let fonts = font_definitions();
         assert_eq!(fonts.families[&FontFamily::Proportional][0], "DejaVuSans");
         assert_eq!(fonts.families[&FontFamily::Monospace][0], "DejaVuSansMono");
-        assert!(fonts.families[&FontFamily::Proportional].len() > 1, "egui's fonts kept as fallbacks");
-        assert!(fonts.families.contains_key(&FontFamily::Name(BOLD_FAMILY.into())));
+        assert!(
+            fonts.families[&FontFamily::Proportional].len() > 1,
+            "egui's fonts kept as fallbacks"
+        );
+        assert!(
+            fonts
+                .families
+                .contains_key(&FontFamily::Name(BOLD_FAMILY.into()))
+        );
     }
 }

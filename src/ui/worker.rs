@@ -22,7 +22,11 @@ pub enum WorkerMsg {
     /// The engines were probed.
     Ready(Vec<BackendInfo>),
     /// A cell's result; `generation` says which request it answers.
-    Done { key: CellKey, generation: u64, result: Arc<Comparison> },
+    Done {
+        key: CellKey,
+        generation: u64,
+        result: Arc<Comparison>,
+    },
 }
 
 struct Job {
@@ -32,8 +36,15 @@ struct Job {
 }
 
 enum Mode {
-    Thread { jobs: Sender<Job>, results: Receiver<WorkerMsg> },
-    Inline { registry: Registry, done: Vec<WorkerMsg> },
+    Thread {
+        jobs: Option<Sender<Job>>,
+        results: Receiver<WorkerMsg>,
+        handle: Option<std::thread::JoinHandle<()>>,
+    },
+    Inline {
+        registry: Registry,
+        done: Vec<WorkerMsg>,
+    },
 }
 
 pub struct Worker {
@@ -46,44 +57,59 @@ impl Worker {
     pub fn spawn(engines: Vec<EngineKind>, repaint: impl Fn() + Send + 'static) -> Worker {
         let (jobs_tx, jobs_rx) = channel::<Job>();
         let (results_tx, results_rx) = channel::<WorkerMsg>();
-        let spawned = std::thread::Builder::new().name("kernelbook-compute".into()).spawn(move || {
-            let registry = Registry::probe_only(&engines);
-            if results_tx.send(WorkerMsg::Ready(registry.backends())).is_err() {
-                return;
-            }
-            repaint();
-            while let Ok(first) = jobs_rx.recv() {
-                // Keep only the newest request per cell.
-                let mut latest: HashMap<CellKey, Job> = HashMap::new();
-                let mut order: Vec<CellKey> = Vec::new();
-                let mut push = |job: Job| {
-                    if !latest.contains_key(&job.key) {
-                        order.push(job.key.clone());
-                    }
-                    latest.insert(job.key.clone(), job);
-                };
-                push(first);
-                loop {
-                    match jobs_rx.try_recv() {
-                        Ok(job) => push(job),
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Disconnected) => return,
-                    }
+        let spawned = std::thread::Builder::new()
+            .name("kernelbook-compute".into())
+            .spawn(move || {
+                let registry = Registry::probe_only(&engines);
+                if results_tx
+                    .send(WorkerMsg::Ready(registry.backends()))
+                    .is_err()
+                {
+                    return;
                 }
-                for key in order {
-                    if let Some(job) = latest.remove(&key) {
-                        let result = Arc::new(compare_all(&registry, job.request));
-                        let msg = WorkerMsg::Done { key: job.key, generation: job.generation, result };
-                        if results_tx.send(msg).is_err() {
-                            return;
+                repaint();
+                while let Ok(first) = jobs_rx.recv() {
+                    // Keep only the newest request per cell.
+                    let mut latest: HashMap<CellKey, Job> = HashMap::new();
+                    let mut order: Vec<CellKey> = Vec::new();
+                    let mut push = |job: Job| {
+                        if !latest.contains_key(&job.key) {
+                            order.push(job.key.clone());
                         }
-                        repaint();
+                        latest.insert(job.key.clone(), job);
+                    };
+                    push(first);
+                    loop {
+                        match jobs_rx.try_recv() {
+                            Ok(job) => push(job),
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => return,
+                        }
+                    }
+                    for key in order {
+                        if let Some(job) = latest.remove(&key) {
+                            let result = Arc::new(compare_all(&registry, job.request));
+                            let msg = WorkerMsg::Done {
+                                key: job.key,
+                                generation: job.generation,
+                                result,
+                            };
+                            if results_tx.send(msg).is_err() {
+                                return;
+                            }
+                            repaint();
+                        }
                     }
                 }
-            }
-        });
+            });
         match spawned {
-            Ok(_) => Worker { mode: Mode::Thread { jobs: jobs_tx, results: results_rx } },
+            Ok(handle) => Worker {
+                mode: Mode::Thread {
+                    jobs: Some(jobs_tx),
+                    results: results_rx,
+                    handle: Some(handle),
+                },
+            },
             // No thread could be started: compute inline rather than not at all.
             Err(_) => Worker::inline(&EngineKind::ALL),
         }
@@ -93,20 +119,33 @@ impl Worker {
     pub fn inline(engines: &[EngineKind]) -> Worker {
         let registry = Registry::probe_only(engines);
         let done = vec![WorkerMsg::Ready(registry.backends())];
-        Worker { mode: Mode::Inline { registry, done } }
+        Worker {
+            mode: Mode::Inline { registry, done },
+        }
     }
 
     /// Ask for `request` to be computed for `key`.
     pub fn submit(&mut self, key: CellKey, generation: u64, request: OpRequest) {
         match &mut self.mode {
-            Mode::Thread { jobs, .. } => {
+            Mode::Thread {
+                jobs: Some(jobs), ..
+            } => {
                 // A closed channel means the worker thread ended; the cell then stays pending and
                 // `poll` reports nothing, which the UI shows as "computing".
-                let _ = jobs.send(Job { key, generation, request });
+                let _ = jobs.send(Job {
+                    key,
+                    generation,
+                    request,
+                });
             }
+            Mode::Thread { jobs: None, .. } => {}
             Mode::Inline { registry, done } => {
                 let result = Arc::new(compare_all(registry, request));
-                done.push(WorkerMsg::Done { key, generation, result });
+                done.push(WorkerMsg::Done {
+                    key,
+                    generation,
+                    result,
+                });
             }
         }
     }
@@ -116,6 +155,19 @@ impl Worker {
         match &mut self.mode {
             Mode::Thread { results, .. } => results.try_iter().collect(),
             Mode::Inline { done, .. } => std::mem::take(done),
+        }
+    }
+}
+
+impl Drop for Worker {
+    /// Close the job channel and wait for the thread, so the engines (and their devices) are
+    /// released before the process exits rather than torn down under a running thread.
+    fn drop(&mut self) {
+        if let Mode::Thread { jobs, handle, .. } = &mut self.mode {
+            jobs.take();
+            if let Some(h) = handle.take() {
+                let _ = h.join();
+            }
         }
     }
 }
