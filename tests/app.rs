@@ -152,6 +152,29 @@ fn temperature_slider_changes_results_and_check() {
 }
 
 #[test]
+fn slider_defaults_are_used_as_written() {
+    // Lesson 1's eps slider starts at 1e-6: logit(1) must clamp to 13.8023, not become +inf.
+    let mut h = harness((1280.0, 800.0), options(None));
+    let (index, _, steps) = builtin_lessons(&h)
+        .into_iter()
+        .find(|(_, id, _)| id == "logits")
+        .expect("lesson 1");
+    let step = (0..steps)
+        .find(|&s| {
+            h.state_mut().go_to(index, s);
+            h.run();
+            h.query_by_role_and_label(egui::accesskit::Role::Slider, "eps")
+                .is_some()
+        })
+        .expect("lesson 1 has an eps slider");
+    h.state_mut().go_to(index, step);
+    h.run();
+    let values = labels_containing(&h, "y = [");
+    assert!(values.iter().any(|v| v.contains("13.8")), "{values:?}");
+    assert!(!values.iter().any(|v| v.contains("inf")), "{values:?}");
+}
+
+#[test]
 fn malformed_lesson_shows_an_error_card_and_the_rest_works() {
     let mut h = harness((1280.0, 800.0), options(Some(fixtures("broken"))));
     h.run();
