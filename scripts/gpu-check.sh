@@ -17,6 +17,11 @@ step() { echo; echo "== $*"; }
 step "backends"
 "$bin" backends | tee "$out/backends.txt"
 "$bin" backends --json > "$out/backends.json"
+# This script is for a machine with an NVIDIA GPU: an absent CUDA engine is a failure here.
+if ! python3 -c 'import json,sys; sys.exit(0 if any(b["engine"] == "cuda" and b["available"] for b in json.load(open(sys.argv[1]))) else 1)' "$out/backends.json"; then
+  echo "gpu-check: the cuda engine is absent on this machine (see backends above)"
+  status=1
+fi
 
 summary=()
 for engine in cuda wgpu cpu; do
