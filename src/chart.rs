@@ -297,17 +297,24 @@ pub fn finite_range(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)>
 /// A value written for a chart label: "NaN", "+inf", "-inf", or the number with 4 significant
 /// digits (scientific notation outside 1e-3..1e5).
 pub fn format_value(v: f64) -> String {
+    format_significant(v, 4)
+}
+
+/// A value with `digits` significant digits: "NaN", "+inf", "-inf", and scientific notation
+/// outside 1e-3..10^(digits+1). Tables use 7 (what an f32 holds), chart labels 4.
+pub fn format_significant(v: f64, digits: usize) -> String {
     if let Some(special) = Special::of(v) {
         return special.label().to_owned();
     }
     if v == 0.0 {
         return "0".to_owned();
     }
+    let digits = digits.clamp(1, 17);
     let magnitude = v.abs();
-    if !(1e-3..1e5).contains(&magnitude) {
-        return format!("{v:.3e}");
+    if !(1e-3..10f64.powi(digits as i32 + 1)).contains(&magnitude) {
+        return format!("{v:.prec$e}", prec = digits - 1);
     }
-    let decimals = (3 - magnitude.log10().floor() as i32).clamp(0, 6) as usize;
+    let decimals = (digits as i32 - 1 - magnitude.log10().floor() as i32).clamp(0, 16) as usize;
     let text = format!("{v:.decimals$}");
     if text.contains('.') {
         text.trim_end_matches('0').trim_end_matches('.').to_owned()

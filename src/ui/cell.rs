@@ -5,7 +5,9 @@
 
 use super::plots::chart_ui;
 use super::theme::Theme;
-use crate::chart::{Chart, ChartKind, LineSeries, Series, SeriesRole, format_value};
+use crate::chart::{
+    Chart, ChartKind, LineSeries, Series, SeriesRole, format_significant, format_value,
+};
 use crate::compare::{Comparison, EngineRun};
 use crate::engine::{EngineError, EngineKind};
 use crate::lesson::{CellSpec, Control, InputSpec, MAX_CELL_ELEMENTS, ParamValue, View};
@@ -685,23 +687,10 @@ fn line_chart(result: &Comparison) -> Chart {
     }
 }
 
-/// A value for the table: 7 significant digits (what f32 holds), so neighbours such as -13.8155
-/// and 13.8023 are told apart; NaN and infinities as `format_value` writes them.
-fn format_precise(v: f64) -> String {
-    if !v.is_finite() || v == 0.0 {
-        return format_value(v);
-    }
-    let magnitude = v.abs();
-    if !(1e-3..1e6).contains(&magnitude) {
-        return format!("{v:.6e}");
-    }
-    let decimals = (6 - magnitude.log10().floor() as i32).clamp(0, 9) as usize;
-    let text = format!("{v:.decimals$}");
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
-    }
+/// Tables show 7 significant digits (what f32 holds), so neighbours such as -13.8155 and 13.8023
+/// are told apart.
+fn table_value(v: f64) -> String {
+    format_significant(v, 7)
 }
 
 fn table_ui(ui: &mut Ui, id: egui::Id, result: &Comparison, theme: &Theme) {
@@ -718,12 +707,13 @@ fn table_ui(ui: &mut Ui, id: egui::Id, result: &Comparison, theme: &Theme) {
             }
             ui.end_row();
             for (i, &xi) in x.iter().enumerate().take(n) {
-                ui.label(RichText::new(format_precise(xi as f64)).monospace());
-                ui.label(RichText::new(format_precise(result.reference[i])).monospace());
+                ui.label(RichText::new(table_value(xi as f64)).monospace());
+                ui.label(RichText::new(table_value(result.reference[i])).monospace());
                 for run in &result.runs {
                     match &run.result {
-                        Ok((out, _)) => ui
-                            .label(RichText::new(format_precise(out.values[i] as f64)).monospace()),
+                        Ok((out, _)) => {
+                            ui.label(RichText::new(table_value(out.values[i] as f64)).monospace())
+                        }
                         Err(_) => ui.label(RichText::new("—").color(theme.text_weak)),
                     };
                 }
@@ -786,9 +776,9 @@ mod tests {
         assert_eq!(back.len(), 2);
         assert_eq!(back[0], vec![1.0, 0.5]);
         assert!(back[1][0].is_nan() && back[1][1] == f32::NEG_INFINITY);
-        assert_eq!(format_precise(-13.815510557964274), "-13.81551");
-        assert_eq!(format_precise(13.802309906), "13.80231");
-        assert_eq!(format_precise(3.72e-44), "3.720000e-44");
-        assert_eq!(format_precise(0.5), "0.5");
+        assert_eq!(table_value(-13.815510557964274), "-13.81551");
+        assert_eq!(table_value(13.802309906), "13.80231");
+        assert_eq!(table_value(3.72e-44), "3.720000e-44");
+        assert_eq!(table_value(0.5), "0.5");
     }
 }
