@@ -11,6 +11,9 @@ use crate::dtype::DType;
 use crate::ops::{Op, OpRequest};
 use std::time::Instant;
 
+/// Inputs with fewer values than this run on the calling thread.
+const PARALLEL_FROM: usize = 1 << 14;
+
 pub struct CpuEngine {
     threads: usize,
 }
@@ -57,19 +60,25 @@ impl Engine for CpuEngine {
         let x = &req.x.data;
         let mut y = vec![0.0f32; x.len()];
         let cols = req.x.cols();
-        // Rows are independent: split them over the available threads.
-        let rows_per_chunk = req.x.rows().div_ceil(self.threads).max(1);
+        // Rows are independent: split them over the available threads, unless the input is so
+        // small that starting threads would cost more than the work (a lesson cell's few values).
+        let threads = if x.len() < PARALLEL_FROM { 1 } else { self.threads };
+        let rows_per_chunk = req.x.rows().div_ceil(threads).max(1);
         let chunk = if req.op.is_elementwise() {
-            x.len().div_ceil(self.threads).max(1)
+            x.len().div_ceil(threads).max(1)
         } else {
             rows_per_chunk * cols
         };
-        std::thread::scope(|s| {
-            for (xs, ys) in x.chunks(chunk).zip(y.chunks_mut(chunk)) {
-                let op = &req.op;
-                s.spawn(move || run_chunk(op, dtype, cols, xs, ys));
-            }
-        });
+        if threads == 1 {
+            run_chunk(&req.op, dtype, cols, x, &mut y);
+        } else {
+            std::thread::scope(|s| {
+                for (xs, ys) in x.chunks(chunk).zip(y.chunks_mut(chunk)) {
+                    let op = &req.op;
+                    s.spawn(move || run_chunk(op, dtype, cols, xs, ys));
+                }
+            });
+        }
         let elapsed = start.elapsed();
         Ok(OpOutput {
             shape: req.x.shape.clone(),
