@@ -62,7 +62,11 @@ impl Engine for CpuEngine {
         let cols = req.x.cols();
         // Rows are independent: split them over the available threads, unless the input is so
         // small that starting threads would cost more than the work (a lesson cell's few values).
-        let threads = if x.len() < PARALLEL_FROM { 1 } else { self.threads };
+        let threads = if x.len() < PARALLEL_FROM {
+            1
+        } else {
+            self.threads
+        };
         let rows_per_chunk = req.x.rows().div_ceil(threads).max(1);
         let chunk = if req.op.is_elementwise() {
             x.len().div_ceil(threads).max(1)
