@@ -30,7 +30,7 @@ struct Cli {
     /// Open this lesson (id or title) instead of the last one.
     #[arg(long, value_name = "NAME")]
     lesson: Option<String>,
-    /// Start with this theme: light or dark.
+    /// Start with this theme: light, dark or projector.
     #[arg(long, value_name = "THEME")]
     theme: Option<String>,
     /// Start-up smoke test: save a screenshot of the first step once its results are in, then quit.
@@ -175,6 +175,32 @@ fn gui(args: GuiArgs) -> Result<ExitCode> {
         frame_stats,
         renderer,
     } = args;
+    if let Some(t) = &theme
+        && kernelbook::ui::theme::Theme::by_name(t).is_none()
+    {
+        return Err(usage(format!(
+            "unknown theme '{t}' (expected light, dark or projector)"
+        )));
+    }
+    if let Some(dir) = &lessons
+        && !dir.is_dir()
+    {
+        return Err(usage(format!("--lessons {}: not a folder", dir.display())));
+    }
+    if let Some(name) = &lesson {
+        let all = kernelbook::lesson::load_all(lessons.as_deref());
+        if kernelbook::lesson::find(&all, name).is_none() {
+            let ids: Vec<&str> = all
+                .iter()
+                .filter_map(|l| l.as_ref().ok())
+                .map(|l| l.id.as_str())
+                .collect();
+            return Err(usage(format!(
+                "--lesson {name}: no such lesson (available: {})",
+                ids.join(", ")
+            )));
+        }
+    }
     let renderer = match renderer.trim().to_ascii_lowercase().as_str() {
         "wgpu" => eframe::Renderer::Wgpu,
         "glow" | "gl" | "opengl" => eframe::Renderer::Glow,
@@ -186,18 +212,6 @@ fn gui(args: GuiArgs) -> Result<ExitCode> {
             )));
         }
     };
-    if let Some(t) = &theme
-        && kernelbook::ui::theme::Theme::by_name(t).is_none()
-    {
-        return Err(usage(format!(
-            "unknown theme '{t}' (expected light or dark)"
-        )));
-    }
-    if let Some(dir) = &lessons
-        && !dir.is_dir()
-    {
-        return Err(usage(format!("--lessons {}: not a folder", dir.display())));
-    }
     let options = kernelbook::ui::AppOptions {
         lessons_dir: lessons,
         lesson,

@@ -438,3 +438,12 @@ pub fn load_all(extra_dir: Option<&Path>) -> Vec<LoadedLesson> {
     });
     all
 }
+
+/// The index of the lesson whose id or title (case-insensitive) is `wanted`.
+pub fn find(lessons: &[LoadedLesson], wanted: &str) -> Option<usize> {
+    let w = wanted.trim().to_lowercase();
+    lessons.iter().position(|l| {
+        l.as_ref()
+            .is_ok_and(|l| l.id == w || l.title.to_lowercase() == w)
+    })
+}

@@ -127,7 +127,9 @@ impl KernelbookApp {
             frame_report: None,
         };
         let wanted = app.options.lesson.clone().or(remembered.lesson_id.clone());
-        let found = wanted.as_deref().and_then(|w| app.find_lesson(w));
+        let found = wanted
+            .as_deref()
+            .and_then(|w| crate::lesson::find(&app.lessons, w));
         match found {
             Some(i) => {
                 app.current = i;
@@ -148,14 +150,6 @@ impl KernelbookApp {
             .and_then(|s| eframe::get_value(s, STORAGE_KEY))
             .unwrap_or_default();
         Self::new(&cc.egui_ctx, options, remembered)
-    }
-
-    fn find_lesson(&self, wanted: &str) -> Option<usize> {
-        let w = wanted.to_lowercase();
-        self.lessons.iter().position(|l| {
-            l.as_ref()
-                .is_ok_and(|l| l.id == w || l.title.to_lowercase() == w)
-        })
     }
 
     fn lesson(&self) -> Option<&Lesson> {
