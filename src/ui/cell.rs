@@ -261,6 +261,9 @@ fn fmt_input_value(v: f32) -> String {
         if v > 0.0 { "inf".into() } else { "-inf".into() }
     } else if v == v.trunc() && v.abs() < 1e7 {
         format!("{v:.1}")
+    } else if v != 0.0 && !(1e-4..1e7).contains(&v.abs()) {
+        // Shortest exact form in scientific notation: 1e-30, not 0.000…0001.
+        format!("{v:e}")
     } else {
         format!("{v}")
     }
@@ -485,16 +488,36 @@ fn results_ui(
         .collect();
     let runs = &result.runs;
     ui.add_space(4.0);
-    ui.columns(runs.len().max(1), |columns| {
-        for (col, run) in columns.iter_mut().zip(runs) {
-            engine_column_ui(
-                col,
-                id.with(run.kind),
-                run,
-                result,
-                &per_engine,
-                theme,
-                options,
+    // Engines that ran share the width; one that is absent gets a narrow column for its reason.
+    let weights: Vec<f32> = runs
+        .iter()
+        .map(|r| match &r.result {
+            Err(EngineError::Unavailable(_)) => 0.5,
+            _ => 1.0,
+        })
+        .collect();
+    let total: f32 = weights.iter().sum::<f32>().max(1.0);
+    let gap = theme.column_gap;
+    let usable = (ui.available_width() - gap * (runs.len().saturating_sub(1)) as f32).max(0.0);
+    ui.horizontal_top(|ui| {
+        ui.spacing_mut().item_spacing.x = gap;
+        for (run, w) in runs.iter().zip(&weights) {
+            let width = usable * w / total;
+            ui.allocate_ui_with_layout(
+                egui::vec2(width, 0.0),
+                egui::Layout::top_down(egui::Align::Min),
+                |col| {
+                    col.set_width(width);
+                    engine_column_ui(
+                        col,
+                        id.with(run.kind),
+                        run,
+                        result,
+                        &per_engine,
+                        theme,
+                        options,
+                    );
+                },
             );
         }
     });
@@ -780,5 +803,13 @@ mod tests {
         assert_eq!(table_value(13.802309906), "13.80231");
         assert_eq!(table_value(3.72e-44), "3.720000e-44");
         assert_eq!(table_value(0.5), "0.5");
+        assert_eq!(
+            format_input(&Tensor::row(vec![1e-30, 0.25, 3e8])),
+            "[1e-30, 0.25, 3e8]"
+        );
+        assert_eq!(
+            parse_values("[1e-30, 3e8]").unwrap(),
+            vec![vec![1e-30f32, 3e8]]
+        );
     }
 }
