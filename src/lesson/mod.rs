@@ -62,7 +62,7 @@
 
 mod parse;
 
-pub use parse::{LessonError, parse_lesson};
+pub use parse::{LessonError, parse_lesson, parse_typed_values};
 
 use crate::ops::{OpKind, Tensor};
 use std::path::{Path, PathBuf};

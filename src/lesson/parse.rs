@@ -1292,9 +1292,53 @@ fn parse_choice(
 // Inputs.
 // ---------------------------------------------------------------------------------------------
 
+/// Values a learner types into a cell's input field (`[2.0, 1.0]`, `[[1, 2], [3, 4]]`), held to the
+/// same rules as a lesson's `input = [...]`; TOML's `nan`, `inf`, `-inf` are accepted too. An error
+/// says what is wrong and at which character of the typed text.
+pub fn parse_typed_values(text: &str) -> Result<Vec<Vec<f32>>, String> {
+    const KEY: &str = "v = ";
+    let body = TomlBody {
+        text: format!("{KEY}{text}"),
+        first_line: 1,
+    };
+    let at = |fail: Fail| {
+        let message = fail
+            .message
+            .strip_prefix("input: ")
+            .unwrap_or(&fail.message)
+            .to_string();
+        format!(
+            "{message} (at character {})",
+            fail.column.saturating_sub(KEY.len()).max(1)
+        )
+    };
+    let table = match DeTable::parse(&body.text) {
+        Ok(t) => t.into_inner(),
+        Err(e) => {
+            return Err(format!(
+                "not a list of numbers: {}",
+                e.message().trim().replace('\n', " ")
+            ));
+        }
+    };
+    let Some((_, v)) = table.iter().next() else {
+        return Err("expected a list of numbers".into());
+    };
+    let DeValue::Array(a) = v.get_ref() else {
+        return Err(format!(
+            "expected a list of numbers, found {}",
+            v.get_ref().type_str()
+        ));
+    };
+    match parse_values(&body, v, a, Literals::Accepted).map_err(at)? {
+        InputSpec::Values(rows) => Ok(rows),
+        _ => Err("expected a list of numbers".into()),
+    }
+}
+
 fn parse_input(body: &TomlBody, v: &Spanned<DeValue<'_>>) -> Res<InputSpec> {
     match v.get_ref() {
-        DeValue::Array(a) => parse_values(body, v, a),
+        DeValue::Array(a) => parse_values(body, v, a, Literals::Refused),
         DeValue::Table(t) => parse_generated(body, v, t),
         other => body.fail(
             &v.span(),
@@ -1313,7 +1357,21 @@ fn too_many<T>(body: &TomlBody, span: &Range<usize>) -> Res<T> {
     )
 }
 
-fn parse_values(body: &TomlBody, v: &Spanned<DeValue<'_>>, a: &DeArray<'_>) -> Res<InputSpec> {
+/// Whether TOML's own `nan`/`inf` literals count as input values. A lesson spells them as strings
+/// (so an author's typo such as `inf` for a variable name cannot pass); a learner typing into a cell
+/// may write them either way.
+#[derive(Clone, Copy, PartialEq)]
+enum Literals {
+    Refused,
+    Accepted,
+}
+
+fn parse_values(
+    body: &TomlBody,
+    v: &Spanned<DeValue<'_>>,
+    a: &DeArray<'_>,
+    literals: Literals,
+) -> Res<InputSpec> {
     if a.is_empty() {
         return body.fail(
             &v.span(),
@@ -1327,7 +1385,7 @@ fn parse_values(body: &TomlBody, v: &Spanned<DeValue<'_>>, a: &DeArray<'_>) -> R
         }
         let row = a
             .iter()
-            .map(|x| input_value(body, x))
+            .map(|x| input_value(body, x, literals))
             .collect::<Res<Vec<f32>>>()?;
         return Ok(InputSpec::Values(vec![row]));
     }
@@ -1363,7 +1421,7 @@ fn parse_values(body: &TomlBody, v: &Spanned<DeValue<'_>>, a: &DeArray<'_>) -> R
         }
         rows.push(
             row.iter()
-                .map(|x| input_value(body, x))
+                .map(|x| input_value(body, x, literals))
                 .collect::<Res<Vec<f32>>>()?,
         );
     }
@@ -1371,7 +1429,7 @@ fn parse_values(body: &TomlBody, v: &Spanned<DeValue<'_>>, a: &DeArray<'_>) -> R
 }
 
 /// One input value: a number that fits an f32, or "nan", "inf", "-inf".
-fn input_value(body: &TomlBody, v: &Spanned<DeValue<'_>>) -> Res<f32> {
+fn input_value(body: &TomlBody, v: &Spanned<DeValue<'_>>, literals: Literals) -> Res<f32> {
     const SPECIAL: &str = "write NaN and infinities as the strings \"nan\", \"inf\", \"-inf\"";
     match v.get_ref() {
         DeValue::String(s) => match &**s {
@@ -1399,6 +1457,7 @@ fn input_value(body: &TomlBody, v: &Spanned<DeValue<'_>>) -> Res<f32> {
                     )
                 }
             }
+            Some(x) if literals == Literals::Accepted => Ok(x as f32),
             Some(x) => body.fail(&v.span(), format!("input: found {}; {SPECIAL}", num(x))),
             None => body.fail(&v.span(), "input: not a number that fits an f64"),
         },
@@ -3295,5 +3354,35 @@ input = { linspace = [0.0, 1.0], count = 11 }
             let text = String::from_utf8_lossy(&text);
             if let Ok(l) = parse(&text) { check_invariants(&l); }
         }
+    }
+
+    #[test]
+    fn typed_values_follow_the_lesson_rules() {
+        assert_eq!(
+            parse_typed_values("[1, 2.5]").unwrap(),
+            vec![vec![1.0, 2.5]]
+        );
+        let v = parse_typed_values("[nan, \"inf\", -inf]").unwrap();
+        assert!(v[0][0].is_nan() && v[0][1] == f32::INFINITY && v[0][2] == f32::NEG_INFINITY);
+        let e = parse_typed_values("[[1, 2], [3]]").unwrap_err();
+        assert!(
+            e.contains("row 2 has 1 values") && e.contains("at character 10"),
+            "{e}"
+        );
+        assert!(
+            parse_typed_values("[1e39]")
+                .unwrap_err()
+                .contains("too large for f32")
+        );
+        assert!(
+            parse_typed_values("[1, [2]]")
+                .unwrap_err()
+                .contains("mixes values and rows")
+        );
+        assert!(
+            parse_typed_values("[1,")
+                .unwrap_err()
+                .starts_with("not a list of numbers")
+        );
     }
 }

@@ -175,55 +175,13 @@ impl CellState {
     }
 }
 
-/// Parse a vector `[1, 2.5, -3]` or matrix `[[1, 2], [3, 4]]` typed by the learner. `nan`, `inf`
-/// and `-inf` are accepted (TOML's float literals).
+/// Parse a vector `[1, 2.5, -3]` or matrix `[[1, 2], [3, 4]]` typed by the learner, by the same
+/// rules as a lesson's input. `nan`, `inf` and `-inf` are accepted.
 pub fn parse_values(text: &str) -> Result<Vec<Vec<f32>>, String> {
-    let text = text.trim();
-    if !text.starts_with('[') {
+    if !text.trim().starts_with('[') {
         return Err("expected a list like [2.0, 1.0, 0.1] or rows like [[1, 2], [3, 4]]".into());
     }
-    let table: toml::Table = toml::from_str(&format!("v = {text}"))
-        .map_err(|e| format!("not a list of numbers: {}", e.message()))?;
-    let Some(toml::Value::Array(items)) = table.get("v") else {
-        return Err("expected a list of numbers".into());
-    };
-    let number = |v: &toml::Value| -> Result<f32, String> {
-        match v {
-            toml::Value::Float(f) => Ok(*f as f32),
-            toml::Value::Integer(i) => Ok(*i as f32),
-            other => Err(format!("'{other}' is not a number")),
-        }
-    };
-    let rows: Vec<Vec<f32>> =
-        if items.iter().all(|v| matches!(v, toml::Value::Array(_))) && !items.is_empty() {
-            items
-                .iter()
-                .map(|row| match row {
-                    toml::Value::Array(r) => r.iter().map(number).collect::<Result<Vec<_>, _>>(),
-                    _ => Err("mixed rows and numbers".into()),
-                })
-                .collect::<Result<_, _>>()?
-        } else {
-            vec![items.iter().map(number).collect::<Result<Vec<_>, _>>()?]
-        };
-    let cols = rows.first().map_or(0, Vec::len);
-    if cols == 0 {
-        return Err("the input is empty: give at least one number".into());
-    }
-    if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != cols) {
-        return Err(format!(
-            "row {} has {} values but row 1 has {cols}: rows must be equally long",
-            i + 1,
-            r.len()
-        ));
-    }
-    if rows.len() * cols > MAX_CELL_ELEMENTS {
-        return Err(format!(
-            "{} values is more than a cell's limit of {MAX_CELL_ELEMENTS}",
-            rows.len() * cols
-        ));
-    }
-    Ok(rows)
+    crate::lesson::parse_typed_values(text.trim())
 }
 
 /// The input as the text field shows it (or a summary when too large to edit by hand).
