@@ -62,8 +62,6 @@ impl Default for AppOptions {
 }
 
 const STORAGE_KEY: &str = "kernelbook";
-/// Prose and cells stop widening past this (long lines are hard to read), in points.
-const MAX_CONTENT_WIDTH: f32 = 1500.0;
 
 pub struct KernelbookApp {
     lessons: Vec<LoadedLesson>,
@@ -285,8 +283,8 @@ impl KernelbookApp {
         egui::Panel::bottom("nav").show(ui, |ui| self.nav_ui(ui));
         egui::Panel::left("lessons")
             .resizable(true)
-            .default_size(200.0)
-            .size_range(160.0..=420.0)
+            .default_size(self.theme.side_panel_width)
+            .size_range(self.theme.side_panel_width * 0.8..=self.theme.side_panel_width * 2.1)
             .show(ui, |ui| self.lesson_list_ui(ui));
         egui::CentralPanel::default().show(ui, |ui| self.step_ui(ui));
         self.receive();
@@ -413,7 +411,7 @@ impl KernelbookApp {
                 ui.separator();
                 ui.label(
                     RichText::new(format!("{} · {}", lesson.order, lesson.title))
-                        .size(self.theme.text_heading * 0.85),
+                        .size(self.theme.text_subheading),
                 );
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
@@ -457,7 +455,7 @@ impl KernelbookApp {
 
     fn nav_ui(&mut self, ui: &mut Ui) {
         let n = self.step_count();
-        ui.add_space(4.0);
+        ui.add_space(self.theme.block_gap * 0.5);
         ui.horizontal(|ui| {
             let prev = ui.add_enabled(self.step > 0, egui::Button::new("◂ Prev"));
             if prev.clicked() {
@@ -484,17 +482,17 @@ impl KernelbookApp {
                 self.next_step();
             }
         });
-        ui.add_space(4.0);
+        ui.add_space(self.theme.block_gap * 0.5);
     }
 
     fn lesson_list_ui(&mut self, ui: &mut Ui) {
-        ui.add_space(6.0);
+        ui.add_space(self.theme.block_gap * 0.75);
         ui.label(
             RichText::new("Lessons")
                 .strong()
-                .size(self.theme.text_heading * 0.8),
+                .size(self.theme.text_subheading),
         );
-        ui.add_space(4.0);
+        ui.add_space(self.theme.block_gap * 0.5);
         let mut clicked = None;
         egui::ScrollArea::vertical().show(ui, |ui| {
             for (i, l) in self.lessons.iter().enumerate() {
@@ -513,7 +511,7 @@ impl KernelbookApp {
                     }
                     Err(e) => {
                         egui::Frame::group(ui.style())
-                            .stroke(egui::Stroke::new(1.5, self.theme.fail))
+                            .stroke(egui::Stroke::new(self.theme.outline_width, self.theme.fail))
                             .show(ui, |ui| {
                                 ui.label(
                                     RichText::new("✘ lesson failed to load")
@@ -548,13 +546,13 @@ impl KernelbookApp {
             .id_salt(("step", &lesson.id, step_index))
             .auto_shrink([false, false])
             .show(ui, |ui| {
-                ui.set_max_width(MAX_CONTENT_WIDTH.min(ui.available_width()));
+                ui.set_max_width(self.theme.content_max_width.min(ui.available_width()));
                 ui.label(
                     RichText::new(format!("{} · {}", step_index + 1, step.title))
                         .strong()
                         .size(self.theme.text_heading),
                 );
-                ui.add_space(8.0);
+                ui.add_space(self.theme.block_gap);
                 let mut cell_index = 0;
                 for (b, block) in step.blocks.iter().enumerate() {
                     match block {
@@ -623,7 +621,7 @@ impl KernelbookApp {
                             });
                         }
                     }
-                    ui.add_space(8.0);
+                    ui.add_space(self.theme.block_gap);
                 }
             });
     }
@@ -639,7 +637,7 @@ fn predict_ui(ui: &mut Ui, p: &PredictSpec, chosen: Option<usize>, theme: &Theme
         .show(ui, |ui| {
             ui.set_width(ui.available_width());
             ui.label(RichText::new(format!("Predict: {}", p.question)).strong());
-            ui.add_space(4.0);
+            ui.add_space(theme.block_gap * 0.5);
             for (i, choice) in p.choices.iter().enumerate() {
                 let mark = match chosen {
                     Some(_) if i == p.answer => "✔ ",
@@ -658,7 +656,7 @@ fn predict_ui(ui: &mut Ui, p: &PredictSpec, chosen: Option<usize>, theme: &Theme
                 } else {
                     ("Not quite.", theme.fail)
                 };
-                ui.add_space(4.0);
+                ui.add_space(theme.block_gap * 0.5);
                 ui.label(RichText::new(format!("{verdict} {}", p.explain)).color(color));
             } else {
                 ui.label(

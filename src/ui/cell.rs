@@ -261,16 +261,16 @@ pub fn cell_ui(
                 .title
                 .clone()
                 .unwrap_or_else(|| state.spec.op.name().to_string());
-            ui.label(RichText::new(title).strong().size(theme.text_heading * 0.8));
+            ui.label(RichText::new(title).strong().size(theme.text_subheading));
             ui.label(
                 RichText::new(state.spec.op.summary())
                     .color(theme.text_weak)
                     .size(theme.text_small),
             );
         });
-        ui.add_space(4.0);
+        ui.add_space(theme.block_gap * 0.5);
         input_ui(ui, id, state, theme, &mut events);
-        params_ui(ui, id, state, theme, &mut events);
+        params_ui(ui, state, theme, &mut events);
         if let Some(err) = &state.request_error {
             ui.label(RichText::new(format!("✘ {err}")).color(theme.fail));
         }
@@ -304,7 +304,7 @@ fn input_ui(
             let edit = egui::TextEdit::singleline(&mut state.input_text)
                 .id(id.with("input"))
                 .font(egui::TextStyle::Monospace)
-                .desired_width((ui.available_width() * 0.5).max(200.0));
+                .desired_width((ui.available_width() * 0.5).max(theme.field_width * 1.5));
             let response = ui
                 .add(edit)
                 .labelled_by(label.id)
@@ -347,7 +347,7 @@ fn input_ui(
             egui::TextEdit::singleline(&mut state.npy_path)
                 .id(id.with("npy"))
                 .hint_text("path/to/x.npy")
-                .desired_width(140.0),
+                .desired_width(theme.field_width),
         )
         .labelled_by(npy_label.id);
         if ui.button("load").clicked() {
@@ -362,13 +362,7 @@ fn input_ui(
     }
 }
 
-fn params_ui(
-    ui: &mut Ui,
-    id: egui::Id,
-    state: &mut CellState,
-    theme: &Theme,
-    events: &mut CellEvents,
-) {
+fn params_ui(ui: &mut Ui, state: &mut CellState, theme: &Theme, events: &mut CellEvents) {
     let adjustable = state
         .spec
         .params
@@ -427,7 +421,6 @@ fn params_ui(
             }
         }
     });
-    let _ = id;
 }
 
 fn results_ui(
@@ -445,7 +438,7 @@ fn results_ui(
         .filter(|v| matches!(v, View::Bars | View::Heatmap | View::Check))
         .collect();
     let runs = &result.runs;
-    ui.add_space(4.0);
+    ui.add_space(theme.block_gap * 0.5);
     // Engines that ran share the width; one that is absent gets a narrow column for its reason.
     let weights: Vec<f32> = runs
         .iter()
@@ -679,7 +672,7 @@ fn table_ui(ui: &mut Ui, id: egui::Id, result: &Comparison, theme: &Theme) {
     let n = x.len().min(TABLE_ROWS);
     egui::Grid::new(id)
         .striped(true)
-        .spacing([theme.column_gap, 4.0])
+        .spacing([theme.column_gap, theme.item_spacing.y])
         .show(ui, |ui| {
             ui.label(RichText::new("x").strong());
             ui.label(RichText::new("f64 reference").strong());

@@ -32,6 +32,8 @@ pub struct Theme {
     pub text_body: f32,
     /// Lesson and section titles.
     pub text_heading: f32,
+    /// Cell titles, the lesson list's header.
+    pub text_subheading: f32,
     /// Tick labels, captions, secondary details.
     pub text_small: f32,
     /// Kernel source and numbers in tables.
@@ -102,6 +104,16 @@ pub struct Theme {
     pub line_width: f32,
     /// Radius of plot markers.
     pub marker_radius: f32,
+    /// Vertical space between the blocks of a step (prose, cells, questions); half of it inside one.
+    pub block_gap: f32,
+    /// Prose and cells stop widening past this: long lines are hard to read.
+    pub content_max_width: f32,
+    /// Starting width of the lesson list.
+    pub side_panel_width: f32,
+    /// Width of short text fields (a file path).
+    pub field_width: f32,
+    /// Outline of an error card.
+    pub outline_width: f32,
 }
 
 impl Theme {
@@ -134,6 +146,7 @@ impl Theme {
             dark: false,
             text_body: 15.0,
             text_heading: 21.0,
+            text_subheading: 17.0,
             text_small: 12.5,
             text_mono: 14.0,
             background: rgb(0xF7F7F5),
@@ -170,6 +183,11 @@ impl Theme {
             code_height: 300.0,
             line_width: 2.0,
             marker_radius: 3.5,
+            block_gap: 8.0,
+            content_max_width: 1500.0,
+            side_panel_width: 200.0,
+            field_width: 140.0,
+            outline_width: 1.5,
         }
     }
 
@@ -215,6 +233,7 @@ impl Theme {
             dark: false,
             text_body: 28.0,
             text_heading: 40.0,
+            text_subheading: 32.0,
             text_small: 24.0,
             text_mono: 24.0,
             background: rgb(0xFFFFFF),
@@ -251,6 +270,11 @@ impl Theme {
             code_height: 520.0,
             line_width: 4.0,
             marker_radius: 7.0,
+            block_gap: 16.0,
+            content_max_width: 2400.0,
+            side_panel_width: 320.0,
+            field_width: 240.0,
+            outline_width: 3.0,
         }
     }
 
