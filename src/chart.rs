@@ -10,6 +10,7 @@
 //! drop them. [`Special`] classifies a value, [`format_value`] writes it for a label, and
 //! [`Chart::finite_range`] gives the range of the finite values (what an axis can show).
 
+use crate::compare::Comparison;
 use crate::engine::EngineKind;
 use serde::Serialize;
 use std::fmt;
@@ -283,6 +284,94 @@ impl Chart {
     }
 }
 
+/// Charts of an op cell's results: what the app draws and an export will draw the same way.
+impl Chart {
+    /// Bars of an engine's first output row.
+    pub fn engine_bars(kind: EngineKind, values: &[f32], result: &Comparison) -> Chart {
+        let name = kind.display_name();
+        let cols = result.request.x.cols().max(1);
+        let row: Vec<f64> = values
+            .iter()
+            .take(cols.min(256))
+            .map(|&v| v as f64)
+            .collect();
+        // The column header already names the engine; a title only says which row is drawn.
+        let title = if result.request.x.rows() > 1 {
+            format!("row 1 of {}", result.request.x.rows())
+        } else {
+            String::new()
+        };
+        Chart {
+            title,
+            x_label: "index i".into(),
+            y_label: format!("{} (y_i)", result.request.op.kind().name()),
+            kind: ChartKind::Bars {
+                categories: (0..row.len()).map(|i| i.to_string()).collect(),
+                series: vec![Series {
+                    name: name.to_string(),
+                    values: row,
+                    role: SeriesRole::Engine(kind),
+                }],
+            },
+        }
+    }
+
+    pub fn engine_heatmap(values: &[f32], result: &Comparison) -> Chart {
+        Chart {
+            title: String::new(),
+            x_label: "column".into(),
+            y_label: "row".into(),
+            kind: ChartKind::Heatmap {
+                rows: result.request.x.rows(),
+                cols: result.request.x.cols(),
+                values: values.iter().map(|&v| v as f64).collect(),
+                value_label: result.request.op.kind().name().to_string(),
+            },
+        }
+    }
+
+    /// The op's output against its input (first row), reference and every engine that ran.
+    pub fn comparison_lines(result: &Comparison) -> Chart {
+        let cols = result.request.x.cols();
+        let xs: Vec<f64> = result
+            .request
+            .x
+            .data
+            .iter()
+            .take(cols)
+            .map(|&v| v as f64)
+            .collect();
+        let mut series = vec![LineSeries {
+            name: "f64 reference".into(),
+            points: xs
+                .iter()
+                .zip(&result.reference)
+                .map(|(&x, &y)| (x, y))
+                .collect(),
+            role: SeriesRole::Reference,
+        }];
+        for run in &result.runs {
+            if let Ok((out, _)) = &run.result {
+                series.push(LineSeries {
+                    name: run.kind.display_name().into(),
+                    points: xs
+                        .iter()
+                        .zip(&out.values)
+                        .map(|(&x, &y)| (x, y as f64))
+                        .collect(),
+                    role: SeriesRole::Engine(run.kind),
+                });
+            }
+        }
+        Chart {
+            title: format!("{} over the input", result.request.op.kind().name()),
+            x_label: "input x".into(),
+            y_label: format!("{}(x)", result.request.op.kind().name()),
+            kind: ChartKind::Lines { series },
+        }
+    }
+}
+
 /// The smallest and largest finite value, or `None` if there is none.
 pub fn finite_range(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
     values
@@ -424,5 +513,48 @@ mod tests {
         assert_eq!(format_value(1.5e5), "1.500e5");
         assert_eq!(format_value(3e-7), "3.000e-7");
         assert_eq!(format_value(-2.0), "-2");
+    }
+
+    #[test]
+    fn cell_charts_come_from_a_comparison() {
+        use crate::compare::compare_all;
+        use crate::engine::Registry;
+        use crate::ops::{Op, OpRequest, Tensor};
+        let registry = Registry::probe_only(&[EngineKind::Cpu]);
+        let x = Tensor::matrix(2, 3, vec![1.0, 2.0, 3.0, 0.0, 0.0, f32::INFINITY]).unwrap();
+        let req = OpRequest::new(
+            Op::Softmax {
+                temperature: 1.0,
+                stable: true,
+            },
+            crate::dtype::DType::F32,
+            x,
+        )
+        .unwrap();
+        let c = compare_all(&registry, req);
+        let (out, _) = c.run(EngineKind::Cpu).unwrap().result.as_ref().unwrap();
+        let bars = Chart::engine_bars(EngineKind::Cpu, &out.values, &c);
+        assert_eq!(
+            bars.title, "row 1 of 2",
+            "only the first row is drawn as bars"
+        );
+        let ChartKind::Bars { categories, series } = &bars.kind else {
+            panic!("bars")
+        };
+        assert_eq!(
+            (categories.len(), series[0].role),
+            (3, SeriesRole::Engine(EngineKind::Cpu))
+        );
+        let heat = Chart::engine_heatmap(&out.values, &c);
+        assert_eq!(
+            heat.non_finite().nan,
+            3,
+            "the +inf row is NaN and stays visible"
+        );
+        let ChartKind::Lines { series } = &Chart::comparison_lines(&c).kind else {
+            panic!("lines")
+        };
+        // The reference and the one engine that ran; absent engines draw nothing.
+        assert_eq!(series.len(), 2);
     }
 }

@@ -5,11 +5,9 @@
 
 use super::plots::chart_ui;
 use super::theme::Theme;
-use crate::chart::{
-    Chart, ChartKind, LineSeries, Series, SeriesRole, format_significant, format_value,
-};
+use crate::chart::{Chart, format_significant, format_value};
 use crate::compare::{Comparison, EngineRun};
-use crate::engine::{EngineError, EngineKind};
+use crate::engine::EngineError;
 use crate::lesson::{CellSpec, Control, InputSpec, MAX_CELL_ELEMENTS, ParamValue, View};
 use crate::ops::{Op, OpRequest, Tensor};
 use egui::{RichText, Ui};
@@ -475,7 +473,7 @@ fn results_ui(
     for view in views {
         match view {
             View::Line => {
-                chart_ui(ui, id.with("line"), &line_chart(result), theme);
+                chart_ui(ui, id.with("line"), &Chart::comparison_lines(result), theme);
             }
             View::Table => table_ui(ui, id.with("table"), result, theme),
             _ => {}
@@ -512,7 +510,7 @@ fn engine_column_ui(
                         chart_ui(
                             ui,
                             id.with("bars"),
-                            &bars_chart(name, run.kind, &out.values, result),
+                            &Chart::engine_bars(run.kind, &out.values, result),
                             theme,
                         );
                     }
@@ -520,7 +518,7 @@ fn engine_column_ui(
                         chart_ui(
                             ui,
                             id.with("heat"),
-                            &heatmap_chart(&out.values, result),
+                            &Chart::engine_heatmap(&out.values, result),
                             theme,
                         );
                     }
@@ -574,90 +572,6 @@ fn fmt_time(secs: f64) -> String {
         format!("{:.0} µs", secs * 1e6)
     } else {
         format!("{:.1} ms", secs * 1e3)
-    }
-}
-
-/// Bars of an engine's first output row.
-fn bars_chart(name: &str, kind: EngineKind, values: &[f32], result: &Comparison) -> Chart {
-    let cols = result.request.x.cols().max(1);
-    let row: Vec<f64> = values
-        .iter()
-        .take(cols.min(256))
-        .map(|&v| v as f64)
-        .collect();
-    // The column header already names the engine; a title only says which row is drawn.
-    let title = if result.request.x.rows() > 1 {
-        format!("row 1 of {}", result.request.x.rows())
-    } else {
-        String::new()
-    };
-    Chart {
-        title,
-        x_label: "index i".into(),
-        y_label: format!("{} (y_i)", result.request.op.kind().name()),
-        kind: ChartKind::Bars {
-            categories: (0..row.len()).map(|i| i.to_string()).collect(),
-            series: vec![Series {
-                name: name.to_string(),
-                values: row,
-                role: SeriesRole::Engine(kind),
-            }],
-        },
-    }
-}
-
-fn heatmap_chart(values: &[f32], result: &Comparison) -> Chart {
-    Chart {
-        title: String::new(),
-        x_label: "column".into(),
-        y_label: "row".into(),
-        kind: ChartKind::Heatmap {
-            rows: result.request.x.rows(),
-            cols: result.request.x.cols(),
-            values: values.iter().map(|&v| v as f64).collect(),
-            value_label: result.request.op.kind().name().to_string(),
-        },
-    }
-}
-
-/// The op's output against its input (first row), reference and every engine that ran.
-fn line_chart(result: &Comparison) -> Chart {
-    let cols = result.request.x.cols();
-    let xs: Vec<f64> = result
-        .request
-        .x
-        .data
-        .iter()
-        .take(cols)
-        .map(|&v| v as f64)
-        .collect();
-    let mut series = vec![LineSeries {
-        name: "f64 reference".into(),
-        points: xs
-            .iter()
-            .zip(&result.reference)
-            .map(|(&x, &y)| (x, y))
-            .collect(),
-        role: SeriesRole::Reference,
-    }];
-    for run in &result.runs {
-        if let Ok((out, _)) = &run.result {
-            series.push(LineSeries {
-                name: run.kind.display_name().into(),
-                points: xs
-                    .iter()
-                    .zip(&out.values)
-                    .map(|(&x, &y)| (x, y as f64))
-                    .collect(),
-                role: SeriesRole::Engine(run.kind),
-            });
-        }
-    }
-    Chart {
-        title: format!("{} over the input", result.request.op.kind().name()),
-        x_label: "input x".into(),
-        y_label: format!("{}(x)", result.request.op.kind().name()),
-        kind: ChartKind::Lines { series },
     }
 }
 
