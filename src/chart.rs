@@ -26,6 +26,8 @@ pub struct Chart {
     /// The y axis label, with its unit, e.g. "probability y_j". For a heatmap: what the rows are.
     pub y_label: String,
     pub kind: ChartKind,
+    /// One unit on x is as long as one unit on y (circles stay round: RoPE's rotating pairs).
+    pub equal_aspect: bool,
 }
 
 /// What a chart draws.
@@ -65,6 +67,30 @@ pub struct LineSeries {
     pub name: String,
     pub points: Vec<(f64, f64)>,
     pub role: SeriesRole,
+    /// Draw the points unconnected (a scatter), not as a line.
+    pub points_only: bool,
+}
+
+impl LineSeries {
+    /// A line through `points`.
+    pub fn line(name: impl Into<String>, points: Vec<(f64, f64)>, role: SeriesRole) -> Self {
+        LineSeries {
+            name: name.into(),
+            points,
+            role,
+            points_only: false,
+        }
+    }
+
+    /// Unconnected points (always drawn with markers).
+    pub fn scatter(name: impl Into<String>, points: Vec<(f64, f64)>, role: SeriesRole) -> Self {
+        LineSeries {
+            name: name.into(),
+            points,
+            role,
+            points_only: true,
+        }
+    }
 }
 
 /// What a series is, so that a renderer can take its colour (and line style) from the theme:
@@ -185,6 +211,7 @@ impl Chart {
             x_label: String::new(),
             y_label: String::new(),
             kind: ChartKind::Bars { categories, series },
+            equal_aspect: false,
         }
     }
 
@@ -195,6 +222,7 @@ impl Chart {
             x_label: String::new(),
             y_label: String::new(),
             kind: ChartKind::Lines { series },
+            equal_aspect: false,
         }
     }
 
@@ -217,6 +245,7 @@ impl Chart {
                 values,
                 value_label: value_label.into(),
             },
+            equal_aspect: false,
         }
     }
 
@@ -313,6 +342,7 @@ impl Chart {
                     role: SeriesRole::Engine(kind),
                 }],
             },
+            equal_aspect: false,
         }
     }
 
@@ -327,6 +357,7 @@ impl Chart {
                 values: values.iter().map(|&v| v as f64).collect(),
                 value_label: result.request.op.kind().name().to_string(),
             },
+            equal_aspect: false,
         }
     }
 
@@ -349,6 +380,7 @@ impl Chart {
                 .map(|(&x, &y)| (x, y))
                 .collect(),
             role: SeriesRole::Reference,
+            points_only: false,
         }];
         for run in &result.runs {
             if let Ok((out, _)) = &run.result {
@@ -360,6 +392,7 @@ impl Chart {
                         .map(|(&x, &y)| (x, y as f64))
                         .collect(),
                     role: SeriesRole::Engine(run.kind),
+                    points_only: false,
                 });
             }
         }
@@ -368,6 +401,7 @@ impl Chart {
             x_label: "input x".into(),
             y_label: format!("{}(x)", result.request.op.kind().name()),
             kind: ChartKind::Lines { series },
+            equal_aspect: false,
         }
     }
 }
@@ -466,6 +500,7 @@ mod tests {
                 name: "a".into(),
                 points: vec![(0.0, 1.0), (1.0, f64::NAN), (2.0, -1.0)],
                 role: SeriesRole::Reference,
+                points_only: false,
             }],
         );
         assert_eq!(lines.finite_range(), Some((-1.0, 1.0)));

@@ -21,7 +21,8 @@
 //! about -1e-9; 1e-15 off is "100% relative" and 10^8 ULPs) and max abs tells the story there.
 
 use crate::dtype::DType;
-use crate::ops::{Op, OpKind, OpRequest};
+use crate::engine::OpOutput;
+use crate::ops::{Op, OpKind, OpRequest, Reference};
 use serde::Serialize;
 use std::fmt;
 
@@ -35,6 +36,9 @@ pub struct Tolerance {
 
 impl Tolerance {
     pub fn for_op(op: &Op, dtype: DType) -> Tolerance {
+        if let Some(t) = op.topic_op() {
+            return t.tolerance(dtype);
+        }
         let t = Tolerance::for_kind(op.kind(), dtype);
         match op {
             Op::Softmax { stable: false, .. } if dtype != DType::F32 => Tolerance {
@@ -46,20 +50,36 @@ impl Tolerance {
         }
     }
 
+    /// The tolerance for logits and softmax ops (topic ops define theirs in `TopicOp::tolerance`,
+    /// usually from [`Tolerance::for_dtype`] and a floor).
     pub fn for_kind(kind: OpKind, dtype: DType) -> Tolerance {
-        let (rtol, dtype_atol, max_ulp) = match dtype {
+        let op_floor = match kind {
+            OpKind::LogSoftmax | OpKind::LogSigmoid | OpKind::Logit => 2f64.powi(-21),
+            _ => 2f64.powi(-30),
+        };
+        Tolerance::for_dtype(dtype).with_floor(op_floor)
+    }
+
+    /// REFERENCE.md's storage-dtype bounds: f32 rtol 1e-6 (2 ULP); f16 2^-11 |ref| + 2^-24;
+    /// bf16 2^-8 |ref| (1 ULP).
+    pub fn for_dtype(dtype: DType) -> Tolerance {
+        let (rtol, atol, max_ulp) = match dtype {
             DType::F32 => (1e-6, 0.0, 2),
             DType::F16 => (2f64.powi(-11), 2f64.powi(-24), 1),
             DType::Bf16 => (2f64.powi(-8), 2f64.powi(-133), 1),
         };
-        let op_floor = match kind {
-            OpKind::Softmax | OpKind::Sigmoid => 2f64.powi(-30),
-            OpKind::LogSoftmax | OpKind::LogSigmoid | OpKind::Logit => 2f64.powi(-21),
-        };
         Tolerance {
             rtol,
-            atol: dtype_atol.max(op_floor),
+            atol,
             max_ulp,
+        }
+    }
+
+    /// The same bounds with an absolute floor of at least `atol`.
+    pub fn with_floor(self, atol: f64) -> Tolerance {
+        Tolerance {
+            atol: self.atol.max(atol),
+            ..self
         }
     }
 }
@@ -94,6 +114,30 @@ pub fn check(req: &OpRequest, reference: &[f64], got: &[f32]) -> CheckReport {
         req.dtype,
         reference,
         got,
+    )
+}
+
+/// Compare an engine's whole output for `req` (main values, then each auxiliary output the
+/// reference has, matched by name) with the reference. A missing or misshapen auxiliary output is a
+/// failure.
+pub fn check_output(req: &OpRequest, reference: &Reference, out: &OpOutput) -> CheckReport {
+    if reference.aux.is_empty() {
+        return check(req, &reference.values, &out.values);
+    }
+    let mut want = reference.values.clone();
+    let mut got = out.values.clone();
+    for aux in &reference.aux {
+        want.extend_from_slice(&aux.values);
+        match out.aux.iter().find(|a| a.name == aux.name) {
+            Some(a) => got.extend_from_slice(&a.values),
+            None => got.extend(std::iter::repeat_n(f32::NAN, aux.values.len() + 1)),
+        }
+    }
+    compare(
+        Tolerance::for_op(&req.op, req.dtype),
+        req.dtype,
+        &want,
+        &got,
     )
 }
 

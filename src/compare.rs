@@ -3,7 +3,7 @@
 
 use crate::check::{self, CheckReport};
 use crate::engine::{EngineError, EngineKind, OpOutput, Registry, Slot};
-use crate::ops::OpRequest;
+use crate::ops::{AuxReference, OpRequest};
 use std::time::{Duration, Instant};
 
 /// An engine's answer to one request.
@@ -20,7 +20,10 @@ pub struct EngineRun {
 #[derive(Clone, Debug)]
 pub struct Comparison {
     pub request: OpRequest,
+    /// The f64 reference of the main output.
     pub reference: Vec<f64>,
+    /// The f64 reference of each auxiliary output (`Reference::aux`), usually none.
+    pub reference_aux: Vec<AuxReference>,
     pub runs: Vec<EngineRun>,
     /// Things worth knowing about the input (`OpRequest::notes`).
     pub notes: Vec<String>,
@@ -37,7 +40,7 @@ impl Comparison {
 /// Run `request` on every engine in the registry (absent ones report why) and check each result.
 pub fn compare_all(registry: &Registry, request: OpRequest) -> Comparison {
     let start = Instant::now();
-    let reference = request.reference();
+    let full = request.reference_full();
     let reference_time = start.elapsed();
     let runs = registry
         .slots()
@@ -48,7 +51,7 @@ pub fn compare_all(registry: &Registry, request: OpRequest) -> Comparison {
                 device: Some(engine.device()),
                 software: engine.is_software(),
                 result: engine.run(&request).map(|out| {
-                    let report = check::check(&request, &reference, &out.values);
+                    let report = check::check_output(&request, &full, &out);
                     (out, report)
                 }),
             },
@@ -63,7 +66,8 @@ pub fn compare_all(registry: &Registry, request: OpRequest) -> Comparison {
     let notes = request.notes();
     Comparison {
         request,
-        reference,
+        reference: full.values,
+        reference_aux: full.aux,
         runs,
         notes,
         reference_time,

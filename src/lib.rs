@@ -12,6 +12,7 @@ pub mod npy;
 pub mod ops;
 pub mod suite;
 pub mod ui;
+pub mod views;
 
 /// Kernel and shader sources, embedded so the binary is self-contained. One file per topic.
 pub mod sources {
@@ -27,6 +28,21 @@ pub mod sources {
             "kernels/softmax.cu",
             include_str!("../kernels/softmax.cu"),
         ),
+        (
+            "gumbel",
+            "kernels/gumbel.cu",
+            include_str!("../kernels/gumbel.cu"),
+        ),
+        (
+            "rope",
+            "kernels/rope.cu",
+            include_str!("../kernels/rope.cu"),
+        ),
+        (
+            "tensor_parallel",
+            "kernels/tensor_parallel.cu",
+            include_str!("../kernels/tensor_parallel.cu"),
+        ),
     ];
     /// WGSL sources compiled by naga at run time: (topic, file name, source).
     pub const WGSL: &[(&str, &str, &str)] = &[
@@ -39,6 +55,21 @@ pub mod sources {
             "softmax",
             "shaders/softmax.wgsl",
             include_str!("../shaders/softmax.wgsl"),
+        ),
+        (
+            "gumbel",
+            "shaders/gumbel.wgsl",
+            include_str!("../shaders/gumbel.wgsl"),
+        ),
+        (
+            "rope",
+            "shaders/rope.wgsl",
+            include_str!("../shaders/rope.wgsl"),
+        ),
+        (
+            "tensor_parallel",
+            "shaders/tensor_parallel.wgsl",
+            include_str!("../shaders/tensor_parallel.wgsl"),
         ),
     ];
 

@@ -347,7 +347,7 @@ fn check_cmd(engine: &str, json: bool, verbose: bool, no_large: bool) -> Result<
             Ok(r) => r,
             Err(e) => bail!("suite case '{}' is invalid: {e}", case.name),
         };
-        let reference = req.reference();
+        let reference = req.reference_full();
         for engine in &ready {
             if case.large && !large_engines.contains(&engine.kind()) {
                 continue;
@@ -480,43 +480,75 @@ fn run_cmd(
         })
         .collect::<Result<_>>()?;
     let (op, dtype): (Op, DType) = Op::parse(op_name, &kv).map_err(|e| usage(e.to_string()))?;
-    let mut x: Option<Tensor> = None;
+    let decls = op.kind().inputs();
+    let names = || decls.iter().map(|d| d.name).collect::<Vec<_>>().join(", ");
+    let mut given: Vec<(String, Tensor)> = Vec::new();
     for spec in inputs {
         let (name, path) = match spec.split_once('=') {
             Some((n, p)) => (n.trim(), p.trim()),
-            None => ("x", spec.trim()),
+            None => (decls[0].name, spec.trim()),
         };
-        if name != "x" {
+        let name = if name == "x" { decls[0].name } else { name };
+        let Some(decl) = decls.iter().find(|d| d.name == name) else {
             return Err(usage(format!(
-                "op {} has no input '{name}' (it takes: x)",
-                op.kind()
+                "op {} has no input '{name}' (it takes: {})",
+                op.kind(),
+                names()
             )));
-        }
-        if x.is_some() {
-            return Err(usage("input x is given twice"));
+        };
+        if given.iter().any(|(n, _)| n == name) {
+            return Err(usage(format!("input {name} is given twice")));
         }
         let arr = npy::read(Path::new(path)).map_err(usage)?;
         if arr.shape.is_empty() {
             return Err(usage(format!(
-                "{path}: a 0-d array has no rows; give at least one axis"
+                "{path}: a 0-d array has no axes; give at least one"
             )));
         }
-        x = Some(Tensor::new(arr.shape.clone(), arr.to_f32()).map_err(|e| usage(e.to_string()))?);
+        match &arr.data {
+            npy::NpyData::Float(_) if decl.int => {
+                return Err(usage(format!(
+                    "{path}: input {name} holds integers; give an int32 or int64 array (got {})",
+                    arr.descr
+                )));
+            }
+            npy::NpyData::Int(v) => {
+                if let Some(i) = v.iter().find(|i| i.unsigned_abs() > 1 << 24) {
+                    return Err(usage(format!(
+                        "{path}: {i} is beyond the integers kernelbook carries exactly (|i| <= 2^24)"
+                    )));
+                }
+            }
+            _ => {}
+        }
+        let t = Tensor::new(arr.shape.clone(), arr.to_f32()).map_err(|e| usage(e.to_string()))?;
+        given.push((name.to_string(), t));
     }
-    let x = x.ok_or_else(|| {
-        usage(format!(
-            "op {} needs input x (--input x=FILE.npy)",
-            op.kind()
-        ))
-    })?;
-    let req = OpRequest::new(op, dtype, x).map_err(|e| usage(e.to_string()))?;
+    let x = match given.iter().position(|(n, _)| n == decls[0].name) {
+        Some(i) => given.remove(i).1,
+        None => {
+            return Err(usage(format!(
+                "op {} needs input {} (--input {}=FILE.npy); it takes: {}",
+                op.kind(),
+                decls[0].name,
+                decls[0].name,
+                names()
+            )));
+        }
+    };
+    let req = OpRequest::with_inputs(op, dtype, x, given).map_err(|e| usage(e.to_string()))?;
     for note in req.notes() {
         eprintln!("note: {note}");
     }
-    let reference = req.reference();
+    let reference = req.reference_full();
     if engine.trim().eq_ignore_ascii_case("reference") {
-        npy::write_f64(output, &req.x.shape, &reference).map_err(usage)?;
+        npy::write_f64(output, &req.output_shape(), &reference.values).map_err(usage)?;
         eprintln!("reference (f64) -> {}", output.display());
+        for aux in &reference.aux {
+            let path = aux_path(output, &aux.name);
+            npy::write_f64(&path, &aux.shape, &aux.values).map_err(usage)?;
+            eprintln!("reference {} (f64) -> {}", aux.name, path.display());
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let kind: EngineKind = engine
@@ -532,7 +564,14 @@ fn run_cmd(
     npy::write(output, &out.shape, &out.values, out.dtype)
         .map_err(usage)
         .context("writing the result")?;
-    let report = check::check(&req, &reference, &out.values);
+    for aux in &out.aux {
+        let path = aux_path(output, &aux.name);
+        npy::write(&path, &aux.shape, &aux.values, out.dtype)
+            .map_err(usage)
+            .context("writing an auxiliary output")?;
+        eprintln!("wrote {} {:?} -> {}", aux.name, aux.shape, path.display());
+    }
+    let report = check::check_output(&req, &reference, &out);
     eprintln!(
         "{} on {} · {} {} · kernel {:.1} us · {report}",
         kind,
@@ -548,4 +587,17 @@ fn run_cmd(
         output.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where an auxiliary output goes: next to the main output, named `<stem>.<name>.npy`.
+fn aux_path(output: &Path, name: &str) -> PathBuf {
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    output.with_file_name(format!("{stem}.{safe}.npy"))
 }

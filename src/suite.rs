@@ -6,7 +6,7 @@
 use crate::check::{self, CheckReport};
 use crate::dtype::DType;
 use crate::engine::{Engine, EngineError, EngineKind};
-use crate::ops::{Op, OpKind, OpRequest, Tensor};
+use crate::ops::{Op, OpKind, OpRequest, Reference, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal, Uniform};
@@ -91,11 +91,35 @@ pub struct Case {
     pub expect: Expect,
     /// Only for engines on real GPU hardware (the 4096 x 32000 size).
     pub large: bool,
+    /// The primary input's shape when it is not `[rows, cols]` (e.g. rope's 4-D
+    /// `[batch, seq, heads, head_dim]`); must hold the same number of values.
+    pub shape: Option<Vec<usize>>,
+    /// The op's other inputs, by name (weights, ids, positions).
+    pub extra: Vec<(String, Tensor)>,
 }
 
 impl Case {
+    /// A case with one `[rows, cols]` input.
+    pub fn new(name: String, op: Op, dtype: DType, input: Input, expect: Expect) -> Case {
+        Case {
+            name,
+            op,
+            dtype,
+            input,
+            expect,
+            large: false,
+            shape: None,
+            extra: Vec::new(),
+        }
+    }
+
     pub fn request(&self) -> Result<OpRequest, String> {
-        OpRequest::new(self.op.clone(), self.dtype, self.input.tensor()).map_err(|e| e.to_string())
+        let mut x = self.input.tensor();
+        if let Some(shape) = &self.shape {
+            x = Tensor::new(shape.clone(), x.data).map_err(|e| e.to_string())?;
+        }
+        OpRequest::with_inputs(self.op.clone(), self.dtype, x, self.extra.clone())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -232,18 +256,15 @@ pub fn cases(large: bool) -> Vec<Case> {
             }
         }
     }
+    // Each later topic lists its own cases next to its ops.
+    out.extend(crate::ops::gumbel::suite_cases(large));
+    out.extend(crate::ops::rope::suite_cases(large));
+    out.extend(crate::ops::tensor_parallel::suite_cases(large));
     out
 }
 
 fn case(name: String, op: Op, dtype: DType, input: Input, expect: Expect) -> Case {
-    Case {
-        name,
-        op,
-        dtype,
-        input,
-        expect,
-        large: false,
-    }
+    Case::new(name, op, dtype, input, expect)
 }
 
 /// REFERENCE.md's edge values and the overflow demonstrations.
@@ -411,7 +432,7 @@ pub fn run_case(
     engine: &dyn Engine,
     case: &Case,
     req: &OpRequest,
-    reference: &[f64],
+    reference: &Reference,
 ) -> CaseResult {
     let mut result = CaseResult {
         case: case.name.clone(),
@@ -428,7 +449,7 @@ pub fn run_case(
     result.outcome = match engine.run(req) {
         Ok(out) => {
             result.kernel_time = out.kernel_time;
-            let report = check::check(req, reference, &out.values);
+            let report = check::check_output(req, reference, &out);
             let met = match case.expect {
                 Expect::Match => report.passed,
                 Expect::Breaks => !report.passed,
@@ -456,7 +477,18 @@ mod tests {
     #[test]
     fn suite_covers_every_op_dtype_and_size() {
         let all = cases(false);
+        // Every op has cases; the logits and softmax ops at every PyTorch size and dtype (later
+        // topics pick shapes that fit their inputs, in their own files).
         for kind in OpKind::ALL {
+            assert!(
+                all.iter().any(|c| c.op.kind() == kind),
+                "{kind}: no case in the suite"
+            );
+        }
+        for kind in OpKind::ALL
+            .into_iter()
+            .filter(|k| ["logits", "softmax"].contains(&k.topic()))
+        {
             for dtype in DType::ALL {
                 for (rows, cols) in SIZES {
                     assert!(

@@ -20,7 +20,7 @@ fn run_suite_on(kind: EngineKind, require: bool) {
     let mut ran = 0;
     for case in suite::cases(false) {
         let req = case.request().expect("suite cases are valid");
-        let reference = req.reference();
+        let reference = req.reference_full();
         let r = suite::run_case(engine, &case, &req, &reference);
         match &r.outcome {
             Outcome::Pass { .. } => ran += 1,

@@ -111,6 +111,7 @@ fn error_lines() -> Chart {
         name: name.into(),
         points: temps.iter().map(|&t| (t, f(t))).collect(),
         role,
+        points_only: false,
     };
     Chart::lines(
         "max relative error vs T",

@@ -640,6 +640,7 @@ fn requests_beyond_the_device_limits_are_unsupported() {
             shape: vec![1, n],
             data: vec![0.0; n],
         },
+        extra: Vec::new(),
     };
     eprintln!("the adapter binds at most {max} elements; asking for {n}");
     match engine.supports(&req) {

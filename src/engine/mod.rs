@@ -103,6 +103,9 @@ pub struct OpOutput {
     pub shape: Vec<usize>,
     pub dtype: DType,
     pub values: Vec<f32>,
+    /// Auxiliary outputs, named as in the op's `Reference::aux` (e.g. the soft sample next to
+    /// gumbel_softmax's hard one-hot). Empty for most ops.
+    pub aux: Vec<AuxOutput>,
     /// Time the computation itself took on the device (kernels only, no transfers).
     #[serde(with = "duration_us")]
     pub kernel_time: Duration,
@@ -110,6 +113,41 @@ pub struct OpOutput {
     /// Wall time of the whole call: uploads, compile-cache lookups, kernels, downloads.
     #[serde(with = "duration_us")]
     pub total_time: Duration,
+}
+
+/// One auxiliary output of an engine.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AuxOutput {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+impl OpOutput {
+    /// An output with no auxiliary values.
+    pub fn new(
+        shape: Vec<usize>,
+        dtype: DType,
+        values: Vec<f32>,
+        kernel_time: Duration,
+        timing: TimingSource,
+        total_time: Duration,
+    ) -> Self {
+        OpOutput {
+            shape,
+            dtype,
+            values,
+            aux: Vec::new(),
+            kernel_time,
+            timing,
+            total_time,
+        }
+    }
+
+    /// An auxiliary output by name.
+    pub fn aux(&self, name: &str) -> Option<&AuxOutput> {
+        self.aux.iter().find(|a| a.name == name)
+    }
 }
 
 mod duration_us {
@@ -142,23 +180,35 @@ pub trait Engine: Send + Sync {
     fn run(&self, req: &OpRequest) -> Result<OpOutput, EngineError> {
         req.op.validate()?;
         self.supports(req)?;
-        if req.x.is_empty() {
-            return Ok(OpOutput {
-                shape: req.x.shape.clone(),
-                dtype: req.dtype,
-                values: Vec::new(),
-                kernel_time: Duration::ZERO,
-                timing: TimingSource::WallClock,
-                total_time: Duration::ZERO,
-            });
+        let shape = req.output_shape();
+        if req.is_empty() {
+            let reference = req.reference_full();
+            let mut out = OpOutput::new(
+                shape,
+                req.dtype,
+                Vec::new(),
+                Duration::ZERO,
+                TimingSource::WallClock,
+                Duration::ZERO,
+            );
+            out.aux = reference
+                .aux
+                .into_iter()
+                .map(|a| AuxOutput {
+                    name: a.name,
+                    shape: a.shape,
+                    values: a.values.iter().map(|&v| v as f32).collect(),
+                })
+                .collect();
+            return Ok(out);
         }
         let out = self.execute(req)?;
-        if out.values.len() != req.x.len() {
+        let expected: usize = shape.iter().product();
+        if out.values.len() != expected {
             return Err(EngineError::Failed(format!(
-                "{} returned {} values for an input of {}",
+                "{} returned {} values for an output of {expected} ({shape:?})",
                 self.kind(),
                 out.values.len(),
-                req.x.len()
             )));
         }
         Ok(out)

@@ -148,7 +148,12 @@ pub struct CellSpec {
     pub line: usize,
     pub op: OpKind,
     pub title: Option<String>,
+    /// The primary input (`OpRequest::x`).
     pub input: InputSpec,
+    /// The primary input's shape when it is not `[rows, cols]` (`shape = [1, 8, 2, 16]`).
+    pub shape: Option<Vec<usize>>,
+    /// The op's other inputs (`inputs = { positions = ..., w = ... }`), in the order written.
+    pub extra: Vec<ExtraInput>,
     /// One entry per parameter of the op, in `OpKind::params` order. Parameters the lesson does not
     /// mention are `Control::Fixed` at the op's default (an absent optional param such as logit's
     /// `eps` is `ParamValue::Absent`).
@@ -160,6 +165,44 @@ impl CellSpec {
     pub fn param(&self, name: &str) -> Option<&ParamControl> {
         self.params.iter().find(|p| p.name == name)
     }
+
+    /// The primary input as the op receives it (reshaped when the cell gives a `shape`), from
+    /// `values` (the learner's edited input, or `input.tensor()`).
+    pub fn shaped_input(&self, values: &Tensor) -> Result<Tensor, String> {
+        match &self.shape {
+            Some(shape) => Tensor::new(shape.clone(), values.data.clone()).map_err(|_| {
+                format!(
+                    "the input has {} values; this cell needs {shape:?} = {}",
+                    values.len(),
+                    shape.iter().product::<usize>()
+                )
+            }),
+            None => Ok(values.clone()),
+        }
+    }
+
+    /// The other inputs as tensors, by name.
+    pub fn extra_tensors(&self) -> Vec<(String, Tensor)> {
+        self.extra
+            .iter()
+            .map(|e| {
+                let t = e.input.tensor();
+                let t = match &e.shape {
+                    Some(shape) => Tensor::new(shape.clone(), t.data.clone()).unwrap_or(t),
+                    None => t,
+                };
+                (e.name.clone(), t)
+            })
+            .collect()
+    }
+}
+
+/// One of a cell's other inputs: `inputs.<name> = <input>`, optionally `shapes.<name> = [...]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExtraInput {
+    pub name: String,
+    pub input: InputSpec,
+    pub shape: Option<Vec<usize>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -186,6 +229,21 @@ pub enum InputSpec {
 }
 
 impl InputSpec {
+    /// How many values it holds.
+    pub fn len(&self) -> usize {
+        match self {
+            InputSpec::Values(rows) => rows.iter().map(Vec::len).sum(),
+            InputSpec::Normal { rows, cols, .. } | InputSpec::Uniform { rows, cols, .. } => {
+                rows * cols
+            }
+            InputSpec::Linspace { count, .. } => *count,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The input tensor, `[rows, cols]`.
     pub fn tensor(&self) -> Tensor {
         use crate::suite::Input;
@@ -288,6 +346,16 @@ pub struct ParamControl {
     pub control: Control,
 }
 
+impl ParamControl {
+    /// Whether `op` takes only whole numbers for this parameter (seeds, sizes, rank counts).
+    pub fn is_integer(&self, op: crate::ops::OpKind) -> bool {
+        op.params().iter().any(|s| {
+            s.name == self.name
+                && matches!(s.kind, crate::ops::ParamKind::Float { integer: true, .. })
+        })
+    }
+}
+
 /// The views a cell shows, in the order given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum View {
@@ -301,9 +369,20 @@ pub enum View {
     Table,
     /// The check against the f64 reference, per engine.
     Check,
+    /// A topic's own figure (`crate::views`), by name.
+    Topic(&'static str),
 }
 
 impl View {
+    /// The views every op can show.
+    pub const GENERIC: [View; 5] = [
+        View::Bars,
+        View::Line,
+        View::Heatmap,
+        View::Table,
+        View::Check,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             View::Bars => "bars",
@@ -311,19 +390,15 @@ impl View {
             View::Heatmap => "heatmap",
             View::Table => "table",
             View::Check => "check",
+            View::Topic(name) => name,
         }
     }
 
     pub fn from_name(s: &str) -> Option<View> {
-        [
-            View::Bars,
-            View::Line,
-            View::Heatmap,
-            View::Table,
-            View::Check,
-        ]
-        .into_iter()
-        .find(|v| v.name() == s)
+        View::GENERIC
+            .into_iter()
+            .find(|v| v.name() == s)
+            .or_else(|| crate::views::find(s).map(|v| View::Topic(v.name)))
     }
 }
 

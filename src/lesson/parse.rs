@@ -18,19 +18,12 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
+use super::ExtraInput;
 /// Largest lesson file accepted, in bytes.
 use super::MAX_LESSON_BYTES;
 
 /// The views a cell shows when its `show` key is absent.
 const DEFAULT_SHOW: [View; 2] = [View::Bars, View::Check];
-
-const ALL_VIEWS: [View; 5] = [
-    View::Bars,
-    View::Line,
-    View::Heatmap,
-    View::Table,
-    View::Check,
-];
 
 /// Why a lesson could not be loaded: `file:line:column: message`. Line and column are 1-based; a
 /// line of 0 means the whole file (it cannot be read, it is too large, ...).
@@ -893,17 +886,57 @@ fn parse_cell(
     table: &DeTable<'_>,
 ) -> Res<CellSpec> {
     let specs = op.params();
-    let mut allowed = vec!["title", "input", "show"];
+    let decls = op.inputs();
+    let mut allowed = vec!["title", "input", "show", "shape"];
+    if decls.len() > 1 {
+        allowed.extend(["inputs", "shapes"]);
+    }
     allowed.extend(specs.iter().map(|s| s.name));
     let mut title = None;
     let mut input = None;
     let mut show = None;
+    let mut shape: Option<(Vec<usize>, Range<usize>)> = None;
+    let mut extra: Vec<(String, InputSpec, Range<usize>)> = Vec::new();
+    let mut shapes: Vec<(String, Vec<usize>, Range<usize>)> = Vec::new();
     let mut given: Vec<Option<ParamControl>> = vec![None; specs.len()];
     for (key, span, value) in entries(table) {
         match key {
             "title" => title = Some(nonempty_string(body, "title", value)?),
             "input" => input = Some(parse_input(body, value)?),
-            "show" => show = Some(parse_show(body, value)?),
+            "show" => show = Some(parse_show(op, body, value)?),
+            "shape" => shape = Some((parse_shape(body, "shape", value)?, value.span())),
+            "inputs" | "shapes" if decls.len() > 1 => {
+                let DeValue::Table(t) = value.get_ref() else {
+                    return body.fail(
+                        &value.span(),
+                        format!(
+                            "{key}: expected a table by input name, e.g. {key} = {{ {} = ... }}",
+                            decls[1].name
+                        ),
+                    );
+                };
+                for (name, name_span, item) in entries(t) {
+                    if !decls[1..].iter().any(|d| d.name == name) {
+                        return body.fail(
+                            &name_span,
+                            format!(
+                                "{key}: '{name}' is not an input of {op} (its other inputs: {})",
+                                decls[1..]
+                                    .iter()
+                                    .map(|d| d.name)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        );
+                    }
+                    if key == "inputs" {
+                        extra.push((name.to_string(), parse_input(body, item)?, name_span));
+                    } else {
+                        let dims = parse_shape(body, &format!("shapes.{name}"), item)?;
+                        shapes.push((name.to_string(), dims, item.span()));
+                    }
+                }
+            }
             _ => {
                 let slot = specs
                     .iter()
@@ -942,14 +975,103 @@ fn parse_cell(
             })
         })
         .collect();
+    if let Some((dims, span)) = &shape {
+        check_shape_holds(body, "shape", dims, input.len(), span)?;
+    }
+    for (name, dims, span) in &shapes {
+        let Some((_, spec, _)) = extra.iter().find(|(n, _, _)| n == name) else {
+            return body.fail(
+                span,
+                format!("shapes.{name}: there is no inputs.{name} to reshape"),
+            );
+        };
+        check_shape_holds(body, &format!("shapes.{name}"), dims, spec.len(), span)?;
+    }
+    for decl in &decls[1..] {
+        if !decl.optional && !extra.iter().any(|(n, _, _)| n == decl.name) {
+            return fail(
+                line,
+                col,
+                format!("cell '{op}': missing inputs.{} ({})", decl.name, decl.help),
+            );
+        }
+    }
+    let extra = extra
+        .into_iter()
+        .map(|(name, spec, _)| {
+            let dims = shapes
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .map(|(_, d, _)| d.clone());
+            ExtraInput {
+                name,
+                input: spec,
+                shape: dims,
+            }
+        })
+        .collect();
     Ok(CellSpec {
         line,
         op,
         title,
         input,
+        shape: shape.map(|(d, _)| d),
+        extra,
         params,
         show: show.unwrap_or_else(|| DEFAULT_SHOW.to_vec()),
     })
+}
+
+/// A shape: a non-empty list of positive whole numbers.
+fn parse_shape(body: &TomlBody, what: &str, v: &Spanned<DeValue<'_>>) -> Res<Vec<usize>> {
+    let a = array(body, what, "a list of sizes such as [1, 8, 2, 16]", v)?;
+    if a.is_empty() || a.len() > 8 {
+        return body.fail(&v.span(), format!("{what}: expected 1 to 8 sizes"));
+    }
+    let mut dims = Vec::new();
+    for item in a.iter() {
+        match item.get_ref() {
+            DeValue::Integer(i) => match i.as_str().parse::<usize>() {
+                Ok(d) if d > 0 => dims.push(d),
+                _ => {
+                    return body.fail(
+                        &item.span(),
+                        format!("{what}: sizes are whole numbers >= 1"),
+                    );
+                }
+            },
+            other => {
+                return body.fail(
+                    &item.span(),
+                    format!(
+                        "{what}: sizes are whole numbers >= 1, found {}",
+                        other.type_str()
+                    ),
+                );
+            }
+        }
+    }
+    Ok(dims)
+}
+
+fn check_shape_holds(
+    body: &TomlBody,
+    what: &str,
+    dims: &[usize],
+    count: usize,
+    span: &Range<usize>,
+) -> Res<()> {
+    let holds = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if holds != Some(count) {
+        return body.fail(
+            span,
+            format!(
+                "{what}: {dims:?} holds {} values but the input has {count}",
+                holds.map_or("too many".to_string(), |h| h.to_string())
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// The op's own default for a parameter (an absent optional float is `Absent`).
@@ -962,8 +1084,17 @@ fn op_default(spec: &ParamSpec) -> ParamValue {
     }
 }
 
-fn parse_show(body: &TomlBody, v: &Spanned<DeValue<'_>>) -> Res<Vec<View>> {
-    let names = ALL_VIEWS.map(View::name).join(", ");
+fn parse_show(op: OpKind, body: &TomlBody, v: &Spanned<DeValue<'_>>) -> Res<Vec<View>> {
+    let names = View::GENERIC
+        .into_iter()
+        .map(View::name)
+        .chain(
+            crate::views::all()
+                .filter(|t| t.ops.contains(&op))
+                .map(|t| t.name),
+        )
+        .collect::<Vec<_>>()
+        .join(", ");
     let a = array(
         body,
         "show",
@@ -988,6 +1119,14 @@ fn parse_show(body: &TomlBody, v: &Spanned<DeValue<'_>>) -> Res<Vec<View>> {
         if views.contains(&view) {
             return body.fail(&item.span(), format!("show: '{s}' is listed twice"));
         }
+        if let View::Topic(name) = view
+            && crate::views::find(name).is_some_and(|t| !t.ops.contains(&op))
+        {
+            return body.fail(
+                &item.span(),
+                format!("show: view '{s}' does not apply to {op} (views for {op}: {names})"),
+            );
+        }
         views.push(view);
     }
     Ok(views)
@@ -1008,8 +1147,19 @@ fn parse_param(
         })
     };
     match (spec.kind, v.get_ref()) {
-        (ParamKind::Float { min, max, .. }, DeValue::Integer(_) | DeValue::Float(_)) => {
+        (
+            ParamKind::Float {
+                min, max, integer, ..
+            },
+            DeValue::Integer(_) | DeValue::Float(_),
+        ) => {
             let x = finite_number(body, name, v)?;
+            if integer && x.fract() != 0.0 {
+                return body.fail(
+                    &v.span(),
+                    format!("{name}: {} is not a whole number", num(x)),
+                );
+            }
             if x < min || x > max {
                 return body.fail(
                     &v.span(),
@@ -1023,7 +1173,16 @@ fn parse_param(
             }
             fixed(ParamValue::Float(x))
         }
-        (ParamKind::Float { min, max, default, log_scale }, DeValue::Table(t)) => {
+        (
+            ParamKind::Float {
+                min,
+                max,
+                default,
+                log_scale,
+                ..
+            },
+            DeValue::Table(t),
+        ) => {
             parse_slider(op, name, (min, max, default, log_scale), body, v, t)
         }
         (ParamKind::Float { .. }, other) => body.fail(
@@ -2417,14 +2576,14 @@ input = { linspace = [0.0, 1.0], count = 11 }
             "input = [1.0]\ntemprature = 1.0",
             2,
             1,
-            "cell 'softmax': 'temprature' is not a parameter of softmax (expected one of: title, input, show, temperature, stable, dtype)",
+            "cell 'softmax': 'temprature' is not a parameter of softmax (expected one of: title, input, show, shape, temperature, stable, dtype)",
         );
         assert_block_err(
             "cell sigmoid",
             "input = [1.0]\n  [x]",
             2,
             4,
-            "'x' is not a parameter of sigmoid (expected one of: title, input, show, dtype)",
+            "'x' is not a parameter of sigmoid (expected one of: title, input, show, shape, dtype)",
         );
         assert_err(
             &block("cell softmax", "title = \"x\""),
@@ -3029,14 +3188,14 @@ input = { linspace = [0.0, 1.0], count = 11 }
             "marks = []",
             0,
             1,
-            "kernel: missing 'topic' (expected topic = one of: logits, softmax)",
+            "kernel: missing 'topic' (expected topic = one of: logits, softmax, gumbel, rope, tensor_parallel)",
         );
         assert_block_err(
             "kernel",
             "topic = \"sofmax\"",
             1,
             9,
-            "kernel: unknown topic 'sofmax' (expected one of: logits, softmax)",
+            "kernel: unknown topic 'sofmax' (expected one of: logits, softmax, gumbel, rope, tensor_parallel)",
         );
         assert_block_err(
             "kernel",

@@ -1,12 +1,25 @@
 //! The ops kernelbook teaches: their parameters (with bounds), the request an engine receives, input
 //! validation, and the f64 CPU reference that every engine is checked against.
 //!
-//! One topic per file: `logits.rs` (logit, sigmoid, logsigmoid) and `softmax.rs` (softmax,
-//! log_softmax). Each file holds the precise algorithm every engine implements (so CUDA, WGSL and the
-//! CPU compute the same thing) and its f64 reference. Nothing here touches a GPU or the UI.
+//! One topic per file: `logits.rs` (logit, sigmoid, logsigmoid), `softmax.rs` (softmax,
+//! log_softmax), `gumbel.rs` (gumbel_noise, gumbel_softmax), `rope.rs` (rope_freqs, rope) and
+//! `tensor_parallel.rs` (linear, column/row-parallel linear, vocab-parallel embedding and
+//! cross-entropy). Each file holds the precise algorithm every engine implements (so CUDA, WGSL and
+//! the CPU compute the same thing) and its f64 reference. Nothing here touches a GPU or the UI.
+//!
+//! The first two topics are variants of [`Op`] directly. Later topics own their op enum and
+//! implement [`TopicOp`]; [`Op`] wraps it (`Op::Gumbel`, `Op::Rope`, `Op::TensorParallel`), and the
+//! topic file also provides `summary`, `params`, `inputs` and `parse` for its [`OpKind`]s.
+//!
+//! Inputs: every op has a primary input (`OpRequest::x`, the first of [`OpKind::inputs`]) and may
+//! declare more by name (`OpRequest::extra`: positions, weights, ids...). Integer inputs (ids,
+//! positions, targets) travel as f32 holding exact integers (|v| <= 2^24), checked on entry.
 
+pub mod gumbel;
 pub mod logits;
+pub mod rope;
 pub mod softmax;
+pub mod tensor_parallel;
 
 use crate::dtype::DType;
 use serde::Serialize;
@@ -105,15 +118,33 @@ pub enum OpKind {
     LogSigmoid,
     Softmax,
     LogSoftmax,
+    GumbelNoise,
+    GumbelSoftmax,
+    RopeFreqs,
+    Rope,
+    Linear,
+    ColumnParallelLinear,
+    RowParallelLinear,
+    VocabParallelEmbedding,
+    VocabParallelCrossEntropy,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 5] = [
+    pub const ALL: [OpKind; 14] = [
         OpKind::Logit,
         OpKind::Sigmoid,
         OpKind::LogSigmoid,
         OpKind::Softmax,
         OpKind::LogSoftmax,
+        OpKind::GumbelNoise,
+        OpKind::GumbelSoftmax,
+        OpKind::RopeFreqs,
+        OpKind::Rope,
+        OpKind::Linear,
+        OpKind::ColumnParallelLinear,
+        OpKind::RowParallelLinear,
+        OpKind::VocabParallelEmbedding,
+        OpKind::VocabParallelCrossEntropy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -123,6 +154,15 @@ impl OpKind {
             OpKind::LogSigmoid => "logsigmoid",
             OpKind::Softmax => "softmax",
             OpKind::LogSoftmax => "log_softmax",
+            OpKind::GumbelNoise => "gumbel_noise",
+            OpKind::GumbelSoftmax => "gumbel_softmax",
+            OpKind::RopeFreqs => "rope_freqs",
+            OpKind::Rope => "rope",
+            OpKind::Linear => "linear",
+            OpKind::ColumnParallelLinear => "column_parallel_linear",
+            OpKind::RowParallelLinear => "row_parallel_linear",
+            OpKind::VocabParallelEmbedding => "vocab_parallel_embedding",
+            OpKind::VocabParallelCrossEntropy => "vocab_parallel_cross_entropy",
         }
     }
 
@@ -138,6 +178,34 @@ impl OpKind {
         match self {
             OpKind::Logit | OpKind::Sigmoid | OpKind::LogSigmoid => "logits",
             OpKind::Softmax | OpKind::LogSoftmax => "softmax",
+            OpKind::GumbelNoise | OpKind::GumbelSoftmax => "gumbel",
+            OpKind::RopeFreqs | OpKind::Rope => "rope",
+            OpKind::Linear
+            | OpKind::ColumnParallelLinear
+            | OpKind::RowParallelLinear
+            | OpKind::VocabParallelEmbedding
+            | OpKind::VocabParallelCrossEntropy => "tensor_parallel",
+        }
+    }
+
+    /// The inputs this op takes, by name. The first is the primary input (`OpRequest::x`); the
+    /// others travel in `OpRequest::extra`.
+    pub fn inputs(self) -> &'static [InputDecl] {
+        const X: &[InputDecl] = &[InputDecl {
+            name: "x",
+            int: false,
+            optional: false,
+            help: "the input tensor; row-wise ops work along the last axis",
+        }];
+        match self {
+            OpKind::Logit
+            | OpKind::Sigmoid
+            | OpKind::LogSigmoid
+            | OpKind::Softmax
+            | OpKind::LogSoftmax => X,
+            OpKind::GumbelNoise | OpKind::GumbelSoftmax => gumbel::inputs(self),
+            OpKind::RopeFreqs | OpKind::Rope => rope::inputs(self),
+            _ => tensor_parallel::inputs(self),
         }
     }
 
@@ -159,19 +227,15 @@ impl OpKind {
             OpKind::LogSoftmax => {
                 "row-wise x/T - max - ln(sum e^(x/T - max)) over the last axis; output shape = x"
             }
+            OpKind::GumbelNoise | OpKind::GumbelSoftmax => gumbel::summary(self),
+            OpKind::RopeFreqs | OpKind::Rope => rope::summary(self),
+            _ => tensor_parallel::summary(self),
         }
     }
 
     /// Parameters this op accepts, with bounds and defaults. `dtype` is accepted by every op.
     pub fn params(self) -> &'static [ParamSpec] {
-        const DTYPE: ParamSpec = ParamSpec {
-            name: "dtype",
-            kind: ParamKind::Choice {
-                choices: &["f32", "f16", "bf16"],
-                default: "f32",
-            },
-            help: "storage precision of input and output; arithmetic is f32",
-        };
+        const DTYPE: ParamSpec = DTYPE_PARAM;
         const TEMPERATURE: ParamSpec = ParamSpec {
             name: "temperature",
             kind: ParamKind::Float {
@@ -179,6 +243,7 @@ impl OpKind {
                 max: 1e3,
                 default: 1.0,
                 log_scale: true,
+                integer: false,
             },
             help: "divides the logits before softmax; must be > 0 (T -> 0 approaches argmax, T -> inf uniform)",
         };
@@ -191,6 +256,7 @@ impl OpKind {
                         max: 0.49,
                         default: f64::NAN,
                         log_scale: false,
+                        integer: false,
                     },
                     help: "optional: clamp p to [eps, 1-eps] (bounds rounded to f32, as torch.logit does); absent = no clamp",
                 },
@@ -207,9 +273,37 @@ impl OpKind {
                 DTYPE,
             ],
             OpKind::LogSoftmax => &[TEMPERATURE, DTYPE],
+            OpKind::GumbelNoise | OpKind::GumbelSoftmax => gumbel::params(self),
+            OpKind::RopeFreqs | OpKind::Rope => rope::params(self),
+            _ => tensor_parallel::params(self),
         }
     }
 }
+
+/// The `dtype` parameter every op accepts (topic files list it in their `params`).
+pub const DTYPE_PARAM: ParamSpec = ParamSpec {
+    name: "dtype",
+    kind: ParamKind::Choice {
+        choices: &["f32", "f16", "bf16"],
+        default: "f32",
+    },
+    help: "storage precision of input and output; arithmetic is f32",
+};
+
+/// One named input of an op.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InputDecl {
+    pub name: &'static str,
+    /// Integer-valued (ids, positions, targets): must hold exact integers with |v| <= 2^24.
+    /// Float inputs are rounded to the request's dtype; integer inputs are not.
+    pub int: bool,
+    /// May be left out (the op then uses a default, e.g. positions 0..seq).
+    pub optional: bool,
+    pub help: &'static str,
+}
+
+/// Largest magnitude an integer input may have: every integer up to 2^24 is exact in f32.
+pub const MAX_INT_INPUT: f32 = 16_777_216.0;
 
 impl fmt::Display for OpKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -227,6 +321,8 @@ pub enum ParamKind {
         max: f64,
         default: f64,
         log_scale: bool,
+        /// Only whole numbers (seeds, sizes, rank counts); sliders step by 1.
+        integer: bool,
     },
     Bool {
         default: bool,
@@ -262,9 +358,67 @@ pub enum Op {
     LogSoftmax {
         temperature: f64,
     },
+    /// gumbel_noise, gumbel_softmax (`ops/gumbel.rs`).
+    #[serde(rename = "gumbel")]
+    Gumbel(gumbel::GumbelOp),
+    /// rope_freqs, rope (`ops/rope.rs`).
+    #[serde(rename = "rope")]
+    Rope(rope::RopeOp),
+    /// linear and the tensor-parallel ops (`ops/tensor_parallel.rs`).
+    #[serde(rename = "tensor_parallel")]
+    TensorParallel(tensor_parallel::TpOp),
+}
+
+/// What a topic file provides for each of its ops. The topic's op enum implements it; [`Op`]
+/// forwards to it, so engines, the check and the UI treat every topic alike.
+pub trait TopicOp {
+    fn kind(&self) -> OpKind;
+    /// Parameter values in range (the parser checks bounds too; a hand-built op is checked here).
+    fn validate(&self) -> Result<(), OpError>;
+    /// Parameters as text, e.g. "gumbel_softmax tau=0.5 hard seed=1".
+    fn describe(&self) -> String;
+    /// Shapes of `x` and the extra inputs agree with each other and with the parameters.
+    fn check_inputs(&self, req: &OpRequest) -> Result<(), OpError>;
+    /// Shape of the main output.
+    fn output_shape(&self, req: &OpRequest) -> Vec<usize>;
+    /// The f64 reference: the main output and any auxiliary outputs, in the order the engines
+    /// return them.
+    fn reference(&self, req: &OpRequest) -> Reference;
+    /// How close an engine must come to the reference.
+    fn tolerance(&self, dtype: DType) -> crate::check::Tolerance;
+    /// Things worth knowing about this input that are not errors.
+    fn notes(&self, _req: &OpRequest) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The f64 reference for a request: the main output and named auxiliary outputs (e.g.
+/// gumbel_softmax's soft sample next to the hard one-hot).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Reference {
+    pub values: Vec<f64>,
+    pub aux: Vec<AuxReference>,
+}
+
+/// One auxiliary output of the reference.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AuxReference {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f64>,
 }
 
 impl Op {
+    /// The topic op, for ops defined in a topic file.
+    pub fn topic_op(&self) -> Option<&dyn TopicOp> {
+        match self {
+            Op::Gumbel(t) => Some(t),
+            Op::Rope(t) => Some(t),
+            Op::TensorParallel(t) => Some(t),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> OpKind {
         match self {
             Op::Logit { .. } => OpKind::Logit,
@@ -272,6 +426,9 @@ impl Op {
             Op::LogSigmoid => OpKind::LogSigmoid,
             Op::Softmax { .. } => OpKind::Softmax,
             Op::LogSoftmax { .. } => OpKind::LogSoftmax,
+            Op::Gumbel(t) => t.kind(),
+            Op::Rope(t) => t.kind(),
+            Op::TensorParallel(t) => t.kind(),
         }
     }
 
@@ -321,6 +478,11 @@ impl Op {
             OpKind::LogSoftmax => Op::LogSoftmax {
                 temperature: values.get_float("temperature").unwrap_or(1.0),
             },
+            OpKind::GumbelNoise | OpKind::GumbelSoftmax => {
+                Op::Gumbel(gumbel::parse(kind, &values)?)
+            }
+            OpKind::RopeFreqs | OpKind::Rope => Op::Rope(rope::parse(kind, &values)?),
+            _ => Op::TensorParallel(tensor_parallel::parse(kind, &values)?),
         };
         op.validate()?;
         Ok((op, dtype))
@@ -329,6 +491,9 @@ impl Op {
     /// Check parameter values (bounds, finiteness). Constructing an `Op` by hand skips the parser,
     /// so every engine entry point calls this too.
     pub fn validate(&self) -> Result<(), OpError> {
+        if let Some(t) = self.topic_op() {
+            return t.validate();
+        }
         match *self {
             Op::Logit { eps: Some(eps) } => check_float("eps", eps, self.kind()),
             Op::Softmax { temperature, .. } | Op::LogSoftmax { temperature } => {
@@ -363,6 +528,9 @@ impl Op {
                 )
             }
             Op::LogSoftmax { temperature } => format!("log_softmax T={temperature}"),
+            Op::Gumbel(t) => t.describe(),
+            Op::Rope(t) => t.describe(),
+            Op::TensorParallel(t) => t.describe(),
         }
     }
 
@@ -380,8 +548,12 @@ impl Op {
     }
 }
 
-fn check_float(name: &str, v: f64, kind: OpKind) -> Result<(), OpError> {
-    let Some(ParamKind::Float { min, max, .. }) = kind
+/// Check a float parameter against its [`ParamSpec`] bounds (finite, in range, whole if integer).
+/// Topic files call this from their `validate`.
+pub fn check_float(name: &str, v: f64, kind: OpKind) -> Result<(), OpError> {
+    let Some(ParamKind::Float {
+        min, max, integer, ..
+    }) = kind
         .params()
         .iter()
         .find(|s| s.name == name)
@@ -401,11 +573,19 @@ fn check_float(name: &str, v: f64, kind: OpKind) -> Result<(), OpError> {
             reason: format!("{v} is outside [{min}, {max}]"),
         });
     }
+    if integer && v.fract() != 0.0 {
+        return Err(OpError::BadParam {
+            name: name.into(),
+            reason: format!("must be a whole number (got {v})"),
+        });
+    }
     Ok(())
 }
 
+/// Parsed `key=value` parameters, checked against their specs, for `Op::parse` and the topic
+/// files' `parse`. The last value given for a name wins.
 #[derive(Default)]
-struct ParamValues {
+pub struct ParamValues {
     floats: Vec<(&'static str, f64)>,
     bools: Vec<(&'static str, bool)>,
     choices: Vec<(&'static str, String)>,
@@ -443,21 +623,21 @@ impl ParamValues {
         }
         Ok(())
     }
-    fn get_float(&self, name: &str) -> Option<f64> {
+    pub fn get_float(&self, name: &str) -> Option<f64> {
         self.floats
             .iter()
             .rev()
             .find(|(n, _)| *n == name)
             .map(|(_, v)| *v)
     }
-    fn get_bool(&self, name: &str) -> Option<bool> {
+    pub fn get_bool(&self, name: &str) -> Option<bool> {
         self.bools
             .iter()
             .rev()
             .find(|(n, _)| *n == name)
             .map(|(_, v)| *v)
     }
-    fn get_choice(&self, name: &str) -> Option<&str> {
+    pub fn get_choice(&self, name: &str) -> Option<&str> {
         self.choices
             .iter()
             .rev()
@@ -466,47 +646,147 @@ impl ParamValues {
     }
 }
 
-/// Everything an engine needs to run one op: the op, the storage dtype and the input `x`.
-/// `x` holds f32 values; [`OpRequest::new`] rounds them to `dtype`, so every engine (and the
-/// reference) starts from the same representable inputs.
+/// Everything an engine needs to run one op: the op, the storage dtype, the primary input `x` and
+/// any further named inputs. Float inputs hold f32 values that [`OpRequest::with_inputs`] rounds to
+/// `dtype`, so every engine (and the reference) starts from the same representable inputs; integer
+/// inputs hold exact integers as f32.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct OpRequest {
     pub op: Op,
     pub dtype: DType,
     pub x: Tensor,
+    /// The other inputs, by name, in the order of [`OpKind::inputs`] (optional ones may be absent).
+    pub extra: Vec<(String, Tensor)>,
 }
 
 impl OpRequest {
-    /// Validate the op and the input and round the input to `dtype`.
-    pub fn new(op: Op, dtype: DType, mut x: Tensor) -> Result<Self, OpError> {
+    /// Validate the op and the input and round the input to `dtype` (ops with one input).
+    pub fn new(op: Op, dtype: DType, x: Tensor) -> Result<Self, OpError> {
+        Self::with_inputs(op, dtype, x, Vec::new())
+    }
+
+    /// Validate the op and every input (names, integer values, sizes, shapes) and round the float
+    /// inputs to `dtype`.
+    pub fn with_inputs(
+        op: Op,
+        dtype: DType,
+        mut x: Tensor,
+        extra: Vec<(String, Tensor)>,
+    ) -> Result<Self, OpError> {
         op.validate()?;
+        let kind = op.kind();
+        let decls = kind.inputs();
+        let primary = decls[0];
         if x.shape.is_empty() {
             return Err(OpError::BadInput {
-                name: "x".into(),
+                name: primary.name.into(),
                 reason: "a scalar has no rows; give at least one axis".into(),
             });
         }
-        if x.len() > MAX_ELEMENTS {
+        let mut ordered: Vec<(String, Tensor)> = Vec::new();
+        for (name, _) in &extra {
+            if !decls[1..].iter().any(|d| d.name == name) {
+                return Err(OpError::BadInput {
+                    name: name.clone(),
+                    reason: format!(
+                        "op {kind} has no input '{name}' (it takes: {})",
+                        decls.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+            if extra.iter().filter(|(n, _)| n == name).count() > 1 {
+                return Err(OpError::BadInput {
+                    name: name.clone(),
+                    reason: "given twice".into(),
+                });
+            }
+        }
+        let mut extra = extra;
+        for decl in &decls[1..] {
+            match extra.iter().position(|(n, _)| n == decl.name) {
+                Some(i) => ordered.push(extra.swap_remove(i)),
+                None if decl.optional => {}
+                None => {
+                    return Err(OpError::BadInput {
+                        name: decl.name.into(),
+                        reason: format!("op {kind} needs input '{}': {}", decl.name, decl.help),
+                    });
+                }
+            }
+        }
+        let total: usize = x.len() + ordered.iter().map(|(_, t)| t.len()).sum::<usize>();
+        if total > MAX_ELEMENTS {
             return Err(OpError::BadInput {
-                name: "x".into(),
+                name: primary.name.into(),
                 reason: format!(
-                    "{} elements is more than the limit of {MAX_ELEMENTS} (2^28)",
-                    x.len()
+                    "{total} elements in all is more than the limit of {MAX_ELEMENTS} (2^28)"
                 ),
             });
         }
-        if dtype != DType::F32 {
-            for v in &mut x.data {
-                *v = dtype.round(*v);
+        prepare_input(&primary, dtype, &mut x)?;
+        for (name, t) in &mut ordered {
+            let decl = decls.iter().find(|d| d.name == name.as_str()).copied();
+            if let Some(decl) = decl {
+                prepare_input(&decl, dtype, t)?;
             }
         }
-        Ok(OpRequest { op, dtype, x })
+        let req = OpRequest {
+            op,
+            dtype,
+            x,
+            extra: ordered,
+        };
+        if let Some(t) = req.op.topic_op() {
+            t.check_inputs(&req)?;
+        }
+        Ok(req)
+    }
+
+    /// A named input: the primary one by its declared name (or "x"), or one of `extra`.
+    pub fn input(&self, name: &str) -> Option<&Tensor> {
+        if name == "x" || name == self.op.kind().inputs()[0].name {
+            return Some(&self.x);
+        }
+        self.extra.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    /// Shape of the main output (the primary input's shape for the element- and row-wise ops).
+    pub fn output_shape(&self) -> Vec<usize> {
+        match self.op.topic_op() {
+            Some(t) => t.output_shape(self),
+            None => self.x.shape.clone(),
+        }
+    }
+
+    /// Number of values in the main output.
+    pub fn output_len(&self) -> usize {
+        self.output_shape().iter().product()
+    }
+
+    /// Whether there is nothing to compute (an empty input or output): engines answer without
+    /// touching the device.
+    pub fn is_empty(&self) -> bool {
+        self.x.is_empty() || self.output_len() == 0
+    }
+
+    /// The f64 reference with its auxiliary outputs (see [`Reference`]).
+    pub fn reference_full(&self) -> Reference {
+        match self.op.topic_op() {
+            Some(t) => t.reference(self),
+            None => Reference {
+                values: self.reference(),
+                aux: Vec::new(),
+            },
+        }
     }
 
     /// Things a learner should know about this input that are not errors: rows where the result is
     /// undefined (all -inf), non-finite inputs. The op still runs and the outputs there are NaN, as
     /// in PyTorch.
     pub fn notes(&self) -> Vec<String> {
+        if let Some(t) = self.op.topic_op() {
+            return t.notes(self);
+        }
         let mut notes = Vec::new();
         let nan = self.x.data.iter().filter(|v| v.is_nan()).count();
         let inf = self.x.data.iter().filter(|v| v.is_infinite()).count();
@@ -537,7 +817,11 @@ impl OpRequest {
     }
 
     /// The f64 reference result (the source of truth), computed from the dtype-rounded input.
+    /// Only the main output; [`OpRequest::reference_full`] adds the auxiliary ones.
     pub fn reference(&self) -> Vec<f64> {
+        if let Some(t) = self.op.topic_op() {
+            return t.reference(self).values;
+        }
         let x: Vec<f64> = self.x.data.iter().map(|&v| v as f64).collect();
         match self.op {
             Op::Logit { .. } => {
@@ -555,8 +839,40 @@ impl OpRequest {
             Op::LogSoftmax { temperature } => softmax::rows_ref(&x, self.x.cols(), |row, out| {
                 softmax::log_softmax_row_ref(row, temperature, out)
             }),
+            Op::Gumbel(_) | Op::Rope(_) | Op::TensorParallel(_) => unreachable!("handled above"),
         }
     }
+}
+
+/// Check one input against its declaration: integer inputs hold exact, finite integers within
+/// ±2^24; float inputs are rounded to `dtype`.
+fn prepare_input(decl: &InputDecl, dtype: DType, t: &mut Tensor) -> Result<(), OpError> {
+    if t.shape.is_empty() {
+        return Err(OpError::BadInput {
+            name: decl.name.into(),
+            reason: "a scalar has no axes; give at least one".into(),
+        });
+    }
+    if decl.int {
+        if let Some((i, v)) = t
+            .data
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !v.is_finite() || v.fract() != 0.0 || v.abs() > MAX_INT_INPUT)
+        {
+            return Err(OpError::BadInput {
+                name: decl.name.into(),
+                reason: format!(
+                    "element {i} is {v}: this input holds integers (at most 2^24 in magnitude)"
+                ),
+            });
+        }
+    } else if dtype != DType::F32 {
+        for v in &mut t.data {
+            *v = dtype.round(*v);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -70,7 +70,8 @@ impl CellState {
             .filter_map(|(p, v)| v.to_param_string().map(|s| (p.name.to_string(), s)))
             .collect();
         let (op, dtype) = Op::parse(self.spec.op.name(), &pairs).map_err(|e| e.to_string())?;
-        OpRequest::new(op, dtype, self.input.clone()).map_err(|e| e.to_string())
+        let x = self.spec.shaped_input(&self.input)?;
+        OpRequest::with_inputs(op, dtype, x, self.spec.extra_tensors()).map_err(|e| e.to_string())
     }
 
     /// Move the first slider to fraction `t` of its range (log-spaced on a log slider), as a
@@ -79,11 +80,14 @@ impl CellState {
         let t = t.clamp(0.0, 1.0);
         for (p, v) in self.spec.params.iter().zip(self.values.iter_mut()) {
             if let (Control::Slider { min, max, log }, ParamValue::Float(x)) = (&p.control, v) {
-                let new = if *log {
+                let mut new = if *log {
                     (min.ln() + t * (max.ln() - min.ln())).exp()
                 } else {
                     min + t * (max - min)
                 };
+                if p.is_integer(self.spec.op) {
+                    new = new.round().clamp(*min, *max);
+                }
                 let changed = *x != new;
                 *x = new;
                 return changed;
@@ -268,6 +272,7 @@ pub fn cell_ui(
         });
         ui.add_space(theme.block_gap * 0.5);
         input_ui(ui, id, state, theme, &mut events);
+        extra_inputs_ui(ui, state, theme);
         params_ui(ui, state, theme, &mut events);
         if let Some(err) = &state.request_error {
             ui.label(RichText::new(format!("✘ {err}")).color(theme.fail));
@@ -296,8 +301,9 @@ fn input_ui(
     theme: &Theme,
     events: &mut CellEvents,
 ) {
+    let primary = state.spec.op.inputs()[0].name;
     ui.horizontal_wrapped(|ui| {
-        let label = ui.label("input x");
+        let label = ui.label(format!("input {primary}"));
         if state.input.len() <= EDITABLE_VALUES {
             let edit = egui::TextEdit::singleline(&mut state.input_text)
                 .id(id.with("input"))
@@ -314,14 +320,14 @@ fn input_ui(
                 }
             }
         } else {
+            let shape = match &state.spec.shape {
+                Some(s) => format!("{s:?}"),
+                None => format!("{} x {}", state.input.rows(), state.input.cols()),
+            };
             ui.label(
-                RichText::new(format!(
-                    "{} x {} values",
-                    state.input.rows(),
-                    state.input.cols()
-                ))
-                .monospace()
-                .color(theme.text_weak),
+                RichText::new(format!("{shape} values"))
+                    .monospace()
+                    .color(theme.text_weak),
             );
         }
         if ui
@@ -360,6 +366,35 @@ fn input_ui(
     }
 }
 
+/// The cell's other inputs (positions, weights, ids): name, shape and the first values.
+fn extra_inputs_ui(ui: &mut Ui, state: &CellState, theme: &Theme) {
+    if state.spec.extra.is_empty() {
+        return;
+    }
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing.x = theme.column_gap;
+        for (name, t) in state.spec.extra_tensors() {
+            let shown: Vec<String> = t
+                .data
+                .iter()
+                .take(LISTED_VALUES)
+                .map(|&v| format_value(v as f64))
+                .collect();
+            let more = if t.len() > LISTED_VALUES { ", …" } else { "" };
+            ui.label(
+                RichText::new(format!(
+                    "{name} {:?} = [{}{more}]",
+                    t.shape,
+                    shown.join(", ")
+                ))
+                .monospace()
+                .size(theme.text_small)
+                .color(theme.text_weak),
+            );
+        }
+    });
+}
+
 fn params_ui(ui: &mut Ui, state: &mut CellState, theme: &Theme, events: &mut CellEvents) {
     let adjustable = state
         .spec
@@ -376,11 +411,15 @@ fn params_ui(ui: &mut Ui, state: &mut CellState, theme: &Theme, events: &mut Cel
             match (&p.control, value) {
                 (Control::Slider { min, max, log }, ParamValue::Float(v)) => {
                     let label = ui.label(p.name);
+                    let integer = p.is_integer(state.spec.op);
                     // Three significant digits, not three decimals: a decimals limit would also
                     // round the value itself (eps = 1e-6 would become 0).
-                    let slider = egui::Slider::new(v, *min..=*max)
+                    let mut slider = egui::Slider::new(v, *min..=*max)
                         .logarithmic(*log)
                         .custom_formatter(|v, _| format_value(v));
+                    if integer {
+                        slider = slider.integer();
+                    }
                     let r = ui.add(slider).labelled_by(label.id);
                     if r.changed() {
                         events.changed = true;
@@ -476,7 +515,39 @@ fn results_ui(
                 chart_ui(ui, id.with("line"), &Chart::comparison_lines(result), theme);
             }
             View::Table => table_ui(ui, id.with("table"), result, theme),
+            View::Topic(name) => topic_view_ui(ui, id.with(name), name, result, theme),
             _ => {}
+        }
+    }
+}
+
+/// A topic's figure (`crate::views`): its charts side by side, then its readouts.
+fn topic_view_ui(ui: &mut Ui, id: egui::Id, name: &str, result: &Comparison, theme: &Theme) {
+    ui.add_space(theme.block_gap * 0.5);
+    match crate::views::figure(name, result) {
+        Ok(figure) => {
+            let n = figure.charts.len().max(1);
+            let gap = theme.column_gap;
+            let width = ((ui.available_width() - gap * (n - 1) as f32) / n as f32).max(0.0);
+            ui.horizontal_top(|ui| {
+                ui.spacing_mut().item_spacing.x = gap;
+                for (i, chart) in figure.charts.iter().enumerate() {
+                    ui.allocate_ui_with_layout(
+                        egui::vec2(width, 0.0),
+                        egui::Layout::top_down(egui::Align::Min),
+                        |col| {
+                            col.set_width(width);
+                            chart_ui(col, id.with(i), chart, theme);
+                        },
+                    );
+                }
+            });
+            for line in &figure.readouts {
+                ui.label(RichText::new(line).size(theme.text_body));
+            }
+        }
+        Err(reason) => {
+            ui.label(RichText::new(format!("{name}: {reason}")).color(theme.text_weak));
         }
     }
 }

@@ -452,7 +452,7 @@ fn lines_ui(ui: &mut Ui, id: Id, chart: &Chart, series: &[LineSeries], theme: &T
         segments.push(segment);
         let finite: Vec<[f64; 2]> = segments.iter().flatten().copied().collect();
         for (k, seg) in segments.into_iter().enumerate() {
-            if seg.is_empty() {
+            if seg.is_empty() || ser.points_only {
                 continue;
             }
             lines.push(
@@ -463,8 +463,9 @@ fn lines_ui(ui: &mut Ui, id: Id, chart: &Chart, series: &[LineSeries], theme: &T
                     .style(line_style(ser.role)),
             );
         }
-        if let Some(shape) = marker_shape(ser.role)
-            && finite.len() <= MAX_POINTS_WITH_MARKERS
+        let shape = marker_shape(ser.role).or(ser.points_only.then_some(MarkerShape::Circle));
+        if let Some(shape) = shape
+            && (ser.points_only || finite.len() <= MAX_POINTS_WITH_MARKERS)
         {
             points.push(
                 Points::new(ser.name.clone(), PlotPoints::from(finite))
@@ -894,8 +895,13 @@ fn persistent_id(ui: &Ui, id: impl Hash) -> Id {
 
 /// A plot with no pan or zoom (a double-click resets), theme colours, and the y axis label.
 fn base_plot<'a>(id: Id, chart: &'a Chart, theme: &Theme, height: f32) -> Plot<'a> {
-    Plot::new(id)
-        .id(id)
+    let plot = Plot::new(id);
+    let plot = if chart.equal_aspect {
+        plot.data_aspect(1.0)
+    } else {
+        plot
+    };
+    plot.id(id)
         .height(height)
         .allow_zoom(false)
         .allow_drag(false)

@@ -4,7 +4,12 @@
 //!
 //! Sums use a fixed pairwise order (blocks of 8, then halving), the shape of a GPU tree reduction,
 //! so the rounding errors are of the same size as the kernels'. The algorithms are specified in the
-//! module comments of `src/ops/logits.rs` and `src/ops/softmax.rs`.
+//! module comments of `src/ops/logits.rs` and `src/ops/softmax.rs`; later topics have their own
+//! file here (`gumbel.rs`, `rope.rs`, `tensor_parallel.rs`) following their `src/ops` file.
+
+mod gumbel;
+mod rope;
+mod tensor_parallel;
 
 use super::{Engine, EngineError, EngineKind, OpOutput, TimingSource};
 use crate::dtype::DType;
@@ -55,6 +60,12 @@ impl Engine for CpuEngine {
     }
 
     fn execute(&self, req: &OpRequest) -> Result<OpOutput, EngineError> {
+        match &req.op {
+            Op::Gumbel(op) => return gumbel::execute(self, req, op),
+            Op::Rope(op) => return rope::execute(self, req, op),
+            Op::TensorParallel(op) => return tensor_parallel::execute(self, req, op),
+            _ => {}
+        }
         let start = Instant::now();
         let dtype = req.dtype;
         let x = &req.x.data;
@@ -84,19 +95,29 @@ impl Engine for CpuEngine {
             });
         }
         let elapsed = start.elapsed();
-        Ok(OpOutput {
-            shape: req.x.shape.clone(),
+        Ok(OpOutput::new(
+            req.x.shape.clone(),
             dtype,
-            values: y,
-            kernel_time: elapsed,
-            timing: TimingSource::WallClock,
-            total_time: elapsed,
-        })
+            y,
+            elapsed,
+            TimingSource::WallClock,
+            elapsed,
+        ))
+    }
+}
+
+impl CpuEngine {
+    /// Threads this engine may use (topic files split large work over them).
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 }
 
 fn run_chunk(op: &Op, dtype: DType, cols: usize, x: &[f32], y: &mut [f32]) {
     match *op {
+        Op::Gumbel(_) | Op::Rope(_) | Op::TensorParallel(_) => {
+            unreachable!("topic ops run in their own file")
+        }
         Op::Logit { .. } => {
             let bounds = op.logit_bounds();
             for (o, &p) in y.iter_mut().zip(x) {
@@ -164,7 +185,7 @@ fn sigmoid_f32(x: f32) -> f32 {
 }
 
 /// Sum in a fixed pairwise order: sequential blocks of 8, then pairs of partial sums.
-fn pairwise_sum(values: impl Iterator<Item = f32>) -> f32 {
+pub(crate) fn pairwise_sum(values: impl Iterator<Item = f32>) -> f32 {
     let mut partials: Vec<f32> = Vec::new();
     let mut acc = 0.0f32;
     let mut n = 0;
@@ -190,7 +211,7 @@ fn row_max(row: &[f32], t: f32) -> f32 {
     row.iter().map(|&v| v / t).fold(f32::NEG_INFINITY, f32::max)
 }
 
-fn softmax_stable_row(row: &[f32], t: f32, dtype: DType, out: &mut [f32]) {
+pub(crate) fn softmax_stable_row(row: &[f32], t: f32, dtype: DType, out: &mut [f32]) {
     let m = row_max(row, t);
     let s = pairwise_sum(row.iter().map(|&v| (v / t - m).exp()));
     for (o, &v) in out.iter_mut().zip(row) {

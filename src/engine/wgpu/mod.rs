@@ -15,10 +15,20 @@
 //! inside error scopes, a handler records anything that escapes them, and a lost device is
 //! remembered: all of these become [`EngineError::Failed`] with the message, never a panic. One run
 //! at a time holds the engine's lock, so `execute(&self)` is safe from any thread.
+//!
+//! Later topics (`gumbel.rs`, `rope.rs`, `tensor_parallel.rs` here) describe their work as buffers and
+//! a list of dispatches and call [`WgpuEngine::run_dispatches`]: the shader for a topic is compiled
+//! on first use (pipeline layouts derived from the shader), and the same error handling, timing and
+//! read-back apply.
+
+mod gumbel;
+mod rope;
+mod tensor_parallel;
 
 use super::{Engine, EngineError, EngineKind, OpOutput, TimingSource};
 use crate::dtype::DType;
 use crate::ops::{Op, OpRequest};
+use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -88,6 +98,8 @@ impl Params {
             Op::LogSoftmax { temperature } => {
                 (p.op, p.temperature, p.stable) = (1, temperature as f32, 1);
             }
+            // Topic ops run through `run_dispatches` with their own uniforms.
+            Op::Gumbel(_) | Op::Rope(_) | Op::TensorParallel(_) => {}
         }
         p
     }
@@ -116,6 +128,47 @@ pub struct WgpuEngine {
     errors: Arc<Mutex<DeviceErrors>>,
     /// Held for the whole of a run: one submission (and one set of error scopes) at a time.
     run_lock: Mutex<()>,
+    /// Topic pipelines compiled on first use, by (topic, entry point); a compile error is kept
+    /// too, so it is reported on every request without recompiling.
+    pipelines: Mutex<HashMap<(String, String), Result<wgpu::ComputePipeline, String>>>,
+}
+
+/// How a storage buffer of [`WgpuEngine::run_dispatches`] starts.
+pub(crate) enum BufferInit {
+    /// Uploaded words.
+    Words(Vec<u32>),
+    /// This many zero words.
+    Zeroed(usize),
+}
+
+impl BufferInit {
+    fn words(&self) -> usize {
+        match self {
+            BufferInit::Words(w) => w.len(),
+            BufferInit::Zeroed(n) => *n,
+        }
+    }
+}
+
+/// One compute dispatch of [`WgpuEngine::run_dispatches`].
+pub(crate) struct Dispatch {
+    /// The entry point in the topic's shader.
+    pub entry: &'static str,
+    /// Indices into the run's buffers: `buffers[i]` is bound at `@binding(i)` of group 0. The shader
+    /// entry point must use every one of them (the layout is derived from the shader).
+    pub buffers: Vec<usize>,
+    /// The uniform at `@binding(buffers.len())`, as 32-bit words; empty for none.
+    pub params: Vec<u32>,
+    /// Workgroups (x, y, z).
+    pub workgroups: (u32, u32, u32),
+}
+
+/// What [`WgpuEngine::run_dispatches`] returns: the words of each buffer asked for, and the time
+/// of all dispatches together.
+pub(crate) struct DispatchRun {
+    pub outputs: Vec<Vec<u32>>,
+    pub kernel_time: Duration,
+    pub timing: TimingSource,
 }
 
 impl WgpuEngine {
@@ -226,6 +279,7 @@ impl WgpuEngine {
             timestamp_period_ns,
             errors,
             run_lock: Mutex::new(()),
+            pipelines: Mutex::new(HashMap::new()),
         })
     }
 
@@ -536,6 +590,10 @@ impl Engine for WgpuEngine {
     }
 
     fn supports(&self, req: &OpRequest) -> Result<(), EngineError> {
+        if req.op.topic_op().is_some() {
+            // Topic files check their buffers against the limits in `run_dispatches`.
+            return Ok(());
+        }
         if req.x.is_empty() {
             return Ok(());
         }
@@ -543,6 +601,12 @@ impl Engine for WgpuEngine {
     }
 
     fn execute(&self, req: &OpRequest) -> Result<OpOutput, EngineError> {
+        match &req.op {
+            Op::Gumbel(op) => return gumbel::execute(self, req, op),
+            Op::Rope(op) => return rope::execute(self, req, op),
+            Op::TensorParallel(op) => return tensor_parallel::execute(self, req, op),
+            _ => {}
+        }
         let start = Instant::now();
         // `Engine::run` answers empty inputs before calling this.
         let plan = self.plan(req)?;
@@ -576,29 +640,312 @@ impl Engine for WgpuEngine {
                 req.x.len()
             )));
         }
-        Ok(OpOutput {
-            shape: req.x.shape.clone(),
-            dtype: req.dtype,
-            values: decode(req.dtype, &words),
+        Ok(OpOutput::new(
+            req.x.shape.clone(),
+            req.dtype,
+            decode(req.dtype, &words),
             kernel_time,
             timing,
-            total_time: start.elapsed(),
+            start.elapsed(),
+        ))
+    }
+}
+
+impl WgpuEngine {
+    /// The pipeline for `entry` in `shaders/<topic>.wgsl`, compiled on first use with a layout
+    /// derived from the shader.
+    fn topic_pipeline(
+        &self,
+        topic: &str,
+        entry: &str,
+    ) -> Result<wgpu::ComputePipeline, EngineError> {
+        let key = (topic.to_string(), entry.to_string());
+        let mut cache = lock(&self.pipelines);
+        let result = cache.entry(key).or_insert_with(|| {
+            let file = format!("shaders/{topic}.wgsl");
+            let source = crate::sources::wgsl(topic)
+                .ok_or_else(|| format!("{file} is not embedded in this build"))?;
+            scoped(&self.device, || {
+                let module = self
+                    .device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(&file),
+                        source: wgpu::ShaderSource::Wgsl(source.into()),
+                    });
+                self.device
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(entry),
+                        layout: None,
+                        module: &module,
+                        entry_point: Some(entry),
+                        compilation_options: Default::default(),
+                        cache: None,
+                    })
+            })
+            .map_err(|e| format!("{file} ({entry}) does not compile: {e}"))
+        });
+        result.clone().map_err(EngineError::Failed)
+    }
+
+    /// Largest storage buffer, in 32-bit words, that this device can bind.
+    pub(crate) fn max_buffer_words(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+            / 4
+    }
+
+    /// Largest workgroup count per grid dimension.
+    pub(crate) fn max_workgroups(&self) -> u32 {
+        self.limits.max_compute_workgroups_per_dimension.max(1)
+    }
+
+    /// Upload `buffers`, run `dispatches` in order in one compute pass (each dispatch sees the
+    /// writes of the ones before it), and read back the buffers listed in `read`. Shaders come from
+    /// `shaders/<topic>.wgsl`. Every failure is an [`EngineError`], never a panic; a buffer larger
+    /// than the device can bind is `Unsupported` with the limit.
+    pub(crate) fn run_dispatches(
+        &self,
+        topic: &str,
+        buffers: &[BufferInit],
+        dispatches: &[Dispatch],
+        read: &[usize],
+    ) -> Result<DispatchRun, EngineError> {
+        let max_words = self.max_buffer_words();
+        for b in buffers {
+            if b.words() as u64 > max_words {
+                return Err(EngineError::Unsupported(format!(
+                    "a {}-byte storage buffer is larger than this adapter binds ({} bytes)",
+                    b.words() as u64 * 4,
+                    max_words * 4
+                )));
+            }
+        }
+        let max_dim = self.max_workgroups();
+        for d in dispatches {
+            let (x, y, z) = d.workgroups;
+            if x > max_dim || y > max_dim || z > max_dim {
+                return Err(EngineError::Unsupported(format!(
+                    "{x} x {y} x {z} workgroups exceed this adapter's {max_dim} per dimension"
+                )));
+            }
+        }
+        let pipelines = dispatches
+            .iter()
+            .map(|d| self.topic_pipeline(topic, d.entry))
+            .collect::<Result<Vec<_>, _>>()?;
+        let _run = lock(&self.run_lock);
+        {
+            let mut errors = lock(&self.errors);
+            if let Some(reason) = &errors.lost {
+                return Err(EngineError::Failed(format!(
+                    "the wgpu device was lost: {reason}"
+                )));
+            }
+            errors.uncaptured.clear();
+        }
+        let result = self.dispatch_on_device(topic, buffers, dispatches, &pipelines, read);
+        {
+            let errors = lock(&self.errors);
+            if let Some(reason) = &errors.lost {
+                return Err(EngineError::Failed(format!(
+                    "the wgpu device was lost: {reason}"
+                )));
+            }
+            if !errors.uncaptured.is_empty() {
+                return Err(EngineError::Failed(errors.uncaptured.join("; ")));
+            }
+        }
+        result.map_err(EngineError::Failed)
+    }
+
+    fn dispatch_on_device(
+        &self,
+        topic: &str,
+        buffers: &[BufferInit],
+        dispatches: &[Dispatch],
+        pipelines: &[wgpu::ComputePipeline],
+        read: &[usize],
+    ) -> Result<DispatchRun, String> {
+        let timestamps = self.timestamp_period_ns.is_some();
+        let device = &self.device;
+        use wgpu::BufferUsages as U;
+        let make = |label: &str, size: u64, usage: wgpu::BufferUsages| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                // wgpu refuses zero-sized bindings: an empty buffer still gets one word.
+                size: size.max(4),
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let recorded = scoped(device, || {
+            let storage: Vec<wgpu::Buffer> = buffers
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let buffer = make(
+                        &format!("{topic} buffer {i}"),
+                        b.words() as u64 * 4,
+                        U::STORAGE | U::COPY_DST | U::COPY_SRC,
+                    );
+                    if let BufferInit::Words(words) = b
+                        && !words.is_empty()
+                    {
+                        self.queue
+                            .write_buffer(&buffer, 0, bytemuck::cast_slice(words));
+                    }
+                    buffer
+                })
+                .collect();
+            let bind_groups: Vec<wgpu::BindGroup> = dispatches
+                .iter()
+                .zip(pipelines)
+                .map(|(d, pipeline)| {
+                    let uniform = (!d.params.is_empty()).then(|| {
+                        let u = make(
+                            "params",
+                            (d.params.len() as u64 * 4).next_multiple_of(16),
+                            U::UNIFORM | U::COPY_DST,
+                        );
+                        self.queue
+                            .write_buffer(&u, 0, bytemuck::cast_slice(&d.params));
+                        u
+                    });
+                    let mut entries: Vec<wgpu::BindGroupEntry> = d
+                        .buffers
+                        .iter()
+                        .enumerate()
+                        .map(|(binding, &i)| wgpu::BindGroupEntry {
+                            binding: binding as u32,
+                            resource: storage[i].as_entire_binding(),
+                        })
+                        .collect();
+                    if let Some(u) = &uniform {
+                        entries.push(wgpu::BindGroupEntry {
+                            binding: d.buffers.len() as u32,
+                            resource: u.as_entire_binding(),
+                        });
+                    }
+                    device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(d.entry),
+                        layout: &pipeline.get_bind_group_layout(0),
+                        entries: &entries,
+                    })
+                })
+                .collect();
+            let queries = timestamps.then(|| {
+                let set = device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("kernel start, end"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2,
+                });
+                let bytes = 2 * wgpu::QUERY_SIZE as u64;
+                let resolved = make("timestamps", bytes, U::QUERY_RESOLVE | U::COPY_SRC);
+                let readback = make("timestamps readback", bytes, U::MAP_READ | U::COPY_DST);
+                (set, resolved, readback)
+            });
+            let mut encoder = device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(topic) });
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(topic),
+                    timestamp_writes: queries.as_ref().map(|(set, _, _)| {
+                        wgpu::ComputePassTimestampWrites {
+                            query_set: set,
+                            beginning_of_pass_write_index: Some(0),
+                            end_of_pass_write_index: Some(1),
+                        }
+                    }),
+                });
+                for ((d, pipeline), group) in dispatches.iter().zip(pipelines).zip(&bind_groups) {
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, group, &[]);
+                    let (x, y, z) = d.workgroups;
+                    pass.dispatch_workgroups(x, y, z);
+                }
+            }
+            let readbacks: Vec<wgpu::Buffer> = read
+                .iter()
+                .map(|&i| {
+                    let bytes = buffers[i].words() as u64 * 4;
+                    let rb = make("readback", bytes, U::MAP_READ | U::COPY_DST);
+                    if bytes > 0 {
+                        encoder.copy_buffer_to_buffer(&storage[i], 0, &rb, 0, bytes);
+                    }
+                    rb
+                })
+                .collect();
+            if let Some((set, resolved, readback)) = &queries {
+                encoder.resolve_query_set(set, 0..2, resolved, 0);
+                encoder.copy_buffer_to_buffer(resolved, 0, readback, 0, resolved.size());
+            }
+            (
+                readbacks,
+                queries.map(|(_, _, readback)| readback),
+                encoder.finish(),
+            )
+        })?;
+        let (readbacks, timestamp_readback, commands) = recorded;
+        self.wait(None)?; // uploads finish before the clock starts
+        let submitted = Instant::now();
+        let index = scoped(device, || self.queue.submit([commands]))?;
+        self.wait(Some(index))?;
+        let wall = submitted.elapsed();
+        let mut all: Vec<&wgpu::Buffer> = readbacks.iter().collect();
+        all.extend(timestamp_readback.as_ref());
+        let mut words = self.read(&all)?;
+        let ticks = timestamp_readback.is_some().then(|| words.pop()).flatten();
+        let outputs: Vec<Vec<u32>> = words
+            .into_iter()
+            .zip(read)
+            .map(|(mut w, &i)| {
+                w.truncate(buffers[i].words());
+                w
+            })
+            .collect();
+        let (kernel_time, timing) = match (ticks, self.timestamp_period_ns) {
+            (Some(t), Some(period_ns)) if t.len() == 4 => {
+                let start = u64::from(t[0]) | u64::from(t[1]) << 32;
+                let end = u64::from(t[2]) | u64::from(t[3]) << 32;
+                let ns = end.saturating_sub(start) as f64 * period_ns;
+                (
+                    Duration::from_nanos(ns.round() as u64),
+                    TimingSource::GpuTimestamps,
+                )
+            }
+            _ => (wall, TimingSource::WallClock),
+        };
+        Ok(DispatchRun {
+            outputs,
+            kernel_time,
+            timing,
         })
     }
+}
+
+/// Values of `dtype` as the shaders store them: one u32 word per element (f32 bits, or f16/bf16
+/// bits in the low half).
+pub(crate) fn encode_values(dtype: DType, values: &[f32]) -> Vec<u32> {
+    match dtype {
+        DType::F32 => values.iter().map(|v| v.to_bits()).collect(),
+        DType::F16 | DType::Bf16 => dtype
+            .encode_u16(values)
+            .into_iter()
+            .map(u32::from)
+            .collect(),
+    }
+}
+
+/// Words written by a shader back to f32 values of `dtype` (see [`encode_values`]).
+pub(crate) fn decode_values(dtype: DType, words: &[u32]) -> Vec<f32> {
+    decode(dtype, words)
 }
 
 /// The input as the shaders read it: one u32 word per element (f32 bits, or f16/bf16 bits in the
 /// low half).
 fn encode(req: &OpRequest) -> Vec<u32> {
-    match req.dtype {
-        DType::F32 => req.x.data.iter().map(|v| v.to_bits()).collect(),
-        DType::F16 | DType::Bf16 => req
-            .dtype
-            .encode_u16(&req.x.data)
-            .into_iter()
-            .map(u32::from)
-            .collect(),
-    }
+    encode_values(req.dtype, &req.x.data)
 }
 
 /// The output words back to f32 values (exact: every f16 and bf16 is an f32).

@@ -1,0 +1,2 @@
+// linear and the tensor-parallel ops: PLACEHOLDER written by the lead so the crate compiles; the topic's helper replaces it.
+extern "C" __global__ void tensor_parallel_placeholder(float* y) { y[0] = 0.0f; }
