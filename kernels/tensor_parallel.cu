@@ -1,2 +1,316 @@
-// linear and the tensor-parallel ops: PLACEHOLDER written by the lead so the crate compiles; the topic's helper replaces it.
-extern "C" __global__ void tensor_parallel_placeholder(float* y) { y[0] = 0.0f; }
+// tensor_parallel.cu: the tensor-parallel lesson's kernels: a tiled GEMM (linear, and every rank's
+// share of a column- or row-parallel linear), the vocab-parallel embedding's masked lookup, the
+// four steps of the vocab-parallel cross-entropy, and the collectives (all-reduce, all-gather)
+// written as plain kernels over the ranks' buffers.
+//
+// Compiled at run time by NVRTC (src/engine/cuda/tensor_parallel.rs) and shown in the app next to
+// its results. The host turns a request into a rank program (src/ops/tensor_parallel.rs): buffers
+// owned by ranks 0..k-1, and steps. Each rank's compute runs on its own CUDA stream; before a
+// collective the host joins the ranks' streams (events) into the main stream, which runs it:
+//   all-reduce  = reduce_copy (rank 0's buffer into its result), reduce_accumulate for ranks
+//                 1..k-1 in order (sum, or max ignoring NaN), reduce_copy to every other rank;
+//   all-gather  = gather_columns, once per (destination rank, source rank).
+// On several GPUs these would be NCCL calls (ncclAllReduce, ncclAllGather) moving bytes over
+// NVLink; everything else stays the same.
+//
+// Storage: inputs and finished outputs in f32 / f16 / bf16 (16-bit values as unsigned short bit
+// patterns); partial sums and collective buffers in f32; ids as unsigned int. Arithmetic is f32,
+// with NVRTC's accurate options (no fused multiply-add: the dot products round every product and
+// every sum, as the CPU engine does). NVRTC has no standard headers, so infinities are bit
+// patterns and the 16-bit conversions are written out (the same as in softmax.cu).
+
+#define KB_NEG_INF __int_as_float(0xff800000)
+#define KB_NEG_ZERO __int_as_float(0x80000000)
+
+// Threads per block of the one-dimensional kernels (the row reductions need a power of two),
+// and the GEMM's tile edge: a block of TILE x TILE = 256 threads computes a TILE x TILE tile of y.
+#define THREADS 256
+#define TILE 16
+
+// ---------------------------------------------------------------------------------------------
+// Storage types: a bit type `T`, `load` widens to f32 (exact), `store` rounds an f32 to the type.
+// ---------------------------------------------------------------------------------------------
+
+struct F32 {
+    typedef float T;
+    static __device__ __forceinline__ float load(T v) { return v; }
+    static __device__ __forceinline__ T store(float f) { return f; }
+};
+
+// IEEE half: `cvt.f32.f16` widens exactly, `cvt.rn.f16.f32` rounds to nearest even and
+// overflows to inf (65520 and up).
+struct F16 {
+    typedef unsigned short T;
+    static __device__ __forceinline__ float load(T h) {
+        float f;
+        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+        return f;
+    }
+    static __device__ __forceinline__ T store(float f) {
+        unsigned short h;
+        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+        return h;
+    }
+};
+
+// bfloat16: the top 16 bits of an f32. Rounding by hand: round to nearest even, NaN kept NaN.
+struct BF16 {
+    typedef unsigned short T;
+    static __device__ __forceinline__ float load(T b) {
+        return __uint_as_float(((unsigned int)b) << 16);
+    }
+    static __device__ __forceinline__ T store(float f) {
+        unsigned int u = __float_as_uint(f);
+        if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x0040u);
+        u += 0x7fffu + ((u >> 16) & 1u);
+        return (unsigned short)(u >> 16);
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// linear: y[i, o] = sum_j x[i, j] w[o, j] (+ b[o]), one TILE x TILE tile of y per block.
+// x [rows, inner], w [out, inner] (as torch.nn.Linear stores it), b [out] in the storage type;
+// y [rows, out] in f32. Every rank of a column- or row-parallel layer runs this on its shards.
+// ---------------------------------------------------------------------------------------------
+
+template <class D>
+__device__ void linear_tiled(const typename D::T* x, const typename D::T* w,
+                             const typename D::T* b, float* y, unsigned int rows,
+                             unsigned int inner, unsigned int out, int has_bias) {
+    // The tiles in shared memory: x_tile[r][c] = x[tile row r, j = t + c] and
+    // w_tile[o][c] = w[tile output o, j = t + c]. The extra column keeps the threads of a warp,
+    // which read w_tile[threadIdx.x][c], in different shared-memory banks.
+    __shared__ float x_tile[TILE][TILE + 1];
+    __shared__ float w_tile[TILE][TILE + 1];
+    const unsigned int i = blockIdx.y * TILE + threadIdx.y;      // this thread's row of y
+    const unsigned int o = blockIdx.x * TILE + threadIdx.x;      // this thread's column of y
+    const unsigned int w_row = blockIdx.x * TILE + threadIdx.y;  // the row of w it loads
+    float acc = 0.0f;
+    for (unsigned int t = 0; t < inner; t += TILE) {
+        // step 1: load a tile of x and of w into shared memory, one value each per thread (zero
+        // outside the matrices), then wait until the whole tile is there.
+        const unsigned int j = t + threadIdx.x;
+        x_tile[threadIdx.y][threadIdx.x] =
+            (i < rows && j < inner) ? D::load(x[(unsigned long long)i * inner + j]) : 0.0f;
+        w_tile[threadIdx.y][threadIdx.x] =
+            (w_row < out && j < inner) ? D::load(w[(unsigned long long)w_row * inner + j]) : 0.0f;
+        __syncthreads();
+        // step 2: multiply-accumulate across the tile, in order of j (16 products read from
+        // shared memory instead of 32 reads from global memory), then wait before the next tile
+        // overwrites it.
+        const unsigned int width = (inner - t < TILE) ? inner - t : TILE;
+        for (unsigned int c = 0; c < width; ++c) {
+            acc = acc + x_tile[threadIdx.y][c] * w_tile[threadIdx.x][c];
+        }
+        __syncthreads();
+    }
+    // step 3: add the bias, write y (f32: the rank's partial result or output columns).
+    if (i < rows && o < out) {
+        float v = acc;
+        if (has_bias) v = v + D::load(b[o]);
+        y[(unsigned long long)i * out + o] = v;
+    }
+}
+
+#define LINEAR_ENTRY(NAME, D)                                                                  \
+    extern "C" __global__ void __launch_bounds__(TILE * TILE)                                 \
+    NAME(const D::T* x, const D::T* w, const D::T* b, float* y, unsigned int rows,            \
+         unsigned int inner, unsigned int out, int has_bias) {                                 \
+        linear_tiled<D>(x, w, b, y, rows, inner, out, has_bias);                               \
+    }
+LINEAR_ENTRY(linear_tiled_f32, F32)
+LINEAR_ENTRY(linear_tiled_f16, F16)
+LINEAR_ENTRY(linear_tiled_bf16, BF16)
+
+// ---------------------------------------------------------------------------------------------
+// vocab-parallel embedding, one rank: y[i, :] = table[ids[i] - start, :] when the rank owns the id
+// (start <= id < start + count), else a row of -0.0, the exact identity of the all-reduce's
+// addition (-0 + x = x for every x, signed zeros included).
+// ---------------------------------------------------------------------------------------------
+
+template <class D>
+__device__ void embed_masked(const unsigned int* ids, const typename D::T* table, float* y,
+                             unsigned int n, unsigned int h, unsigned int start,
+                             unsigned int count) {
+    const unsigned long long total = (unsigned long long)n * h;
+    for (unsigned long long idx = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+         idx < total; idx += (unsigned long long)gridDim.x * blockDim.x) {
+        const unsigned long long i = idx / h;
+        const unsigned long long c = idx % h;
+        const unsigned int id = ids[i];
+        // embedding: mask the ids this rank does not own (their rows stay -0.0).
+        if (id >= start && id < start + count) {
+            y[idx] = D::load(table[(unsigned long long)(id - start) * h + c]);
+        } else {
+            y[idx] = KB_NEG_ZERO;
+        }
+    }
+}
+
+#define EMBED_ENTRY(NAME, D)                                                                   \
+    extern "C" __global__ void __launch_bounds__(THREADS)                                     \
+    NAME(const unsigned int* ids, const D::T* table, float* y, unsigned int n, unsigned int h, \
+         unsigned int start, unsigned int count) {                                             \
+        embed_masked<D>(ids, table, y, n, h, start, count);                                    \
+    }
+EMBED_ENTRY(embed_masked_f32, F32)
+EMBED_ENTRY(embed_masked_f16, F16)
+EMBED_ENTRY(embed_masked_bf16, BF16)
+
+// ---------------------------------------------------------------------------------------------
+// vocab-parallel cross-entropy, one rank's columns [start, start + cols) of the logits [rows, V].
+// Row reductions: one block per row; each thread walks the row with a stride of THREADS, then a
+// tree in shared memory (256 -> 128 -> ... -> 1) combines the partials. The CPU engine sums in
+// exactly this order (lane_tree_sum in src/ops/tensor_parallel.rs).
+// ---------------------------------------------------------------------------------------------
+
+template <class D>
+__device__ void ce_local_max(const typename D::T* x, float* out, unsigned int rows,
+                             unsigned int cols) {
+    __shared__ float buf[THREADS];
+    for (unsigned int row = blockIdx.x; row < rows; row += gridDim.x) {
+        const typename D::T* xr = x + (unsigned long long)row * cols;
+        // cross-entropy 1: local max over this rank's logits (fmaxf ignores NaN).
+        float m = KB_NEG_INF;
+        for (unsigned int j = threadIdx.x; j < cols; j += THREADS) m = fmaxf(m, D::load(xr[j]));
+        buf[threadIdx.x] = m;
+        __syncthreads();
+        for (unsigned int half = THREADS / 2; half > 0; half /= 2) {
+            if (threadIdx.x < half) buf[threadIdx.x] = fmaxf(buf[threadIdx.x], buf[threadIdx.x + half]);
+            __syncthreads();
+        }
+        if (threadIdx.x == 0) out[row] = buf[0];
+        __syncthreads();  // buf[0] is read before the next row overwrites it
+    }
+}
+
+template <class D>
+__device__ void ce_predicted(const typename D::T* x, const unsigned int* targets,
+                             const float* max, float* out, unsigned int rows, unsigned int cols,
+                             unsigned int start) {
+    for (unsigned int row = blockIdx.x * blockDim.x + threadIdx.x; row < rows;
+         row += gridDim.x * blockDim.x) {
+        // cross-entropy 2: the predicted logit x[t] - max, from the rank that owns the target
+        // (0 elsewhere, so the all-reduce SUM delivers it to every rank).
+        const unsigned int t = targets[row];
+        float p = 0.0f;
+        if (t >= start && t < start + cols) {
+            p = D::load(x[(unsigned long long)row * cols + (t - start)]) - max[row];
+        }
+        out[row] = p;
+    }
+}
+
+template <class D>
+__device__ void ce_sum_exp(const typename D::T* x, const float* max, float* out,
+                           unsigned int rows, unsigned int cols) {
+    __shared__ float buf[THREADS];
+    for (unsigned int row = blockIdx.x; row < rows; row += gridDim.x) {
+        const typename D::T* xr = x + (unsigned long long)row * cols;
+        const float m = max[row];
+        // cross-entropy 3: local sum of e^(x - max) over this rank's logits, accumulated in f32.
+        float acc = 0.0f;
+        for (unsigned int j = threadIdx.x; j < cols; j += THREADS) acc += expf(D::load(xr[j]) - m);
+        buf[threadIdx.x] = acc;
+        __syncthreads();
+        for (unsigned int half = THREADS / 2; half > 0; half /= 2) {
+            if (threadIdx.x < half) buf[threadIdx.x] = buf[threadIdx.x] + buf[threadIdx.x + half];
+            __syncthreads();
+        }
+        if (threadIdx.x == 0) out[row] = buf[0];
+        __syncthreads();
+    }
+}
+
+#define CE_ENTRIES(SUFFIX, D)                                                                  \
+    extern "C" __global__ void __launch_bounds__(THREADS)                                     \
+    ce_local_max_##SUFFIX(const D::T* x, float* out, unsigned int rows, unsigned int cols) {   \
+        ce_local_max<D>(x, out, rows, cols);                                                   \
+    }                                                                                          \
+    extern "C" __global__ void __launch_bounds__(THREADS)                                     \
+    ce_predicted_##SUFFIX(const D::T* x, const unsigned int* targets, const float* max,       \
+                          float* out, unsigned int rows, unsigned int cols,                    \
+                          unsigned int start) {                                                \
+        ce_predicted<D>(x, targets, max, out, rows, cols, start);                              \
+    }                                                                                          \
+    extern "C" __global__ void __launch_bounds__(THREADS)                                     \
+    ce_sum_exp_##SUFFIX(const D::T* x, const float* max, float* out, unsigned int rows,       \
+                        unsigned int cols) {                                                   \
+        ce_sum_exp<D>(x, max, out, rows, cols);                                                \
+    }
+CE_ENTRIES(f32, F32)
+CE_ENTRIES(f16, F16)
+CE_ENTRIES(bf16, BF16)
+
+extern "C" __global__ void __launch_bounds__(THREADS)
+ce_loss(const float* sum_exp, const float* predicted, float* out, unsigned int rows) {
+    for (unsigned int row = blockIdx.x * blockDim.x + threadIdx.x; row < rows;
+         row += gridDim.x * blockDim.x) {
+        // cross-entropy 4: loss = ln(sum_exp) - predicted, from the all-reduced values.
+        out[row] = logf(sum_exp[row]) - predicted[row];
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Collectives over f32 buffers, one launch per pair of buffers.
+// ---------------------------------------------------------------------------------------------
+
+extern "C" __global__ void __launch_bounds__(THREADS)
+reduce_copy(const float* src, float* dst, unsigned int n) {
+    for (unsigned int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n;
+         idx += gridDim.x * blockDim.x) {
+        // all-reduce: copy rank 0's buffer into its result; afterwards, broadcast the result to
+        // the other ranks (the same copy, another pair of buffers).
+        dst[idx] = src[idx];
+    }
+}
+
+// op: 0 = sum, 1 = max (fmaxf: NaN ignored).
+extern "C" __global__ void __launch_bounds__(THREADS)
+reduce_accumulate(const float* src, float* acc, unsigned int n, int op) {
+    for (unsigned int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n;
+         idx += gridDim.x * blockDim.x) {
+        // all-reduce: fold one more rank's buffer into the result (ranks 1, 2, ..., k-1 in order).
+        acc[idx] = (op == 1) ? fmaxf(acc[idx], src[idx]) : acc[idx] + src[idx];
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS)
+gather_columns(const float* src, float* dst, unsigned int rows, unsigned int chunk,
+               unsigned int ranks, unsigned int rank) {
+    const unsigned long long total = (unsigned long long)rows * chunk;
+    for (unsigned long long idx = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+         idx < total; idx += (unsigned long long)gridDim.x * blockDim.x) {
+        // all-gather: shard `rank` [rows, chunk] into its columns of a full [rows, ranks * chunk].
+        const unsigned long long i = idx / chunk;
+        const unsigned long long c = idx % chunk;
+        dst[i * ranks * chunk + (unsigned long long)rank * chunk + c] = src[idx];
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The output stage of every op (the entry points named after this file, one per storage type):
+// an f32 buffer, plus a bias added once where the op has one, rounded to the storage type. Every
+// output and auxiliary output of a rank program ends here.
+// ---------------------------------------------------------------------------------------------
+
+template <class D>
+__device__ void finish(const float* src, const typename D::T* bias, typename D::T* dst,
+                       unsigned int n, unsigned int cols, int has_bias) {
+    for (unsigned int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n;
+         idx += gridDim.x * blockDim.x) {
+        float v = src[idx];
+        if (has_bias) v = v + D::load(bias[idx % cols]);
+        dst[idx] = D::store(v);
+    }
+}
+
+#define FINISH_ENTRY(NAME, D)                                                                  \
+    extern "C" __global__ void __launch_bounds__(THREADS)                                     \
+    NAME(const float* src, const D::T* bias, D::T* dst, unsigned int n, unsigned int cols,     \
+         int has_bias) {                                                                       \
+        finish<D>(src, bias, dst, n, cols, has_bias);                                          \
+    }
+FINISH_ENTRY(tensor_parallel_f32, F32)
+FINISH_ENTRY(tensor_parallel_f16, F16)
+FINISH_ENTRY(tensor_parallel_bf16, BF16)
