@@ -7,6 +7,7 @@ pub mod check;
 pub mod compare;
 pub mod dtype;
 pub mod engine;
+pub mod export;
 pub mod lesson;
 pub mod npy;
 pub mod ops;

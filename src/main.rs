@@ -1,4 +1,5 @@
-//! The `kernelbook` command line: `backends`, `check` and `run` (numpy interop). Errors a user can
+//! The `kernelbook` command line: the app (optionally in classroom mode), `backends`, `check`,
+//! `ops`, `run` (numpy interop) and `export` (headless screenshots and figures). Errors a user can
 //! cause (bad parameters, malformed .npy, unknown ops) print one line and exit with code 2; a check
 //! mismatch exits with code 1.
 
@@ -43,6 +44,16 @@ struct Cli {
     /// Frame-time measurement: drag the first slider of the lesson for N frames, print frame times, quit.
     #[arg(long, value_name = "FRAMES", hide = true)]
     frame_stats: Option<usize>,
+    /// Start in classroom mode: full screen, projector theme, presentation keys (→ Space PageDown
+    /// next, ← PageUp back, B blank, F full screen, P presenter view, S sweep, Esc leave).
+    #[arg(long)]
+    classroom: bool,
+    /// Step through the lessons on a timer, this many seconds per step (an open day, a kiosk).
+    #[arg(long, value_name = "SECONDS")]
+    autoplay: Option<f64>,
+    /// Save screenshots (F12) to this folder (default: ~/Pictures/kernelbook).
+    #[arg(long, value_name = "DIR")]
+    screenshots: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -72,17 +83,16 @@ enum Command {
         #[arg(long)]
         no_large: bool,
     },
+    /// List the ops: what each computes, its inputs and its parameters with their bounds.
+    Ops,
     /// Run one op on .npy input and write the result as .npy.
     ///
-    /// Ops and their output shapes (the input is named x; row-wise ops reduce over the last axis):
-    ///   logit        ln(p/(1-p)) element-wise; param eps (optional clamp); output shape = x
-    ///   sigmoid      1/(1+e^-x) element-wise; output shape = x
-    ///   logsigmoid   min(x,0) - ln(1+e^-|x|) element-wise; output shape = x
-    ///   softmax      row-wise; params temperature (>0, default 1), stable (true|false); output shape = x
-    ///   log_softmax  row-wise; param temperature; output shape = x
-    /// Every op takes dtype=f32|f16|bf16. Output files: f32 -> float32, f16 -> float16, bf16 -> float32
-    /// (values exactly representable in bf16), engine reference -> float64.
-    #[command(verbatim_doc_comment)]
+    /// `kernelbook ops` lists every op with its inputs and parameters. Inputs are given by name
+    /// (--input x=F.npy, --input positions=P.npy; a bare FILE.npy is the first input); integer
+    /// inputs (ids, positions, targets) take int32 or int64 arrays. Output files: f32 -> float32,
+    /// f16 -> float16, bf16 -> float32 (values exactly representable in bf16), engine reference ->
+    /// float64. Auxiliary outputs (e.g. gumbel_softmax's soft sample) go next to the output as
+    /// <stem>.<name>.npy.
     Run {
         /// The op name (see above).
         op: String,
@@ -98,6 +108,30 @@ enum Command {
         /// Where to write the result.
         #[arg(long, short = 'o')]
         output: PathBuf,
+    },
+    /// Render every step of every (or one) lesson to PNG without a display, with provenance text
+    /// chunks (lesson, step, parameters, seeds, engines, checks, version) in every file.
+    ///
+    /// Needs a wgpu adapter to draw with; a software one (Mesa's lavapipe) is enough.
+    Export {
+        /// The folder to write to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Only this lesson (id or title).
+        #[arg(long, value_name = "NAME")]
+        lesson: Option<String>,
+        /// Image size in pixels, WIDTHxHEIGHT.
+        #[arg(long, default_value = "1280x800")]
+        size: String,
+        /// light, dark or projector.
+        #[arg(long, default_value = "light")]
+        theme: String,
+        /// Pixels per point: 2 draws the same layout at twice the resolution.
+        #[arg(long, default_value_t = 1.0)]
+        scale: f32,
+        /// Also write every plot cell's charts as SVG and as PNG at print resolution.
+        #[arg(long)]
+        figures: bool,
     },
 }
 
@@ -127,7 +161,30 @@ fn main() -> ExitCode {
             screenshot: cli.screenshot,
             frame_stats: cli.frame_stats,
             renderer: cli.renderer,
+            classroom: cli.classroom,
+            autoplay: cli.autoplay,
+            screenshots: cli.screenshots,
         }),
+        Some(Command::Ops) => ops_cmd(),
+        Some(Command::Export {
+            out,
+            lesson,
+            size,
+            theme,
+            scale,
+            figures,
+        }) => export_cmd(
+            kernelbook::export::ExportOptions {
+                out,
+                lesson,
+                lessons_dir: cli.lessons,
+                size: (0, 0),
+                theme,
+                scale,
+                figures,
+            },
+            &size,
+        ),
         Some(Command::Backends { json }) => backends(json),
         Some(Command::Check {
             engine,
@@ -164,6 +221,9 @@ struct GuiArgs {
     screenshot: Option<PathBuf>,
     frame_stats: Option<usize>,
     renderer: String,
+    classroom: bool,
+    autoplay: Option<f64>,
+    screenshots: Option<PathBuf>,
 }
 
 fn gui(args: GuiArgs) -> Result<ExitCode> {
@@ -174,7 +234,17 @@ fn gui(args: GuiArgs) -> Result<ExitCode> {
         screenshot,
         frame_stats,
         renderer,
+        classroom,
+        autoplay,
+        screenshots,
     } = args;
+    if let Some(s) = autoplay
+        && !(s.is_finite() && (1.0..=3600.0).contains(&s))
+    {
+        return Err(usage(format!(
+            "--autoplay {s}: give the seconds per step, from 1 to 3600"
+        )));
+    }
     if let Some(t) = &theme
         && kernelbook::ui::theme::Theme::by_name(t).is_none()
     {
@@ -218,6 +288,9 @@ fn gui(args: GuiArgs) -> Result<ExitCode> {
         theme,
         screenshot,
         frame_stats,
+        classroom,
+        autoplay,
+        screenshot_dir: screenshots,
         ..Default::default()
     };
     let native = eframe::NativeOptions {
@@ -600,4 +673,91 @@ fn aux_path(output: &Path, name: &str) -> PathBuf {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
     output.with_file_name(format!("{stem}.{safe}.npy"))
+}
+
+fn ops_cmd() -> Result<ExitCode> {
+    use kernelbook::ops::{OpKind, ParamKind};
+    for kind in OpKind::ALL {
+        println!("{kind}");
+        println!("    {}", kind.summary());
+        let inputs: Vec<String> = kind
+            .inputs()
+            .iter()
+            .map(|i| {
+                let mut s = i.name.to_string();
+                if i.int {
+                    s.push_str(" (int)");
+                }
+                if i.optional {
+                    s.push_str(" (optional)");
+                }
+                s
+            })
+            .collect();
+        println!("    inputs: {}", inputs.join(", "));
+        for p in kind.params() {
+            let range = match p.kind {
+                ParamKind::Float {
+                    min,
+                    max,
+                    default,
+                    integer,
+                    ..
+                } => {
+                    let d = if default.is_nan() {
+                        "absent".to_string()
+                    } else {
+                        default.to_string()
+                    };
+                    let what = if integer { "integer" } else { "number" };
+                    format!("{what} in [{min}, {max}], default {d}")
+                }
+                ParamKind::Bool { default } => format!("true|false, default {default}"),
+                ParamKind::Choice { choices, default } => {
+                    format!("{}, default {default}", choices.join("|"))
+                }
+            };
+            println!("    --param {}=  {range}: {}", p.name, p.help);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export_cmd(mut options: kernelbook::export::ExportOptions, size: &str) -> Result<ExitCode> {
+    let parsed = size
+        .split_once(['x', 'X'])
+        .and_then(|(w, h)| Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?)));
+    options.size = parsed.ok_or_else(|| {
+        usage(format!(
+            "--size '{size}': expected WIDTHxHEIGHT in pixels, e.g. 1280x800"
+        ))
+    })?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:32} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = kernelbook::export::export(&options, &mut |done, total, what| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(what.to_string());
+    });
+    bar.finish_and_clear();
+    match report {
+        Ok(report) => {
+            eprintln!(
+                "wrote {} screenshot(s){} to {}",
+                report.screenshots.len(),
+                if options.figures {
+                    format!(" and {} figure file(s)", report.figures.len())
+                } else {
+                    String::new()
+                },
+                options.out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ kernelbook::export::ExportError::Render(_)) => Err(anyhow!("{e}")),
+        Err(e) => Err(usage(e.to_string())),
+    }
 }

@@ -400,8 +400,8 @@ fn rgb(hex: u32) -> Color32 {
 /// The font family name of DejaVu Sans Bold, once [`install_fonts`] has run.
 pub const BOLD_FAMILY: &str = "bold";
 
-const DEJAVU_SANS: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-const DEJAVU_SANS_BOLD: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-Bold.ttf");
+pub(crate) const DEJAVU_SANS: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+pub(crate) const DEJAVU_SANS_BOLD: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-Bold.ttf");
 const DEJAVU_SANS_MONO: &[u8] = include_bytes!("../../assets/fonts/DejaVuSansMono.ttf");
 
 /// The bundled fonts (DejaVu, see `assets/fonts/DejaVu-LICENSE.txt`) ahead of egui's defaults:

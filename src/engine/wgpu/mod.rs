@@ -1011,6 +1011,15 @@ pub fn hardware_adapter_available() -> bool {
     })
 }
 
+/// The adapter a headless render (`kernelbook export`) would draw with, as "name (backend)", or
+/// why there is none.
+pub fn render_adapter() -> Result<String, String> {
+    find_adapter().map(|a| {
+        let info = a.get_info();
+        format!("{} ({})", info.name.trim(), backend_name(info.backend))
+    })
+}
+
 /// The best adapter that can run the shaders. Vulkan, Metal and DX12 are asked first; GL only when
 /// none of them has a usable adapter (probing GL wakes up EGL, which complains on headless machines).
 /// `WGPU_BACKEND` (e.g. `vulkan`, `gl`) picks the backends instead.
