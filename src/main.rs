@@ -51,6 +51,9 @@ struct Cli {
     /// Step through the lessons on a timer, this many seconds per step (an open day, a kiosk).
     #[arg(long, value_name = "SECONDS")]
     autoplay: Option<f64>,
+    /// Start-up measurement: print the time to the first frame and to the first results, quit.
+    #[arg(long, hide = true)]
+    startup_time: bool,
     /// Save screenshots (F12) to this folder (default: ~/Pictures/kernelbook).
     #[arg(long, value_name = "DIR")]
     screenshots: Option<PathBuf>,
@@ -85,6 +88,27 @@ enum Command {
     },
     /// List the ops: what each computes, its inputs and its parameters with their bounds.
     Ops,
+    /// Measure each op on each engine: median time of at least 20 runs after warm-up, bytes
+    /// moved, GB/s, and the percentage of the same engine's copy bandwidth (measured in the same
+    /// run), a roofline for ops that read their input once and write their output once.
+    Bench {
+        /// cuda, wgpu, cpu (comma-separated) or all.
+        #[arg(long, default_value = "all")]
+        engine: String,
+        /// Only these ops (comma-separated names; see `kernelbook ops`).
+        #[arg(long)]
+        op: Option<String>,
+        /// ROWSxCOLS (default: 4096x32000 on a hardware GPU, 256x8192 on the CPU and on
+        /// software adapters).
+        #[arg(long)]
+        size: Option<String>,
+        /// Timed runs per case (at least 20).
+        #[arg(long, default_value_t = kernelbook::bench::RUNS)]
+        runs: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run one op on .npy input and write the result as .npy.
     ///
     /// `kernelbook ops` lists every op with its inputs and parameters. Inputs are given by name
@@ -152,6 +176,7 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 }
 
 fn main() -> ExitCode {
+    let started = std::time::Instant::now();
     let cli = Cli::parse();
     let result = match cli.command {
         None => gui(GuiArgs {
@@ -164,8 +189,16 @@ fn main() -> ExitCode {
             classroom: cli.classroom,
             autoplay: cli.autoplay,
             screenshots: cli.screenshots,
+            startup: cli.startup_time.then_some(started),
         }),
         Some(Command::Ops) => ops_cmd(),
+        Some(Command::Bench {
+            engine,
+            op,
+            size,
+            runs,
+            json,
+        }) => bench_cmd(&engine, op.as_deref(), size.as_deref(), runs, json),
         Some(Command::Export {
             out,
             lesson,
@@ -224,6 +257,7 @@ struct GuiArgs {
     classroom: bool,
     autoplay: Option<f64>,
     screenshots: Option<PathBuf>,
+    startup: Option<std::time::Instant>,
 }
 
 fn gui(args: GuiArgs) -> Result<ExitCode> {
@@ -237,6 +271,7 @@ fn gui(args: GuiArgs) -> Result<ExitCode> {
         classroom,
         autoplay,
         screenshots,
+        startup,
     } = args;
     if let Some(s) = autoplay
         && !(s.is_finite() && (1.0..=3600.0).contains(&s))
@@ -291,6 +326,7 @@ fn gui(args: GuiArgs) -> Result<ExitCode> {
         classroom,
         autoplay,
         screenshot_dir: screenshots,
+        startup_from: startup,
         ..Default::default()
     };
     let native = eframe::NativeOptions {
@@ -760,4 +796,122 @@ fn export_cmd(mut options: kernelbook::export::ExportOptions, size: &str) -> Res
         Err(e @ kernelbook::export::ExportError::Render(_)) => Err(anyhow!("{e}")),
         Err(e) => Err(usage(e.to_string())),
     }
+}
+
+fn parse_size(s: &str, flag: &str) -> Result<(usize, usize)> {
+    s.split_once(['x', 'X'])
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+        .filter(|&(a, b): &(usize, usize)| a > 0 && b > 0)
+        .ok_or_else(|| usage(format!("{flag} '{s}': expected ROWSxCOLS, e.g. 4096x32000")))
+}
+
+fn bench_cmd(
+    engine: &str,
+    ops: Option<&str>,
+    size: Option<&str>,
+    runs: usize,
+    json: bool,
+) -> Result<ExitCode> {
+    use kernelbook::bench;
+    use kernelbook::ops::OpKind;
+    let kinds = parse_engines(engine)?;
+    let ops: Vec<OpKind> = match ops {
+        Some(list) => list
+            .split(',')
+            .map(|n| OpKind::from_name(n.trim()).map_err(|e| usage(e.to_string())))
+            .collect::<Result<_>>()?,
+        None => Vec::new(),
+    };
+    if let Some(k) = ops.iter().find(|k| !bench::OPS.contains(k)) {
+        return Err(usage(format!(
+            "bench has no input recipe for {k} yet (it measures: {})",
+            bench::OPS.map(|k| k.name()).join(", ")
+        )));
+    }
+    let size = size.map(|s| parse_size(s, "--size")).transpose()?;
+    if let Some((r, c)) = size
+        && r.saturating_mul(c) > kernelbook::ops::MAX_ELEMENTS
+    {
+        return Err(usage(format!(
+            "--size {r}x{c}: more than {} elements",
+            kernelbook::ops::MAX_ELEMENTS
+        )));
+    }
+    let registry = Registry::probe_only(&kinds);
+    let mut plan = Vec::new();
+    for slot in registry.slots() {
+        match slot {
+            Slot::Ready(e) => {
+                let hardware_gpu = !e.is_software() && e.kind() != EngineKind::Cpu;
+                let default = if hardware_gpu {
+                    bench::GPU_SIZE
+                } else {
+                    bench::SMALL_SIZE
+                };
+                for case in bench::cases(&ops, size.unwrap_or(default)) {
+                    plan.push((e.as_ref(), case));
+                }
+            }
+            Slot::Absent { kind, reason } if kinds.contains(kind) => {
+                eprintln!("{:<5} skipped: {reason}", kind.name());
+            }
+            Slot::Absent { .. } => {}
+        }
+    }
+    let bar = indicatif::ProgressBar::new(plan.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:32} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    for (engine, case) in &plan {
+        bar.set_message(format!("{} {}", engine.kind(), case.name));
+        let outcome = (case.build)()
+            .map_err(|e| e.to_string())
+            .and_then(|req| bench::measure(*engine, case, &req, runs).map_err(|e| e.to_string()));
+        match outcome {
+            Ok(r) => results.push(r),
+            Err(e) => failures.push(format!("{} {}: {e}", engine.kind(), case.name)),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if json {
+        let doc = serde_json::json!({"results": results, "failures": failures});
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "{:<6} {:<36} {:>11} {:>10} {:>10} {:>9}  timing",
+            "engine", "case", "median", "GB/s", "copy GB/s", "% of copy"
+        );
+        for r in &results {
+            println!(
+                "{:<6} {:<36} {:>8.1} us {:>10.1} {:>10} {:>9}  {:?}",
+                r.engine.name(),
+                r.case,
+                r.median_us,
+                r.gb_per_s,
+                r.copy_gb_per_s.map_or("-".into(), |c| format!("{c:.1}")),
+                r.percent_of_copy.map_or("-".into(), |p| format!("{p:.0}%")),
+                r.timing
+            );
+        }
+        let mut devices: Vec<String> = results
+            .iter()
+            .map(|r| format!("{:<5} {}", r.engine.name(), r.device))
+            .collect();
+        devices.dedup();
+        for d in devices {
+            println!("{d}");
+        }
+        for f in &failures {
+            println!("FAIL {f}");
+        }
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -55,6 +55,9 @@ pub struct AppOptions {
     pub autoplay: Option<f64>,
     /// Save screenshots here (overrides the remembered folder).
     pub screenshot_dir: Option<PathBuf>,
+    /// Start-up measurement: when the process started; the app reports the time to its first
+    /// frame and to the first step's results, then quits.
+    pub startup_from: Option<std::time::Instant>,
 }
 
 impl Default for AppOptions {
@@ -71,6 +74,7 @@ impl Default for AppOptions {
             classroom: false,
             autoplay: None,
             screenshot_dir: None,
+            startup_from: None,
         }
     }
 }
@@ -99,6 +103,8 @@ pub struct KernelbookApp {
     frame_times: Vec<std::time::Duration>,
     last_frame: Option<std::time::Instant>,
     pub frame_report: Option<String>,
+    /// Start-up measurement: time to the first frame, once drawn.
+    first_frame: Option<std::time::Duration>,
     /// Classroom mode, presenter view, sweeps, autoplay, screenshots.
     pub classroom: Classroom,
     /// The screenshot folder as typed in the top bar's menu.
@@ -152,6 +158,7 @@ impl KernelbookApp {
             frame_times: Vec::new(),
             last_frame: None,
             frame_report: None,
+            first_frame: None,
         };
         let wanted = app.options.lesson.clone().or(remembered.lesson_id.clone());
         let found = wanted
@@ -681,12 +688,33 @@ impl KernelbookApp {
         classroom::toast_ui(&ctx, &mut self.classroom, &self.theme);
         self.receive();
         self.frames += 1;
+        if let Some(t0) = self.options.startup_from {
+            self.startup_step(&ctx, t0);
+        }
         if self.options.screenshot.is_some() {
             self.screenshot_step(&ctx);
         }
         if let Some(frames) = self.options.frame_stats {
             self.frame_stats_step(&ctx, frames);
         }
+    }
+
+    /// Start-up measurement: the first frame's time, then the time until every cell of the first
+    /// step has results on every engine; reported in `frame_report`, then the app quits.
+    fn startup_step(&mut self, ctx: &egui::Context, t0: std::time::Instant) {
+        let first = *self.first_frame.get_or_insert_with(|| t0.elapsed());
+        let ready =
+            self.backends.is_some() && !self.is_computing() && !self.current_cells().is_empty();
+        if ready && self.options.startup_from.take().is_some() {
+            self.frame_report = Some(format!(
+                "start-up: first frame {:.0} ms after the process started; first step's results on every engine {:.0} ms",
+                first.as_secs_f64() * 1e3,
+                t0.elapsed().as_secs_f64() * 1e3
+            ));
+            self.quit = Some(Ok(()));
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+        ctx.request_repaint();
     }
 
     /// Frame-time measurement in the real window: a slider moves one notch per frame (the cell
