@@ -143,7 +143,29 @@ impl CellState {
                 seed: self.seed,
             },
         };
-        self.input = input.tensor();
+        let mut t = input.tensor();
+        if self.spec.op.inputs()[0].int {
+            // Integer inputs (positions, ids) get whole numbers in the range the old ones spanned.
+            let hi = self
+                .input
+                .data
+                .iter()
+                .fold(1.0f32, |m, v| m.max(v.abs()))
+                .max(1.0);
+            let lo = self.input.data.iter().fold(0.0f32, |m, &v| m.min(v));
+            let uniform = crate::suite::Input::Uniform {
+                rows,
+                cols,
+                lo: 0.0,
+                hi: 1.0,
+                seed: self.seed,
+            };
+            t = uniform.tensor();
+            for v in &mut t.data {
+                *v = (lo + *v * (hi - lo + 1.0)).floor().min(hi);
+            }
+        }
+        self.input = t;
         self.input_text = format_input(&self.input);
         self.input_error = None;
     }
