@@ -729,33 +729,40 @@ fn table_value(v: f64) -> String {
 
 fn table_ui(ui: &mut Ui, id: egui::Id, result: &Comparison, theme: &Theme) {
     let x = &result.request.x.data;
-    let n = x.len().min(TABLE_ROWS);
+    // Ops whose output is not shaped like x (a loss per row, a lookup) list outputs by index.
+    let same_shape = result.request.output_shape() == result.request.x.shape;
+    let outputs = result.reference.len();
+    let n = outputs.min(TABLE_ROWS);
     egui::Grid::new(id)
         .striped(true)
         .spacing([theme.column_gap, theme.item_spacing.y])
         .show(ui, |ui| {
-            ui.label(RichText::new("x").strong());
+            ui.label(RichText::new(if same_shape { "x" } else { "i" }).strong());
             ui.label(RichText::new("f64 reference").strong());
             for run in &result.runs {
                 ui.label(RichText::new(run.kind.display_name()).strong());
             }
             ui.end_row();
-            for (i, &xi) in x.iter().enumerate().take(n) {
-                ui.label(RichText::new(table_value(xi as f64)).monospace());
+            for i in 0..n {
+                let first = match (same_shape, x.get(i)) {
+                    (true, Some(&xi)) => table_value(xi as f64),
+                    _ => i.to_string(),
+                };
+                ui.label(RichText::new(first).monospace());
                 ui.label(RichText::new(table_value(result.reference[i])).monospace());
                 for run in &result.runs {
                     match &run.result {
-                        Ok((out, _)) => {
+                        Ok((out, _)) if i < out.values.len() => {
                             ui.label(RichText::new(table_value(out.values[i] as f64)).monospace())
                         }
-                        Err(_) => ui.label(RichText::new("—").color(theme.text_weak)),
+                        _ => ui.label(RichText::new("—").color(theme.text_weak)),
                     };
                 }
                 ui.end_row();
             }
         });
-    if x.len() > n {
-        ui.label(RichText::new(format!("first {n} of {} values", x.len())).color(theme.text_weak));
+    if outputs > n {
+        ui.label(RichText::new(format!("first {n} of {outputs} values")).color(theme.text_weak));
     }
 }
 

@@ -616,11 +616,6 @@ impl CudaEngine {
         })
     }
 
-    /// The engine's stream (device work of one request runs on it, or on streams joined to it).
-    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
-        &self.stream
-    }
-
     /// The context (to create more streams, e.g. one per tensor-parallel rank).
     pub(crate) fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
