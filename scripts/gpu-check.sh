@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU machine's check, in one go (see ../shared/GPU.md): the engines found, `kernelbook check` on
-# every engine (4096x32000 included on a real GPU), and a second opinion from PyTorch on the same
-# inputs. Logs go to the folder given as $1 (or $OUT); a short table is printed last.
+# every engine (4096x32000 included on a real GPU), a second opinion from PyTorch on the same
+# inputs, `kernelbook bench` and the torch timing anchors measured in the same call, and the ratios
+# issue #8 sets as targets, printed last. Logs go to the folder given as $1 (or $OUT).
 # Needs: a built kernelbook binary (target/release/kernelbook, or $KERNELBOOK), python3 with numpy
 # (torch optional: without it the torch comparison is skipped with a message).
 set -uo pipefail
@@ -44,7 +45,17 @@ else
   status=1
 fi
 
+step "bench (cuda, wgpu, cpu)"
+"$bin" bench --json > "$out/bench.json" 2> "$out/bench.err" || status=1
+"$bin" bench > "$out/bench.txt" 2>> "$out/bench.err" || status=1
+cat "$out/bench.txt"
+
+step "torch timing anchors (same GPU, same call)"
+python3 scripts/torch_bench.py "$out/torch-bench.json" > "$out/torch-bench.txt" 2>&1 || status=1
+cat "$out/torch-bench.txt"
+
 step "summary (logs in $out)"
 printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
 tail -n 3 "$out/torch.txt" | tee -a "$out/summary.txt"
+python3 scripts/bench_ratios.py "$out/bench.json" "$out/torch-bench.json" | tee -a "$out/summary.txt"
 exit $status

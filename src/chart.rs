@@ -318,15 +318,16 @@ impl Chart {
     /// Bars of an engine's first output row.
     pub fn engine_bars(kind: EngineKind, values: &[f32], result: &Comparison) -> Chart {
         let name = kind.display_name();
-        let cols = result.request.x.cols().max(1);
+        let (rows, cols) = output_grid(result);
+        let cols = cols.max(1);
         let row: Vec<f64> = values
             .iter()
             .take(cols.min(256))
             .map(|&v| v as f64)
             .collect();
         // The column header already names the engine; a title only says which row is drawn.
-        let title = if result.request.x.rows() > 1 {
-            format!("row 1 of {}", result.request.x.rows())
+        let title = if rows > 1 {
+            format!("row 1 of {rows}")
         } else {
             String::new()
         };
@@ -347,13 +348,14 @@ impl Chart {
     }
 
     pub fn engine_heatmap(values: &[f32], result: &Comparison) -> Chart {
+        let (rows, cols) = output_grid(result);
         Chart {
             title: String::new(),
             x_label: "column".into(),
             y_label: "row".into(),
             kind: ChartKind::Heatmap {
-                rows: result.request.x.rows(),
-                cols: result.request.x.cols(),
+                rows,
+                cols,
                 values: values.iter().map(|&v| v as f64).collect(),
                 value_label: result.request.op.kind().name().to_string(),
             },
@@ -404,6 +406,14 @@ impl Chart {
             equal_aspect: false,
         }
     }
+}
+
+/// The main output as rows x cols (the last axis is the row), for bars and heatmaps.
+fn output_grid(result: &Comparison) -> (usize, usize) {
+    let shape = result.request.output_shape();
+    let cols = shape.last().copied().unwrap_or(1);
+    let rows = shape.iter().rev().skip(1).product();
+    (rows, cols)
 }
 
 /// The smallest and largest finite value, or `None` if there is none.

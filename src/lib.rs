@@ -2,11 +2,13 @@
 //! checked against an f64 reference. This library holds everything the `kernelbook` binary and the
 //! tests share: dtypes, ops and their references, the engines, the check, the check suite and .npy I/O.
 
+pub mod bench;
 pub mod chart;
 pub mod check;
 pub mod compare;
 pub mod dtype;
 pub mod engine;
+pub mod export;
 pub mod lesson;
 pub mod npy;
 pub mod ops;
@@ -44,8 +46,14 @@ pub mod sources {
             include_str!("../kernels/tensor_parallel.cu"),
         ),
     ];
-    /// WGSL sources compiled by naga at run time: (topic, file name, source).
+    /// WGSL sources compiled by naga at run time: (topic, file name, source). `copy` is the
+    /// roofline `kernelbook bench` measures (not a lesson topic).
     pub const WGSL: &[(&str, &str, &str)] = &[
+        (
+            "copy",
+            "shaders/copy.wgsl",
+            include_str!("../shaders/copy.wgsl"),
+        ),
         (
             "logits",
             "shaders/logits.wgsl",

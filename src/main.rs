@@ -1,4 +1,5 @@
-//! The `kernelbook` command line: `backends`, `check` and `run` (numpy interop). Errors a user can
+//! The `kernelbook` command line: the app (optionally in classroom mode), `backends`, `check`,
+//! `ops`, `run` (numpy interop) and `export` (headless screenshots and figures). Errors a user can
 //! cause (bad parameters, malformed .npy, unknown ops) print one line and exit with code 2; a check
 //! mismatch exits with code 1.
 
@@ -43,6 +44,19 @@ struct Cli {
     /// Frame-time measurement: drag the first slider of the lesson for N frames, print frame times, quit.
     #[arg(long, value_name = "FRAMES", hide = true)]
     frame_stats: Option<usize>,
+    /// Start in classroom mode: full screen, projector theme, presentation keys (→ Space PageDown
+    /// next, ← PageUp back, B blank, F full screen, P presenter view, S sweep, Esc leave).
+    #[arg(long)]
+    classroom: bool,
+    /// Step through the lessons on a timer, this many seconds per step (an open day, a kiosk).
+    #[arg(long, value_name = "SECONDS")]
+    autoplay: Option<f64>,
+    /// Start-up measurement: print the time to the first frame and to the first results, quit.
+    #[arg(long, hide = true)]
+    startup_time: bool,
+    /// Save screenshots (F12) to this folder (default: ~/Pictures/kernelbook).
+    #[arg(long, value_name = "DIR")]
+    screenshots: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -72,17 +86,37 @@ enum Command {
         #[arg(long)]
         no_large: bool,
     },
+    /// List the ops: what each computes, its inputs and its parameters with their bounds.
+    Ops,
+    /// Measure each op on each engine: median time of at least 20 runs after warm-up, bytes
+    /// moved, GB/s, and the percentage of the same engine's copy bandwidth (measured in the same
+    /// run), a roofline for ops that read their input once and write their output once.
+    Bench {
+        /// cuda, wgpu, cpu (comma-separated) or all.
+        #[arg(long, default_value = "all")]
+        engine: String,
+        /// Only these ops (comma-separated names; see `kernelbook ops`).
+        #[arg(long)]
+        op: Option<String>,
+        /// ROWSxCOLS (default: 4096x32000 on a hardware GPU, 256x8192 on the CPU and on
+        /// software adapters).
+        #[arg(long)]
+        size: Option<String>,
+        /// Timed runs per case (at least 20).
+        #[arg(long, default_value_t = kernelbook::bench::RUNS)]
+        runs: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run one op on .npy input and write the result as .npy.
     ///
-    /// Ops and their output shapes (the input is named x; row-wise ops reduce over the last axis):
-    ///   logit        ln(p/(1-p)) element-wise; param eps (optional clamp); output shape = x
-    ///   sigmoid      1/(1+e^-x) element-wise; output shape = x
-    ///   logsigmoid   min(x,0) - ln(1+e^-|x|) element-wise; output shape = x
-    ///   softmax      row-wise; params temperature (>0, default 1), stable (true|false); output shape = x
-    ///   log_softmax  row-wise; param temperature; output shape = x
-    /// Every op takes dtype=f32|f16|bf16. Output files: f32 -> float32, f16 -> float16, bf16 -> float32
-    /// (values exactly representable in bf16), engine reference -> float64.
-    #[command(verbatim_doc_comment)]
+    /// `kernelbook ops` lists every op with its inputs and parameters. Inputs are given by name
+    /// (--input x=F.npy, --input positions=P.npy; a bare FILE.npy is the first input); integer
+    /// inputs (ids, positions, targets) take int32 or int64 arrays. Output files: f32 -> float32,
+    /// f16 -> float16, bf16 -> float32 (values exactly representable in bf16), engine reference ->
+    /// float64. Auxiliary outputs (e.g. gumbel_softmax's soft sample) go next to the output as
+    /// <stem>.<name>.npy.
     Run {
         /// The op name (see above).
         op: String,
@@ -98,6 +132,30 @@ enum Command {
         /// Where to write the result.
         #[arg(long, short = 'o')]
         output: PathBuf,
+    },
+    /// Render every step of every (or one) lesson to PNG without a display, with provenance text
+    /// chunks (lesson, step, parameters, seeds, engines, checks, version) in every file.
+    ///
+    /// Needs a wgpu adapter to draw with; a software one (Mesa's lavapipe) is enough.
+    Export {
+        /// The folder to write to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Only this lesson (id or title).
+        #[arg(long, value_name = "NAME")]
+        lesson: Option<String>,
+        /// Image size in pixels, WIDTHxHEIGHT.
+        #[arg(long, default_value = "1280x800")]
+        size: String,
+        /// light, dark or projector.
+        #[arg(long, default_value = "light")]
+        theme: String,
+        /// Pixels per point: 2 draws the same layout at twice the resolution.
+        #[arg(long, default_value_t = 1.0)]
+        scale: f32,
+        /// Also write every plot cell's charts as SVG and as PNG at print resolution.
+        #[arg(long)]
+        figures: bool,
     },
 }
 
@@ -118,6 +176,7 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 }
 
 fn main() -> ExitCode {
+    let started = std::time::Instant::now();
     let cli = Cli::parse();
     let result = match cli.command {
         None => gui(GuiArgs {
@@ -127,7 +186,38 @@ fn main() -> ExitCode {
             screenshot: cli.screenshot,
             frame_stats: cli.frame_stats,
             renderer: cli.renderer,
+            classroom: cli.classroom,
+            autoplay: cli.autoplay,
+            screenshots: cli.screenshots,
+            startup: cli.startup_time.then_some(started),
         }),
+        Some(Command::Ops) => ops_cmd(),
+        Some(Command::Bench {
+            engine,
+            op,
+            size,
+            runs,
+            json,
+        }) => bench_cmd(&engine, op.as_deref(), size.as_deref(), runs, json),
+        Some(Command::Export {
+            out,
+            lesson,
+            size,
+            theme,
+            scale,
+            figures,
+        }) => export_cmd(
+            kernelbook::export::ExportOptions {
+                out,
+                lesson,
+                lessons_dir: cli.lessons,
+                size: (0, 0),
+                theme,
+                scale,
+                figures,
+            },
+            &size,
+        ),
         Some(Command::Backends { json }) => backends(json),
         Some(Command::Check {
             engine,
@@ -164,6 +254,10 @@ struct GuiArgs {
     screenshot: Option<PathBuf>,
     frame_stats: Option<usize>,
     renderer: String,
+    classroom: bool,
+    autoplay: Option<f64>,
+    screenshots: Option<PathBuf>,
+    startup: Option<std::time::Instant>,
 }
 
 fn gui(args: GuiArgs) -> Result<ExitCode> {
@@ -174,7 +268,18 @@ fn gui(args: GuiArgs) -> Result<ExitCode> {
         screenshot,
         frame_stats,
         renderer,
+        classroom,
+        autoplay,
+        screenshots,
+        startup,
     } = args;
+    if let Some(s) = autoplay
+        && !(s.is_finite() && (1.0..=3600.0).contains(&s))
+    {
+        return Err(usage(format!(
+            "--autoplay {s}: give the seconds per step, from 1 to 3600"
+        )));
+    }
     if let Some(t) = &theme
         && kernelbook::ui::theme::Theme::by_name(t).is_none()
     {
@@ -218,6 +323,10 @@ fn gui(args: GuiArgs) -> Result<ExitCode> {
         theme,
         screenshot,
         frame_stats,
+        classroom,
+        autoplay,
+        screenshot_dir: screenshots,
+        startup_from: startup,
         ..Default::default()
     };
     let native = eframe::NativeOptions {
@@ -600,4 +709,209 @@ fn aux_path(output: &Path, name: &str) -> PathBuf {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
     output.with_file_name(format!("{stem}.{safe}.npy"))
+}
+
+fn ops_cmd() -> Result<ExitCode> {
+    use kernelbook::ops::{OpKind, ParamKind};
+    for kind in OpKind::ALL {
+        println!("{kind}");
+        println!("    {}", kind.summary());
+        let inputs: Vec<String> = kind
+            .inputs()
+            .iter()
+            .map(|i| {
+                let mut s = i.name.to_string();
+                if i.int {
+                    s.push_str(" (int)");
+                }
+                if i.optional {
+                    s.push_str(" (optional)");
+                }
+                s
+            })
+            .collect();
+        println!("    inputs: {}", inputs.join(", "));
+        for p in kind.params() {
+            let range = match p.kind {
+                ParamKind::Float {
+                    min,
+                    max,
+                    default,
+                    integer,
+                    ..
+                } => {
+                    let d = if default.is_nan() {
+                        "absent".to_string()
+                    } else {
+                        default.to_string()
+                    };
+                    let what = if integer { "integer" } else { "number" };
+                    format!("{what} in [{min}, {max}], default {d}")
+                }
+                ParamKind::Bool { default } => format!("true|false, default {default}"),
+                ParamKind::Choice { choices, default } => {
+                    format!("{}, default {default}", choices.join("|"))
+                }
+            };
+            println!("    --param {}=  {range}: {}", p.name, p.help);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export_cmd(mut options: kernelbook::export::ExportOptions, size: &str) -> Result<ExitCode> {
+    let parsed = size
+        .split_once(['x', 'X'])
+        .and_then(|(w, h)| Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?)));
+    options.size = parsed.ok_or_else(|| {
+        usage(format!(
+            "--size '{size}': expected WIDTHxHEIGHT in pixels, e.g. 1280x800"
+        ))
+    })?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:32} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = kernelbook::export::export(&options, &mut |done, total, what| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(what.to_string());
+    });
+    bar.finish_and_clear();
+    match report {
+        Ok(report) => {
+            eprintln!(
+                "wrote {} screenshot(s){} to {}",
+                report.screenshots.len(),
+                if options.figures {
+                    format!(" and {} figure file(s)", report.figures.len())
+                } else {
+                    String::new()
+                },
+                options.out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ kernelbook::export::ExportError::Render(_)) => Err(anyhow!("{e}")),
+        Err(e) => Err(usage(e.to_string())),
+    }
+}
+
+fn parse_size(s: &str, flag: &str) -> Result<(usize, usize)> {
+    s.split_once(['x', 'X'])
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+        .filter(|&(a, b): &(usize, usize)| a > 0 && b > 0)
+        .ok_or_else(|| usage(format!("{flag} '{s}': expected ROWSxCOLS, e.g. 4096x32000")))
+}
+
+fn bench_cmd(
+    engine: &str,
+    ops: Option<&str>,
+    size: Option<&str>,
+    runs: usize,
+    json: bool,
+) -> Result<ExitCode> {
+    use kernelbook::bench;
+    use kernelbook::ops::OpKind;
+    let kinds = parse_engines(engine)?;
+    let ops: Vec<OpKind> = match ops {
+        Some(list) => list
+            .split(',')
+            .map(|n| OpKind::from_name(n.trim()).map_err(|e| usage(e.to_string())))
+            .collect::<Result<_>>()?,
+        None => Vec::new(),
+    };
+    if let Some(k) = ops.iter().find(|k| !bench::OPS.contains(k)) {
+        return Err(usage(format!(
+            "bench has no input recipe for {k} yet (it measures: {})",
+            bench::OPS.map(|k| k.name()).join(", ")
+        )));
+    }
+    let size = size.map(|s| parse_size(s, "--size")).transpose()?;
+    if let Some((r, c)) = size
+        && r.saturating_mul(c) > kernelbook::ops::MAX_ELEMENTS
+    {
+        return Err(usage(format!(
+            "--size {r}x{c}: more than {} elements",
+            kernelbook::ops::MAX_ELEMENTS
+        )));
+    }
+    let registry = Registry::probe_only(&kinds);
+    let mut plan = Vec::new();
+    for slot in registry.slots() {
+        match slot {
+            Slot::Ready(e) => {
+                let hardware_gpu = !e.is_software() && e.kind() != EngineKind::Cpu;
+                let default = if hardware_gpu {
+                    bench::GPU_SIZE
+                } else {
+                    bench::SMALL_SIZE
+                };
+                for case in bench::cases(&ops, size.unwrap_or(default)) {
+                    plan.push((e.as_ref(), case));
+                }
+            }
+            Slot::Absent { kind, reason } if kinds.contains(kind) => {
+                eprintln!("{:<5} skipped: {reason}", kind.name());
+            }
+            Slot::Absent { .. } => {}
+        }
+    }
+    let bar = indicatif::ProgressBar::new(plan.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:32} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    for (engine, case) in &plan {
+        bar.set_message(format!("{} {}", engine.kind(), case.name));
+        let outcome = (case.build)()
+            .map_err(|e| e.to_string())
+            .and_then(|req| bench::measure(*engine, case, &req, runs).map_err(|e| e.to_string()));
+        match outcome {
+            Ok(r) => results.push(r),
+            Err(e) => failures.push(format!("{} {}: {e}", engine.kind(), case.name)),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if json {
+        let doc = serde_json::json!({"results": results, "failures": failures});
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "{:<6} {:<36} {:>11} {:>10} {:>10} {:>9}  timing",
+            "engine", "case", "median", "GB/s", "copy GB/s", "% of copy"
+        );
+        for r in &results {
+            println!(
+                "{:<6} {:<36} {:>8.1} us {:>10.1} {:>10} {:>9}  {:?}",
+                r.engine.name(),
+                r.case,
+                r.median_us,
+                r.gb_per_s,
+                r.copy_gb_per_s.map_or("-".into(), |c| format!("{c:.1}")),
+                r.percent_of_copy.map_or("-".into(), |p| format!("{p:.0}%")),
+                r.timing
+            );
+        }
+        let mut devices: Vec<String> = results
+            .iter()
+            .map(|r| format!("{:<5} {}", r.engine.name(), r.device))
+            .collect();
+        devices.dedup();
+        for d in devices {
+            println!("{d}");
+        }
+        for f in &failures {
+            println!("FAIL {f}");
+        }
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -577,3 +577,49 @@ fn concurrent_requests_are_safe() {
         }
     });
 }
+
+/// Compiled kernels are kept on disk: the second compile of the same source is a cache read
+/// returning the same image; a change of source is a new key; a damaged cache file is only
+/// skipped. NVRTC only, no GPU.
+#[test]
+fn compiled_kernels_are_cached_on_disk() {
+    use kernelbook::engine::cuda;
+    if let Err(reason) = cuda::nvrtc_available() {
+        if std::env::var_os("KERNELBOOK_REQUIRE_NVRTC").is_some() {
+            panic!("KERNELBOOK_REQUIRE_NVRTC is set but NVRTC is missing: {reason}");
+        }
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // SAFETY: set before any other thread of this test binary reads the variable (the cache
+    // tests are the only readers and this is the only test that sets it).
+    unsafe { std::env::set_var("KERNELBOOK_CACHE_DIR", dir.path()) };
+    let (file, source) = (
+        "kernels/softmax.cu",
+        kernelbook::sources::cuda("softmax").unwrap(),
+    );
+    let (first, cached) = cuda::compile_cached(file, source, "compute_80").unwrap();
+    assert!(!cached, "an empty cache compiles");
+    let (second, cached) = cuda::compile_cached(file, source, "compute_80").unwrap();
+    assert!(cached, "the second compile is a cache read");
+    assert_eq!(first.image, second.image);
+    assert!(
+        second.compile_time < first.compile_time,
+        "read {:?} vs compile {:?}",
+        second.compile_time,
+        first.compile_time
+    );
+    let changed = format!("{source}\n// a comment changes the key\n");
+    let (_, cached) = cuda::compile_cached(file, &changed, "compute_80").unwrap();
+    assert!(!cached, "a changed source is compiled again");
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(files.len(), 2, "one file per key");
+    for f in std::fs::read_dir(dir.path()).unwrap() {
+        std::fs::write(f.unwrap().path(), b"").unwrap();
+    }
+    let (again, cached) = cuda::compile_cached(file, source, "compute_80").unwrap();
+    assert!(!cached, "an empty cache file is compiled again");
+    assert_eq!(again.image, first.image);
+    unsafe { std::env::remove_var("KERNELBOOK_CACHE_DIR") };
+}

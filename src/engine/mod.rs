@@ -176,6 +176,15 @@ pub trait Engine: Send + Sync {
     /// inputs, instead of calling this directly.
     fn execute(&self, req: &OpRequest) -> Result<OpOutput, EngineError>;
 
+    /// Time one device-to-device copy of `bytes` bytes (the roofline `kernelbook bench` compares
+    /// each op with: an op that reads its input once and writes its output once cannot beat it).
+    fn copy_time(&self, bytes: usize) -> Result<Duration, EngineError> {
+        let _ = bytes;
+        Err(EngineError::Unsupported(
+            "this engine cannot measure a copy".into(),
+        ))
+    }
+
     /// Validate the request, answer empty inputs without touching the device, and run.
     fn run(&self, req: &OpRequest) -> Result<OpOutput, EngineError> {
         req.op.validate()?;

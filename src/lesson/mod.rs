@@ -29,7 +29,14 @@
 //! stable = { default = false }                                   # a toggle
 //! dtype = { choices = ["f32", "f16", "bf16"], default = "f16" }   # a choice
 //! # a plain value fixes a parameter without a widget: temperature = 0.5, stable = true, dtype = "f16"
-//! show = ["bars", "check"]      # views, in order: bars | line | heatmap | table | check
+//! show = ["bars", "check"]      # views, in order: bars | line | heatmap | table | check,
+//!                                # or a topic's own view (`crate::views`, e.g. "histogram")
+//! sweep = { param = "temperature", from = 10.0, to = 0.05, seconds = 8.0 }
+//!                                # a sweep of a slider, started and stopped with S (classroom)
+//! # ops with more inputs (see `OpKind::inputs`): the first is `input`, the others by name
+//! # inputs = { positions = [[0, 1, 2, 3]], w = { normal = 1.0, rows = 4, cols = 8, seed = 3 } }
+//! # shape = [1, 4, 2, 8]        # the primary input's shape when it is not [rows, cols]
+//! # shapes = { w = [4, 8] }      # the same for the other inputs
 //! ```
 //!
 //! ```kernel                      <- kernel source, CUDA and WGSL tabs
@@ -53,7 +60,10 @@
 //! front matter first with all four keys; at least one step; nothing but blank lines between the front
 //! matter and the first `## `; no `# ` (h1) headings (the title comes from the front matter); fences
 //! closed; block kinds known; `cell` names a known op (see `OpKind::name`); only that op's parameters
-//! (plus `title`, `input`, `show`) as keys; slider bounds inside the op's own bounds
+//! (plus `title`, `input`, `show`, `shape`, `sweep`, and `inputs`/`shapes` for ops with more inputs)
+//! as keys; shapes that hold exactly the input's values; every required input given; topic views
+//! that apply to the cell's op; a sweep over one of the cell's sliders, inside its range, lasting
+//! 0 < seconds <= 600; slider bounds inside the op's own bounds
 //! (`OpKind::params`), `min < max`, `min <= default <= max`, `log = true` only with `min > 0`;
 //! choices a subset of the op's; inputs finite numbers (NaN/inf are written as the strings "nan",
 //! "inf", "-inf"), rows of equal length, at most [`MAX_CELL_ELEMENTS`] values; random/linspace counts
@@ -154,6 +164,8 @@ pub struct CellSpec {
     pub shape: Option<Vec<usize>>,
     /// The op's other inputs (`inputs = { positions = ..., w = ... }`), in the order written.
     pub extra: Vec<ExtraInput>,
+    /// A sweep of one slider, started and stopped with one key (classroom mode).
+    pub sweep: Option<SweepSpec>,
     /// One entry per parameter of the op, in `OpKind::params` order. Parameters the lesson does not
     /// mention are `Control::Fixed` at the op's default (an absent optional param such as logit's
     /// `eps` is `ParamValue::Absent`).
@@ -194,6 +206,28 @@ impl CellSpec {
                 (e.name.clone(), t)
             })
             .collect()
+    }
+}
+
+/// A parameter sweep: the slider `param` moves from `from` to `to` over `seconds` (log-spaced on a
+/// log slider) while the results update live.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepSpec {
+    pub param: &'static str,
+    pub from: f64,
+    pub to: f64,
+    pub seconds: f64,
+}
+
+impl SweepSpec {
+    /// The value at fraction `t` in [0, 1] of the sweep.
+    pub fn value_at(&self, t: f64, log: bool) -> f64 {
+        let t = t.clamp(0.0, 1.0);
+        if log && self.from > 0.0 && self.to > 0.0 {
+            (self.from.ln() + t * (self.to.ln() - self.from.ln())).exp()
+        } else {
+            self.from + t * (self.to - self.from)
+        }
     }
 }
 

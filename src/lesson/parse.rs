@@ -18,9 +18,9 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
-use super::ExtraInput;
 /// Largest lesson file accepted, in bytes.
 use super::MAX_LESSON_BYTES;
+use super::{ExtraInput, SweepSpec};
 
 /// The views a cell shows when its `show` key is absent.
 const DEFAULT_SHOW: [View; 2] = [View::Bars, View::Check];
@@ -887,7 +887,7 @@ fn parse_cell(
 ) -> Res<CellSpec> {
     let specs = op.params();
     let decls = op.inputs();
-    let mut allowed = vec!["title", "input", "show", "shape"];
+    let mut allowed = vec!["title", "input", "show", "shape", "sweep"];
     if decls.len() > 1 {
         allowed.extend(["inputs", "shapes"]);
     }
@@ -896,6 +896,7 @@ fn parse_cell(
     let mut input = None;
     let mut show = None;
     let mut shape: Option<(Vec<usize>, Range<usize>)> = None;
+    let mut sweep: Option<(SweepSpec, Range<usize>)> = None;
     let mut extra: Vec<(String, InputSpec, Range<usize>)> = Vec::new();
     let mut shapes: Vec<(String, Vec<usize>, Range<usize>)> = Vec::new();
     let mut given: Vec<Option<ParamControl>> = vec![None; specs.len()];
@@ -905,6 +906,7 @@ fn parse_cell(
             "input" => input = Some(parse_input(body, value)?),
             "show" => show = Some(parse_show(op, body, value)?),
             "shape" => shape = Some((parse_shape(body, "shape", value)?, value.span())),
+            "sweep" => sweep = Some((parse_sweep(op, body, value)?, value.span())),
             "inputs" | "shapes" if decls.len() > 1 => {
                 let DeValue::Table(t) = value.get_ref() else {
                     return body.fail(
@@ -964,7 +966,7 @@ fn parse_cell(
             ),
         );
     };
-    let params = specs
+    let params: Vec<ParamControl> = specs
         .iter()
         .zip(given)
         .map(|(spec, g)| {
@@ -977,6 +979,35 @@ fn parse_cell(
         .collect();
     if let Some((dims, span)) = &shape {
         check_shape_holds(body, "shape", dims, input.len(), span)?;
+    }
+    if let Some((sw, span)) = &sweep {
+        let control = params
+            .iter()
+            .find(|p| p.name == sw.param)
+            .map(|p| p.control.clone());
+        let Some(Control::Slider { min, max, .. }) = control else {
+            return body.fail(
+                span,
+                format!(
+                    "sweep: {} is not a slider in this cell (give it {{ min, max, default }} first)",
+                    sw.param
+                ),
+            );
+        };
+        for (what, v) in [("from", sw.from), ("to", sw.to)] {
+            if v < min || v > max {
+                return body.fail(
+                    span,
+                    format!(
+                        "sweep: {what} = {} is outside the {} slider's range [{}, {}]",
+                        num(v),
+                        sw.param,
+                        num(min),
+                        num(max)
+                    ),
+                );
+            }
+        }
     }
     for (name, dims, span) in &shapes {
         let Some((_, spec, _)) = extra.iter().find(|(n, _, _)| n == name) else {
@@ -1016,10 +1047,62 @@ fn parse_cell(
         title,
         input,
         shape: shape.map(|(d, _)| d),
+        sweep: sweep.map(|(s, _)| s),
         extra,
         params,
         show: show.unwrap_or_else(|| DEFAULT_SHOW.to_vec()),
     })
+}
+
+/// `sweep = { param = "temperature", from = 10.0, to = 0.05, seconds = 8.0 }`.
+fn parse_sweep(op: OpKind, body: &TomlBody, v: &Spanned<DeValue<'_>>) -> Res<SweepSpec> {
+    const KEYS: [&str; 4] = ["param", "from", "to", "seconds"];
+    let DeValue::Table(t) = v.get_ref() else {
+        return body.fail(
+            &v.span(),
+            "sweep: expected { param = \"temperature\", from = 10.0, to = 0.05, seconds = 8.0 }",
+        );
+    };
+    let (mut param, mut from, mut to, mut seconds) = (None, None, None, None);
+    for (key, span, item) in entries(t) {
+        match key {
+            "param" => {
+                let name = string(body, "sweep: param", item)?;
+                let Some(spec) = op.params().iter().find(|s| s.name == name) else {
+                    return body.fail(
+                        &item.span(),
+                        format!("sweep: {op} has no parameter '{name}'"),
+                    );
+                };
+                param = Some(spec.name);
+            }
+            "from" => from = Some(finite_number(body, "sweep: from", item)?),
+            "to" => to = Some(finite_number(body, "sweep: to", item)?),
+            "seconds" => {
+                let s = finite_number(body, "sweep: seconds", item)?;
+                if !(s > 0.0 && s <= 600.0) {
+                    return body.fail(
+                        &item.span(),
+                        format!("sweep: seconds = {} must be in (0, 600]", num(s)),
+                    );
+                }
+                seconds = Some(s);
+            }
+            _ => return unknown_key(body, "sweep", key, &span, &KEYS),
+        }
+    }
+    match (param, from, to, seconds) {
+        (Some(param), Some(from), Some(to), Some(seconds)) => Ok(SweepSpec {
+            param,
+            from,
+            to,
+            seconds,
+        }),
+        _ => body.fail(
+            &v.span(),
+            format!("sweep: needs all of {}", KEYS.join(", ")),
+        ),
+    }
 }
 
 /// A shape: a non-empty list of positive whole numbers.
@@ -2570,20 +2653,88 @@ input = { linspace = [0.0, 1.0], count = 11 }
     // ---- cell errors -------------------------------------------------------------------------
 
     #[test]
+    fn sweeps_shapes_and_extra_inputs() {
+        let c = cell(
+            "softmax",
+            "input = [1.0, 2.0, 3.0, 4.0]\nshape = [2, 2]\ntemperature = { min = 0.05, max = 10.0 }\nsweep = { param = \"temperature\", from = 10.0, to = 0.05, seconds = 8.0 }",
+        );
+        let sweep = c.sweep.clone().expect("a sweep");
+        assert_eq!(
+            (sweep.param, sweep.from, sweep.to, sweep.seconds),
+            ("temperature", 10.0, 0.05, 8.0)
+        );
+        assert!(
+            (sweep.value_at(0.5, true) - (10.0f64 * 0.05).sqrt()).abs() < 1e-12,
+            "log-spaced"
+        );
+        assert_eq!(sweep.value_at(0.5, false), 5.025);
+        assert_eq!(c.shape, Some(vec![2, 2]));
+        assert_block_err(
+            "cell softmax",
+            "input = [1.0]\nsweep = { param = \"temperature\", from = 10.0, to = 0.05, seconds = 8.0 }",
+            2,
+            9,
+            "sweep: temperature is not a slider in this cell",
+        );
+        assert_block_err(
+            "cell softmax",
+            "input = [1.0]\ntemperature = { min = 0.5, max = 2.0 }\nsweep = { param = \"temperature\", from = 10.0, to = 0.5, seconds = 8.0 }",
+            3,
+            9,
+            "sweep: from = 10 is outside the temperature slider's range [0.5, 2]",
+        );
+        assert_block_err(
+            "cell softmax",
+            "input = [1.0]\ntemperature = { min = 0.5, max = 2.0 }\nsweep = { param = \"temperature\", from = 1.0, to = 0.5, seconds = 0.0 }",
+            3,
+            66,
+            "seconds = 0 must be in (0, 600]",
+        );
+        assert_block_err(
+            "cell softmax",
+            "input = [1.0]\nsweep = { param = \"heat\", from = 1.0, to = 0.5, seconds = 1.0 }",
+            2,
+            19,
+            "sweep: softmax has no parameter 'heat'",
+        );
+        assert_block_err(
+            "cell softmax",
+            "input = [1.0, 2.0, 3.0]\nshape = [2, 2]",
+            2,
+            9,
+            "shape: [2, 2] holds 4 values but the input has 3",
+        );
+        assert_block_err(
+            "cell softmax",
+            "input = [1.0]\nshape = [0]",
+            2,
+            10,
+            "shape: sizes are whole numbers >= 1",
+        );
+        assert_block_err(
+            "cell softmax",
+            "input = [1.0]\ninputs = { w = [1.0] }",
+            2,
+            1,
+            "'inputs' is not a parameter of softmax",
+        );
+    }
+
+    #[test]
     fn cell_key_errors() {
         assert_block_err(
             "cell softmax",
             "input = [1.0]\ntemprature = 1.0",
             2,
             1,
-            "cell 'softmax': 'temprature' is not a parameter of softmax (expected one of: title, input, show, shape, temperature, stable, dtype)",
+            "cell 'softmax': 'temprature' is not a parameter of softmax (expected one of: title, input, show, shape, sweep, temperature, stable, dtype)",
         );
         assert_block_err(
             "cell sigmoid",
             "input = [1.0]\n  [x]",
             2,
             4,
-            "'x' is not a parameter of sigmoid (expected one of: title, input, show, shape, dtype)",
+            "'x' is not a parameter of sigmoid (expected one of: title, input, show, shape, sweep, dtype)",
         );
         assert_err(
             &block("cell softmax", "title = \"x\""),

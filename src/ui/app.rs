@@ -1,13 +1,16 @@
 //! The notebook window: the lesson list, the current step as a notebook of blocks (prose, op cells,
 //! kernel source, predict-then-reveal questions), step-through navigation with a progress
-//! indicator, and the state remembered across restarts (last lesson and step, theme).
+//! indicator, and the state remembered across restarts (last lesson and step, theme, screenshot
+//! folder). Classroom mode, the presenter view, sweeps, autoplay and screenshots are in
+//! `classroom.rs`; this file wires them into the frame.
 
 use super::cell::{CellOptions, CellState, cell_ui};
+use super::classroom::{self, Classroom, Keys, PresenterInfo, RunningSweep};
 use super::kernel_view::kernel_ui;
 use super::theme::Theme;
 use super::worker::{CellKey, Worker, WorkerMsg};
 use crate::engine::{BackendInfo, EngineKind};
-use crate::lesson::{Block, Lesson, LoadedLesson, PredictSpec};
+use crate::lesson::{Block, Control, Lesson, LoadedLesson, ParamValue, PredictSpec};
 use egui::{Key, RichText, Ui};
 use egui_commonmark::{CommonMarkCache, CommonMarkViewer};
 use serde::{Deserialize, Serialize};
@@ -21,6 +24,8 @@ pub struct Remembered {
     pub lesson_id: Option<String>,
     pub step: usize,
     pub theme: Option<String>,
+    /// Where the screenshot key saves, when the user chose a folder.
+    pub screenshot_dir: Option<PathBuf>,
 }
 
 /// How the app is started.
@@ -44,6 +49,15 @@ pub struct AppOptions {
     /// Frame-time measurement: sweep the first slider of the first step that has one, one notch
     /// per frame for this many frames, then report frame times and quit.
     pub frame_stats: Option<usize>,
+    /// Start in classroom mode (full screen, projector theme).
+    pub classroom: bool,
+    /// Start autoplay: the next step every this many seconds.
+    pub autoplay: Option<f64>,
+    /// Save screenshots here (overrides the remembered folder).
+    pub screenshot_dir: Option<PathBuf>,
+    /// Start-up measurement: when the process started; the app reports the time to its first
+    /// frame and to the first step's results, then quits.
+    pub startup_from: Option<std::time::Instant>,
 }
 
 impl Default for AppOptions {
@@ -57,6 +71,10 @@ impl Default for AppOptions {
             theme: None,
             screenshot: None,
             frame_stats: None,
+            classroom: false,
+            autoplay: None,
+            screenshot_dir: None,
+            startup_from: None,
         }
     }
 }
@@ -85,6 +103,12 @@ pub struct KernelbookApp {
     frame_times: Vec<std::time::Duration>,
     last_frame: Option<std::time::Instant>,
     pub frame_report: Option<String>,
+    /// Start-up measurement: time to the first frame, once drawn.
+    first_frame: Option<std::time::Duration>,
+    /// Classroom mode, presenter view, sweeps, autoplay, screenshots.
+    pub classroom: Classroom,
+    /// The screenshot folder as typed in the top bar's menu.
+    screenshot_dir_text: String,
 }
 
 impl KernelbookApp {
@@ -105,7 +129,18 @@ impl KernelbookApp {
                 repaint_ctx.request_repaint()
             })
         };
+        let screenshot_dir = options
+            .screenshot_dir
+            .clone()
+            .or(remembered.screenshot_dir.clone())
+            .unwrap_or_else(crate::export::default_screenshot_dir);
+        let autoplay = options
+            .autoplay
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(std::time::Duration::from_secs_f64);
         let mut app = KernelbookApp {
+            screenshot_dir_text: screenshot_dir.display().to_string(),
+            classroom: Classroom::new(screenshot_dir, autoplay),
             lessons,
             current: 0,
             step: 0,
@@ -123,6 +158,7 @@ impl KernelbookApp {
             frame_times: Vec::new(),
             last_frame: None,
             frame_report: None,
+            first_frame: None,
         };
         let wanted = app.options.lesson.clone().or(remembered.lesson_id.clone());
         let found = wanted
@@ -138,6 +174,9 @@ impl KernelbookApp {
             None => app.current = app.lessons.iter().position(|l| l.is_ok()).unwrap_or(0),
         }
         app.step = app.step.min(app.step_count().saturating_sub(1));
+        if app.options.classroom {
+            app.enter_classroom(ctx);
+        }
         app
     }
 
@@ -171,26 +210,326 @@ impl KernelbookApp {
     pub fn go_to(&mut self, index: usize, step: usize) {
         if self.lessons.get(index).is_some_and(|l| l.is_ok()) {
             self.current = index;
-            self.step = step.min(self.step_count().saturating_sub(1));
+            self.set_step(step.min(self.step_count().saturating_sub(1)));
         }
     }
 
     pub fn next_step(&mut self) {
         if self.step + 1 < self.step_count() {
-            self.step += 1;
+            self.set_step(self.step + 1);
         }
     }
 
     pub fn prev_step(&mut self) {
-        self.step = self.step.saturating_sub(1);
+        self.set_step(self.step.saturating_sub(1));
+    }
+
+    /// Show another step of the current lesson: a running sweep stops, the autoplay clock restarts.
+    fn set_step(&mut self, step: usize) {
+        if step != self.step {
+            self.classroom.sweep = None;
+        }
+        self.step = step;
+        self.classroom.step_shown = std::time::Instant::now();
     }
 
     pub fn remembered(&self) -> Remembered {
+        // Classroom mode's projector theme is for the room; remember the one it replaced.
+        let theme = self.classroom.theme_before.unwrap_or(self.theme.name);
         Remembered {
             lesson_id: self.lesson().map(|l| l.id.clone()),
             step: self.step,
-            theme: Some(self.theme.name.to_string()),
+            theme: Some(theme.to_string()),
+            screenshot_dir: Some(self.classroom.screenshot_dir.clone()),
         }
+    }
+
+    /// The theme now in use ("light", "dark" or "projector").
+    pub fn theme_name(&self) -> &'static str {
+        self.theme.name
+    }
+
+    /// Classroom mode: projector theme, full screen, no lesson list.
+    pub fn enter_classroom(&mut self, ctx: &egui::Context) {
+        if self.classroom.active {
+            return;
+        }
+        self.classroom.active = true;
+        self.classroom.blank = false;
+        self.classroom.started = std::time::Instant::now();
+        self.classroom.theme_before = Some(self.theme.name);
+        self.theme = Theme::projector();
+        self.classroom.fullscreen = true;
+        ctx.send_viewport_cmd(egui::ViewportCommand::Fullscreen(true));
+    }
+
+    /// Back to the notebook: the previous theme, windowed, no presenter view.
+    pub fn leave_classroom(&mut self, ctx: &egui::Context) {
+        if !self.classroom.active {
+            return;
+        }
+        self.classroom.active = false;
+        self.classroom.blank = false;
+        self.classroom.presenter = false;
+        if let Some(name) = self.classroom.theme_before.take() {
+            self.set_theme(name);
+        }
+        if self.classroom.fullscreen {
+            self.classroom.fullscreen = false;
+            ctx.send_viewport_cmd(egui::ViewportCommand::Fullscreen(false));
+        }
+    }
+
+    /// Whether the audience screen is blanked (B).
+    pub fn is_blank(&self) -> bool {
+        self.classroom.blank
+    }
+
+    /// The op cells of the current step, in order, once they exist (after the step was drawn).
+    pub fn current_cells(&self) -> Vec<&CellState> {
+        let Some(lesson) = self.lesson() else {
+            return Vec::new();
+        };
+        (0..)
+            .map_while(|cell| {
+                self.cells.get(&CellKey {
+                    lesson: lesson.id.clone(),
+                    step: self.step,
+                    cell,
+                })
+            })
+            .collect()
+    }
+
+    /// What the current view shows and how it was computed (written into screenshots).
+    pub fn provenance(&self, size: (u32, u32)) -> crate::export::Provenance {
+        let (lesson_id, lesson_title, step_title) = match self.lesson() {
+            Some(l) => (
+                l.id.clone(),
+                l.title.clone(),
+                l.steps
+                    .get(self.step)
+                    .map(|s| s.title.clone())
+                    .unwrap_or_default(),
+            ),
+            None => Default::default(),
+        };
+        crate::export::Provenance {
+            app: crate::export::app_version(),
+            lesson_id,
+            lesson_title,
+            step: self.step + 1,
+            step_title,
+            theme: self.theme.name.to_string(),
+            size,
+            cells: self
+                .current_cells()
+                .into_iter()
+                .map(crate::export::CellProvenance::of)
+                .collect(),
+        }
+    }
+
+    /// What the presenter view shows now.
+    pub fn presenter_info(&self) -> PresenterInfo {
+        let Some(lesson) = self.lesson() else {
+            return PresenterInfo::default();
+        };
+        let step = lesson.steps.get(self.step);
+        let notes = step
+            .map(|s| {
+                s.blocks
+                    .iter()
+                    .filter_map(|b| match b {
+                        Block::Notes(n) => Some(n.clone()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let next = lesson.steps.get(self.step + 1).map(|s| {
+            let first = s
+                .blocks
+                .iter()
+                .find_map(|b| match b {
+                    Block::Prose(p) => p.split("\n\n").map(str::trim).find(|t| !t.is_empty()),
+                    _ => None,
+                })
+                .unwrap_or("")
+                .to_string();
+            (s.title.clone(), first)
+        });
+        PresenterInfo {
+            lesson_title: lesson.title.clone(),
+            step: self.step + 1,
+            steps: lesson.steps.len(),
+            step_title: step.map(|s| s.title.clone()).unwrap_or_default(),
+            notes,
+            next,
+            elapsed: self.classroom.started.elapsed(),
+            clock: classroom::local_clock(),
+            blank: self.classroom.blank,
+            autoplay: self.classroom.autoplay,
+        }
+    }
+
+    /// Start the sweep of the current step's first cell that has one, or stop the running one.
+    /// Returns whether a sweep runs now.
+    pub fn toggle_sweep(&mut self) -> bool {
+        if self.classroom.sweep.take().is_some() {
+            return false;
+        }
+        let Some(lesson) = self.lesson() else {
+            return false;
+        };
+        let mut cell_index = 0;
+        let Some(step) = lesson.steps.get(self.step) else {
+            return false;
+        };
+        for block in &step.blocks {
+            if let Block::Cell(spec) = block {
+                if spec.sweep.is_some() {
+                    self.classroom.sweep = Some(RunningSweep {
+                        cell: CellKey {
+                            lesson: lesson.id.clone(),
+                            step: self.step,
+                            cell: cell_index,
+                        },
+                        started: std::time::Instant::now(),
+                    });
+                    return true;
+                }
+                cell_index += 1;
+            }
+        }
+        self.classroom.toast("This step has no sweep.", false);
+        false
+    }
+
+    /// Whether a sweep is running.
+    pub fn is_sweeping(&self) -> bool {
+        self.classroom.sweep.is_some()
+    }
+
+    /// Move the running sweep's slider to where the clock says and resubmit the cell.
+    fn advance_sweep(&mut self, ctx: &egui::Context) {
+        let Some(sweep) = self.classroom.sweep.clone() else {
+            return;
+        };
+        let Some(cell) = self.cells.get_mut(&sweep.cell) else {
+            return; // drawn this frame; next frame it exists
+        };
+        let Some(spec) = cell.spec.sweep.clone() else {
+            self.classroom.sweep = None;
+            return;
+        };
+        let t = sweep.started.elapsed().as_secs_f64() / spec.seconds;
+        if let Some(i) = cell.spec.params.iter().position(|p| p.name == spec.param) {
+            let log = matches!(
+                cell.spec.params[i].control,
+                Control::Slider { log: true, .. }
+            );
+            let mut v = spec.value_at(t, log);
+            if cell.spec.params[i].is_integer(cell.spec.op) {
+                v = v.round();
+            }
+            if cell.values[i] != ParamValue::Float(v) {
+                cell.values[i] = ParamValue::Float(v);
+                Self::submit(&mut self.worker, &sweep.cell, cell);
+            }
+        }
+        if t >= 1.0 {
+            self.classroom.sweep = None;
+        } else {
+            // About 60 updates a second; the worker drops requests it cannot keep up with.
+            ctx.request_repaint_after(std::time::Duration::from_millis(16));
+        }
+    }
+
+    /// Autoplay: the next step (the next lesson after the last step, the first after the last).
+    fn advance_autoplay(&mut self, ctx: &egui::Context) {
+        let Some(interval) = self.classroom.autoplay else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        if self.classroom.autoplay_due(now) {
+            if self.step + 1 < self.step_count() {
+                self.next_step();
+            } else {
+                let n = self.lessons.len();
+                let next = (1..=n)
+                    .map(|k| (self.current + k) % n)
+                    .find(|&i| self.lessons[i].is_ok());
+                if let Some(i) = next {
+                    self.current = i;
+                    self.set_step(0);
+                }
+            }
+            let has_sweep = self
+                .lesson()
+                .and_then(|l| l.steps.get(self.step))
+                .is_some_and(|s| s.cells().any(|c| c.sweep.is_some()));
+            if has_sweep {
+                self.toggle_sweep();
+            }
+        }
+        let left = interval.saturating_sub(now.duration_since(self.classroom.step_shown));
+        ctx.request_repaint_after(left.max(std::time::Duration::from_millis(50)));
+    }
+
+    /// Ask for a screenshot of the window; it is saved when it arrives (`receive_screenshot`).
+    pub fn request_screenshot(&mut self, ctx: &egui::Context) {
+        if self.classroom.pending_screenshot.is_some() {
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let repaint = ctx.clone();
+        ctx.request_screenshot(move |image| {
+            let _ = tx.send(image);
+            repaint.request_repaint();
+        });
+        self.classroom.pending_screenshot = Some(rx);
+    }
+
+    /// Save a screenshot that arrived, with provenance, and say where (or why not) in a toast.
+    fn receive_screenshot(&mut self) {
+        let Some(rx) = &self.classroom.pending_screenshot else {
+            return;
+        };
+        let Ok(image) = rx.try_recv() else {
+            return;
+        };
+        self.classroom.pending_screenshot = None;
+        match self.save_screenshot(&image) {
+            Ok(path) => self
+                .classroom
+                .toast(format!("Screenshot saved: {}", path.display()), false),
+            Err(e) => self
+                .classroom
+                .toast(format!("Screenshot not saved: {e}"), true),
+        }
+    }
+
+    /// Write `image` to the screenshot folder as `kernelbook-<lesson>-stepNN-<time>.png`.
+    pub fn save_screenshot(&self, image: &egui::ColorImage) -> Result<PathBuf, String> {
+        let [w, h] = image.size;
+        let bytes: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
+        let rgba = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
+            .ok_or("the screenshot has the wrong size")?;
+        let dir = &self.classroom.screenshot_dir;
+        crate::export::prepare_folder(dir).map_err(|e| e.to_string())?;
+        let lesson = self.lesson().map_or("kernelbook", |l| l.id.as_str());
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let path = dir.join(format!(
+            "kernelbook-{lesson}-step{:02}-{stamp}.png",
+            self.step + 1
+        ));
+        crate::export::write_png(&path, &rgba, &self.provenance((w as u32, h as u32)))
+            .map_err(|e| e.to_string())?;
+        Ok(path)
     }
 
     pub fn set_theme(&mut self, name: &str) {
@@ -242,29 +581,69 @@ impl KernelbookApp {
     }
 
     fn handle_keys(&mut self, ctx: &egui::Context) {
-        // Arrow keys belong to a focused widget (slider, text field) when there is one.
-        if ctx.memory(|m| m.focused().is_some()) {
-            return;
+        let keys = Keys::read(ctx);
+        self.apply_keys(ctx, keys);
+    }
+
+    /// What each key does (see `classroom.rs` for the list). Public so that tests can drive it.
+    pub fn apply_keys(&mut self, ctx: &egui::Context, keys: Keys) {
+        if keys.screenshot {
+            self.request_screenshot(ctx);
         }
-        let (next, prev, home, end) = ctx.input(|i| {
-            (
-                i.key_pressed(Key::ArrowRight) || i.key_pressed(Key::PageDown),
-                i.key_pressed(Key::ArrowLeft) || i.key_pressed(Key::PageUp),
-                i.key_pressed(Key::Home),
-                i.key_pressed(Key::End),
-            )
-        });
-        if next {
+        if keys.classroom {
+            if self.classroom.active {
+                self.leave_classroom(ctx);
+            } else {
+                self.enter_classroom(ctx);
+            }
+        }
+        if keys.presenter {
+            self.classroom.presenter = !self.classroom.presenter;
+        }
+        if keys.sweep {
+            self.toggle_sweep();
+        }
+        if keys.autoplay {
+            self.classroom.autoplay = match self.classroom.autoplay {
+                Some(_) => None,
+                None => {
+                    self.classroom.step_shown = std::time::Instant::now();
+                    Some(self.classroom.autoplay_interval)
+                }
+            };
+        }
+        if self.classroom.active {
+            if self.classroom.blank {
+                // Like presentation software: B (or any step key) brings the picture back.
+                if keys.blank || keys.next || keys.prev || keys.escape {
+                    self.classroom.blank = false;
+                }
+                return;
+            }
+            if keys.blank {
+                self.classroom.blank = true;
+                return;
+            }
+            if keys.fullscreen {
+                self.classroom.fullscreen = !self.classroom.fullscreen;
+                ctx.send_viewport_cmd(egui::ViewportCommand::Fullscreen(self.classroom.fullscreen));
+            }
+            if keys.escape {
+                self.leave_classroom(ctx);
+                return;
+            }
+        }
+        if keys.next {
             self.next_step();
         }
-        if prev {
+        if keys.prev {
             self.prev_step();
         }
-        if home {
-            self.step = 0;
+        if keys.home {
+            self.set_step(0);
         }
-        if end {
-            self.step = self.step_count().saturating_sub(1);
+        if keys.end {
+            self.set_step(self.step_count().saturating_sub(1));
         }
     }
 
@@ -278,23 +657,64 @@ impl KernelbookApp {
         self.theme.apply(&ctx);
         self.receive();
         self.handle_keys(&ctx);
+        self.advance_sweep(&ctx);
+        self.advance_autoplay(&ctx);
+        self.receive_screenshot();
 
-        egui::Panel::top("top").show(ui, |ui| self.top_bar_ui(ui));
-        egui::Panel::bottom("nav").show(ui, |ui| self.nav_ui(ui));
-        egui::Panel::left("lessons")
-            .resizable(true)
-            .default_size(self.theme.side_panel_width)
-            .size_range(self.theme.side_panel_width * 0.8..=self.theme.side_panel_width * 2.1)
-            .show(ui, |ui| self.lesson_list_ui(ui));
-        egui::CentralPanel::default().show(ui, |ui| self.step_ui(ui));
+        if self.classroom.active && self.classroom.blank {
+            // A blank screen, as presentation software's B: nothing but black.
+            egui::CentralPanel::default()
+                .frame(egui::Frame::NONE.fill(egui::Color32::BLACK))
+                .show(ui, |ui| {
+                    ui.allocate_space(ui.available_size());
+                });
+        } else if self.classroom.active {
+            egui::Panel::top("top").show(ui, |ui| self.classroom_bar_ui(ui));
+            egui::Panel::bottom("nav").show(ui, |ui| self.classroom_progress_ui(ui));
+            egui::CentralPanel::default().show(ui, |ui| self.step_ui(ui));
+        } else {
+            egui::Panel::top("top").show(ui, |ui| self.top_bar_ui(ui));
+            egui::Panel::bottom("nav").show(ui, |ui| self.nav_ui(ui));
+            egui::Panel::left("lessons")
+                .resizable(true)
+                .default_size(self.theme.side_panel_width)
+                .size_range(self.theme.side_panel_width * 0.8..=self.theme.side_panel_width * 2.1)
+                .show(ui, |ui| self.lesson_list_ui(ui));
+            egui::CentralPanel::default().show(ui, |ui| self.step_ui(ui));
+        }
+        if self.classroom.presenter {
+            self.presenter_viewport(&ctx);
+        }
+        classroom::toast_ui(&ctx, &mut self.classroom, &self.theme);
         self.receive();
         self.frames += 1;
+        if let Some(t0) = self.options.startup_from {
+            self.startup_step(&ctx, t0);
+        }
         if self.options.screenshot.is_some() {
             self.screenshot_step(&ctx);
         }
         if let Some(frames) = self.options.frame_stats {
             self.frame_stats_step(&ctx, frames);
         }
+    }
+
+    /// Start-up measurement: the first frame's time, then the time until every cell of the first
+    /// step has results on every engine; reported in `frame_report`, then the app quits.
+    fn startup_step(&mut self, ctx: &egui::Context, t0: std::time::Instant) {
+        let first = *self.first_frame.get_or_insert_with(|| t0.elapsed());
+        let ready =
+            self.backends.is_some() && !self.is_computing() && !self.current_cells().is_empty();
+        if ready && self.options.startup_from.take().is_some() {
+            self.frame_report = Some(format!(
+                "start-up: first frame {:.0} ms after the process started; first step's results on every engine {:.0} ms",
+                first.as_secs_f64() * 1e3,
+                t0.elapsed().as_secs_f64() * 1e3
+            ));
+            self.quit = Some(Ok(()));
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+        ctx.request_repaint();
     }
 
     /// Frame-time measurement in the real window: a slider moves one notch per frame (the cell
@@ -400,6 +820,89 @@ impl KernelbookApp {
         ctx.request_repaint();
     }
 
+    /// The presenter view in its own window (a second viewport; embedded as a window where the
+    /// platform has only one).
+    fn presenter_viewport(&mut self, ctx: &egui::Context) {
+        let info = self.presenter_info();
+        // The teacher's screen keeps the theme the app had before classroom mode.
+        let theme = self
+            .classroom
+            .theme_before
+            .and_then(Theme::by_name)
+            .unwrap_or_else(Theme::light);
+        let markdown = &mut self.markdown;
+        let closed = ctx.show_viewport_immediate(
+            egui::ViewportId::from_hash_of("kernelbook presenter"),
+            egui::ViewportBuilder::default()
+                .with_title("kernelbook · presenter view")
+                .with_inner_size([900.0, 640.0]),
+            |ui, class| {
+                let show = |ui: &mut Ui, markdown: &mut CommonMarkCache| {
+                    egui::Frame::NONE
+                        .fill(theme.background)
+                        .inner_margin(theme.cell_padding)
+                        .show(ui, |ui| {
+                            classroom::presenter_ui(ui, &info, &theme, markdown)
+                        });
+                };
+                ui.set_style(theme.style());
+                if class == egui::ViewportClass::EmbeddedWindow {
+                    // egui already put the viewport in a window of its own.
+                    show(ui, markdown);
+                } else {
+                    egui::CentralPanel::default()
+                        .frame(egui::Frame::central_panel(ui.style()).fill(theme.background))
+                        .show(ui, |ui| show(ui, markdown));
+                }
+                ui.ctx()
+                    .request_repaint_after(std::time::Duration::from_secs(1));
+                ui.ctx().input(|i| i.viewport().close_requested())
+            },
+        );
+        if closed {
+            self.classroom.presenter = false;
+        }
+    }
+
+    /// Classroom mode's top bar: the lesson and step, large, and how to leave.
+    fn classroom_bar_ui(&mut self, ui: &mut Ui) {
+        ui.horizontal(|ui| {
+            if let Some(lesson) = self.lesson() {
+                ui.label(
+                    RichText::new(format!("{} · {}", lesson.order, lesson.title))
+                        .size(self.theme.text_subheading)
+                        .strong(),
+                );
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if ui
+                    .button("Leave")
+                    .on_hover_text("Leave classroom mode (Esc)")
+                    .clicked()
+                {
+                    let ctx = ui.ctx().clone();
+                    self.leave_classroom(&ctx);
+                }
+                if self.classroom.sweep.is_some() {
+                    ui.label(RichText::new("sweeping (S stops)").color(self.theme.accent));
+                }
+                if self.classroom.autoplay.is_some() {
+                    ui.label(RichText::new("autoplay (A stops)").color(self.theme.accent));
+                }
+            });
+        });
+    }
+
+    /// Classroom mode's bottom bar: a thin progress bar with the step count.
+    fn classroom_progress_ui(&mut self, ui: &mut Ui) {
+        let n = self.step_count().max(1);
+        ui.add(
+            egui::ProgressBar::new((self.step + 1) as f32 / n as f32)
+                .text(format!("step {} of {n}", self.step + 1))
+                .desired_height(self.theme.text_small * 1.6),
+        );
+    }
+
     fn top_bar_ui(&mut self, ui: &mut Ui) {
         ui.horizontal(|ui| {
             ui.label(
@@ -415,6 +918,25 @@ impl KernelbookApp {
                 );
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if ui
+                    .button("Classroom")
+                    .on_hover_text(
+                        "Full screen for a projector (F5). Keys: → Space PageDown next, ← PageUp back, \
+                         B blank, F full screen, P presenter view, S sweep, A autoplay, Esc leave",
+                    )
+                    .clicked()
+                {
+                    let ctx = ui.ctx().clone();
+                    self.enter_classroom(&ctx);
+                }
+                let shot = ui
+                    .button("Screenshot")
+                    .on_hover_text("Save this view as PNG (F12); right-click to choose the folder");
+                if shot.clicked() {
+                    let ctx = ui.ctx().clone();
+                    self.request_screenshot(&ctx);
+                }
+                shot.context_menu(|ui| self.screenshot_folder_ui(ui));
                 let next_theme = if self.theme.dark { "light" } else { "dark" };
                 if ui
                     .button(format!("{next_theme} theme"))
@@ -426,6 +948,28 @@ impl KernelbookApp {
                 self.engines_summary_ui(ui);
             });
         });
+    }
+
+    /// The screenshot folder: a text field, applied when it can be created and written.
+    fn screenshot_folder_ui(&mut self, ui: &mut Ui) {
+        ui.label("Save screenshots to:");
+        let field = ui.add(
+            egui::TextEdit::singleline(&mut self.screenshot_dir_text)
+                .desired_width(self.theme.field_width * 2.5),
+        );
+        let apply = ui.button("Use this folder").clicked()
+            || (field.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter)));
+        if apply {
+            let dir = PathBuf::from(self.screenshot_dir_text.trim());
+            match crate::export::prepare_folder(&dir) {
+                Ok(()) => {
+                    self.classroom.screenshot_dir = dir;
+                    self.classroom.toast("Screenshot folder set.", false);
+                    ui.close();
+                }
+                Err(e) => self.classroom.toast(e.to_string(), true),
+            }
+        }
     }
 
     fn engines_summary_ui(&self, ui: &mut Ui) {
@@ -542,88 +1086,181 @@ impl KernelbookApp {
             return;
         };
         let step_index = self.step;
-        egui::ScrollArea::vertical()
-            .id_salt(("step", &lesson.id, step_index))
-            .auto_shrink([false, false])
-            .show(ui, |ui| {
-                ui.set_max_width(self.theme.content_max_width.min(ui.available_width()));
-                ui.label(
-                    RichText::new(format!("{} · {}", step_index + 1, step.title))
-                        .strong()
-                        .size(self.theme.text_heading),
-                );
-                ui.add_space(self.theme.block_gap);
-                let mut cell_index = 0;
-                for (b, block) in step.blocks.iter().enumerate() {
-                    match block {
-                        Block::Prose(md) => {
-                            CommonMarkViewer::new().show(ui, &mut self.markdown, md);
-                        }
-                        Block::Cell(spec) => {
-                            let key = CellKey {
-                                lesson: lesson.id.clone(),
-                                step: step_index,
-                                cell: cell_index,
-                            };
-                            cell_index += 1;
-                            let worker = &mut self.worker;
-                            let cell = self.cells.entry(key.clone()).or_insert_with(|| {
-                                let mut c = CellState::new(spec);
-                                Self::submit(worker, &key, &mut c);
-                                c
-                            });
-                            let id = egui::Id::unique(("cell", &key.lesson, key.step, key.cell));
-                            let events = cell_ui(
-                                ui,
-                                id,
-                                cell,
-                                &self.theme,
-                                CellOptions {
-                                    hide_timings: self.options.hide_timings,
-                                },
-                            );
-                            if events.changed {
-                                Self::submit(&mut self.worker, &key, cell);
-                            }
-                        }
-                        Block::Kernel(k) => {
-                            let cuda = crate::sources::cuda(&k.topic).unwrap_or("");
-                            let wgsl = crate::sources::wgsl(&k.topic).unwrap_or("");
-                            let title = format!(
-                                "kernel source: kernels/{}.cu · shaders/{}.wgsl",
-                                k.topic, k.topic
-                            );
-                            kernel_ui(
-                                ui,
-                                ("kernel", &lesson.id, step_index, b),
-                                &title,
-                                cuda,
-                                wgsl,
-                                &k.marks,
-                                &self.theme,
-                            );
-                        }
-                        Block::Predict(p) => {
-                            let key = (lesson.id.clone(), step_index, b);
-                            let chosen = self.answers.get(&key).copied();
-                            if let Some(choice) = predict_ui(ui, p, chosen, &self.theme) {
-                                self.answers.insert(key, choice);
-                            }
-                        }
-                        Block::Notes(notes) => {
-                            egui::CollapsingHeader::new(
-                                RichText::new("Notes for the teacher").color(self.theme.text_weak),
-                            )
-                            .id_salt(("notes", &lesson.id, step_index, b))
-                            .default_open(false)
-                            .show(ui, |ui| {
-                                CommonMarkViewer::new().show(ui, &mut self.markdown, notes);
-                            });
-                        }
-                    }
-                    ui.add_space(self.theme.block_gap);
+        // Cells are numbered in the order they appear, whatever column they land in.
+        let mut next_cell = 0;
+        let cell_numbers: Vec<Option<usize>> = step
+            .blocks
+            .iter()
+            .map(|b| {
+                matches!(b, Block::Cell(_)).then(|| {
+                    next_cell += 1;
+                    next_cell - 1
+                })
+            })
+            .collect();
+        let mut sweep_toggled = false;
+        let title = RichText::new(format!("{} · {}", step_index + 1, step.title))
+            .strong()
+            .size(self.theme.text_heading);
+        let is_live = |b: &Block| matches!(b, Block::Cell(_) | Block::Kernel(_));
+        let two_columns = self.classroom.active
+            && step.blocks.iter().any(is_live)
+            && step
+                .blocks
+                .iter()
+                .any(|b| !is_live(b) && !matches!(b, Block::Notes(_)));
+        if two_columns {
+            // Classroom: the words on the left, the live cells on the right, so that the picture
+            // a room looks at fits one screen.
+            ui.label(title);
+            ui.add_space(self.theme.block_gap * 0.5);
+            let gap = self.theme.column_gap * 2.0;
+            let left_width = ((ui.available_width() - gap) * 0.42).max(0.0);
+            let height = ui.available_height();
+            ui.horizontal_top(|ui| {
+                ui.spacing_mut().item_spacing.x = gap;
+                for (side, width) in [
+                    (0, left_width),
+                    (1, ui.available_width() - left_width - gap),
+                ] {
+                    ui.allocate_ui_with_layout(
+                        egui::vec2(width.max(0.0), height),
+                        egui::Layout::top_down(egui::Align::Min),
+                        |ui| {
+                            ui.set_width(width.max(0.0));
+                            egui::ScrollArea::vertical()
+                                .id_salt(("step", &lesson.id, step_index, side))
+                                .auto_shrink([false, false])
+                                .show(ui, |ui| {
+                                    for (b, block) in step.blocks.iter().enumerate() {
+                                        if is_live(block) == (side == 1) {
+                                            self.block_ui(
+                                                ui,
+                                                &lesson.id,
+                                                step_index,
+                                                b,
+                                                block,
+                                                cell_numbers[b],
+                                                &mut sweep_toggled,
+                                            );
+                                        }
+                                    }
+                                });
+                        },
+                    );
                 }
             });
+        } else {
+            egui::ScrollArea::vertical()
+                .id_salt(("step", &lesson.id, step_index))
+                .auto_shrink([false, false])
+                .show(ui, |ui| {
+                    ui.set_max_width(self.theme.content_max_width.min(ui.available_width()));
+                    ui.label(title);
+                    ui.add_space(self.theme.block_gap);
+                    for (b, block) in step.blocks.iter().enumerate() {
+                        self.block_ui(
+                            ui,
+                            &lesson.id,
+                            step_index,
+                            b,
+                            block,
+                            cell_numbers[b],
+                            &mut sweep_toggled,
+                        );
+                    }
+                });
+        }
+        if sweep_toggled {
+            self.toggle_sweep();
+        }
+    }
+
+    /// One block of a step: prose, an op cell (number `cell`), kernel source, a predict question,
+    /// or the teacher's notes (never in classroom mode: the presenter view has them).
+    #[allow(clippy::too_many_arguments)]
+    fn block_ui(
+        &mut self,
+        ui: &mut Ui,
+        lesson_id: &str,
+        step_index: usize,
+        b: usize,
+        block: &Block,
+        cell: Option<usize>,
+        sweep_toggled: &mut bool,
+    ) {
+        match block {
+            Block::Prose(md) => {
+                CommonMarkViewer::new().show(ui, &mut self.markdown, md);
+            }
+            Block::Cell(spec) => {
+                let key = CellKey {
+                    lesson: lesson_id.to_string(),
+                    step: step_index,
+                    cell: cell.unwrap_or(0),
+                };
+                let worker = &mut self.worker;
+                let state = self.cells.entry(key.clone()).or_insert_with(|| {
+                    let mut c = CellState::new(spec);
+                    Self::submit(worker, &key, &mut c);
+                    c
+                });
+                let id = egui::Id::unique(("cell", &key.lesson, key.step, key.cell));
+                let events = cell_ui(
+                    ui,
+                    id,
+                    state,
+                    &self.theme,
+                    CellOptions {
+                        hide_timings: self.options.hide_timings,
+                        sweeping: self.classroom.sweep.as_ref().is_some_and(|s| s.cell == key),
+                        compact: self.classroom.active,
+                    },
+                );
+                if events.changed {
+                    Self::submit(&mut self.worker, &key, state);
+                }
+                if events.toggle_sweep {
+                    *sweep_toggled = true;
+                }
+            }
+            Block::Kernel(k) => {
+                let cuda = crate::sources::cuda(&k.topic).unwrap_or("");
+                let wgsl = crate::sources::wgsl(&k.topic).unwrap_or("");
+                let title = format!(
+                    "kernel source: kernels/{}.cu · shaders/{}.wgsl",
+                    k.topic, k.topic
+                );
+                kernel_ui(
+                    ui,
+                    ("kernel", lesson_id, step_index, b),
+                    &title,
+                    cuda,
+                    wgsl,
+                    &k.marks,
+                    &self.theme,
+                );
+            }
+            Block::Predict(p) => {
+                let key = (lesson_id.to_string(), step_index, b);
+                let chosen = self.answers.get(&key).copied();
+                if let Some(choice) = predict_ui(ui, p, chosen, &self.theme) {
+                    self.answers.insert(key, choice);
+                }
+            }
+            Block::Notes(_) if self.classroom.active => return,
+            Block::Notes(notes) => {
+                egui::CollapsingHeader::new(
+                    RichText::new("Notes for the teacher").color(self.theme.text_weak),
+                )
+                .id_salt(("notes", lesson_id, step_index, b))
+                .default_open(false)
+                .show(ui, |ui| {
+                    CommonMarkViewer::new().show(ui, &mut self.markdown, notes);
+                });
+            }
+        }
+        ui.add_space(self.theme.block_gap);
     }
 }
 

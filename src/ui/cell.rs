@@ -143,7 +143,29 @@ impl CellState {
                 seed: self.seed,
             },
         };
-        self.input = input.tensor();
+        let mut t = input.tensor();
+        if self.spec.op.inputs()[0].int {
+            // Integer inputs (positions, ids) get whole numbers in the range the old ones spanned.
+            let hi = self
+                .input
+                .data
+                .iter()
+                .fold(1.0f32, |m, v| m.max(v.abs()))
+                .max(1.0);
+            let lo = self.input.data.iter().fold(0.0f32, |m, &v| m.min(v));
+            let uniform = crate::suite::Input::Uniform {
+                rows,
+                cols,
+                lo: 0.0,
+                hi: 1.0,
+                seed: self.seed,
+            };
+            t = uniform.tensor();
+            for v in &mut t.data {
+                *v = (lo + *v * (hi - lo + 1.0)).floor().min(hi);
+            }
+        }
+        self.input = t;
         self.input_text = format_input(&self.input);
         self.input_error = None;
     }
@@ -234,6 +256,8 @@ fn fmt_input_value(v: f32) -> String {
 pub struct CellEvents {
     /// Parameters or input changed: send a new request.
     pub changed: bool,
+    /// The sweep button was pressed: start or stop this cell's sweep.
+    pub toggle_sweep: bool,
 }
 
 /// Options that affect how cells draw.
@@ -241,6 +265,11 @@ pub struct CellEvents {
 pub struct CellOptions {
     /// Hide run times (snapshot tests need identical pixels on every run).
     pub hide_timings: bool,
+    /// This cell's sweep is running.
+    pub sweeping: bool,
+    /// Classroom mode: no op summary, no seed or .npy controls (the room needs the slider and the
+    /// results, not the file picker).
+    pub compact: bool,
 }
 
 /// Draw an op cell. Returns whether the learner changed something.
@@ -264,16 +293,38 @@ pub fn cell_ui(
                 .clone()
                 .unwrap_or_else(|| state.spec.op.name().to_string());
             ui.label(RichText::new(title).strong().size(theme.text_subheading));
-            ui.label(
-                RichText::new(state.spec.op.summary())
-                    .color(theme.text_weak)
-                    .size(theme.text_small),
-            );
+            if !options.compact {
+                ui.label(
+                    RichText::new(state.spec.op.summary())
+                        .color(theme.text_weak)
+                        .size(theme.text_small),
+                );
+            }
         });
         ui.add_space(theme.block_gap * 0.5);
-        input_ui(ui, id, state, theme, &mut events);
+        input_ui(ui, id, state, theme, &mut events, options.compact);
         extra_inputs_ui(ui, state, theme);
         params_ui(ui, state, theme, &mut events);
+        if let Some(sweep) = &state.spec.sweep {
+            let text = if options.sweeping {
+                format!("■ Stop the {} sweep (S)", sweep.param)
+            } else {
+                format!(
+                    "▶ Sweep {} from {} to {} over {} s (S)",
+                    sweep.param,
+                    format_value(sweep.from),
+                    format_value(sweep.to),
+                    format_value(sweep.seconds)
+                )
+            };
+            if ui
+                .button(text)
+                .on_hover_text("The results and checks update live while the slider moves")
+                .clicked()
+            {
+                events.toggle_sweep = true;
+            }
+        }
         if let Some(err) = &state.request_error {
             ui.label(RichText::new(format!("✘ {err}")).color(theme.fail));
         }
@@ -300,6 +351,7 @@ fn input_ui(
     state: &mut CellState,
     theme: &Theme,
     events: &mut CellEvents,
+    compact: bool,
 ) {
     let primary = state.spec.op.inputs()[0].name;
     ui.horizontal_wrapped(|ui| {
@@ -329,6 +381,9 @@ fn input_ui(
                     .monospace()
                     .color(theme.text_weak),
             );
+        }
+        if compact {
+            return;
         }
         if ui
             .button("new random")
@@ -474,7 +529,11 @@ fn results_ui(
         .copied()
         .filter(|v| matches!(v, View::Bars | View::Heatmap | View::Check))
         .collect();
-    let runs = &result.runs;
+    // In classroom mode an absent engine is one line under the columns, not a column.
+    let absent =
+        |r: &&EngineRun| options.compact && matches!(r.result, Err(EngineError::Unavailable(_)));
+    let runs: Vec<&EngineRun> = result.runs.iter().filter(|r| !absent(r)).collect();
+    let missing: Vec<&EngineRun> = result.runs.iter().filter(absent).collect();
     ui.add_space(theme.block_gap * 0.5);
     // Engines that ran share the width; one that is absent gets a narrow column for its reason.
     let weights: Vec<f32> = runs
@@ -489,7 +548,7 @@ fn results_ui(
     let usable = (ui.available_width() - gap * (runs.len().saturating_sub(1)) as f32).max(0.0);
     ui.horizontal_top(|ui| {
         ui.spacing_mut().item_spacing.x = gap;
-        for (run, w) in runs.iter().zip(&weights) {
+        for (&run, w) in runs.iter().zip(&weights) {
             let width = usable * w / total;
             ui.allocate_ui_with_layout(
                 egui::vec2(width, 0.0),
@@ -509,6 +568,16 @@ fn results_ui(
             );
         }
     });
+    for run in missing {
+        if let Err(EngineError::Unavailable(reason)) = &run.result {
+            ui.label(
+                RichText::new(format!("{} absent", run.kind.display_name()))
+                    .size(theme.text_small)
+                    .color(theme.text_weak),
+            )
+            .on_hover_text(reason.as_str());
+        }
+    }
     for view in views {
         match view {
             View::Line => {
@@ -569,12 +638,18 @@ fn engine_column_ui(
                 header.push_str(&format!(" · {}", fmt_time(out.kernel_time.as_secs_f64())));
             }
             ui.label(RichText::new(header).strong())
-                .on_hover_text(format!("kernel time measured with {:?}", out.timing));
-            ui.label(
-                RichText::new(run.device.as_deref().unwrap_or(""))
-                    .size(theme.text_small)
-                    .color(theme.text_weak),
-            );
+                .on_hover_text(format!(
+                    "{} · kernel time measured with {:?}",
+                    run.device.as_deref().unwrap_or(""),
+                    out.timing
+                ));
+            if !options.compact {
+                ui.label(
+                    RichText::new(run.device.as_deref().unwrap_or(""))
+                        .size(theme.text_small)
+                        .color(theme.text_weak),
+                );
+            }
             for view in views {
                 match view {
                     View::Bars => {
@@ -654,33 +729,40 @@ fn table_value(v: f64) -> String {
 
 fn table_ui(ui: &mut Ui, id: egui::Id, result: &Comparison, theme: &Theme) {
     let x = &result.request.x.data;
-    let n = x.len().min(TABLE_ROWS);
+    // Ops whose output is not shaped like x (a loss per row, a lookup) list outputs by index.
+    let same_shape = result.request.output_shape() == result.request.x.shape;
+    let outputs = result.reference.len();
+    let n = outputs.min(TABLE_ROWS);
     egui::Grid::new(id)
         .striped(true)
         .spacing([theme.column_gap, theme.item_spacing.y])
         .show(ui, |ui| {
-            ui.label(RichText::new("x").strong());
+            ui.label(RichText::new(if same_shape { "x" } else { "i" }).strong());
             ui.label(RichText::new("f64 reference").strong());
             for run in &result.runs {
                 ui.label(RichText::new(run.kind.display_name()).strong());
             }
             ui.end_row();
-            for (i, &xi) in x.iter().enumerate().take(n) {
-                ui.label(RichText::new(table_value(xi as f64)).monospace());
+            for i in 0..n {
+                let first = match (same_shape, x.get(i)) {
+                    (true, Some(&xi)) => table_value(xi as f64),
+                    _ => i.to_string(),
+                };
+                ui.label(RichText::new(first).monospace());
                 ui.label(RichText::new(table_value(result.reference[i])).monospace());
                 for run in &result.runs {
                     match &run.result {
-                        Ok((out, _)) => {
+                        Ok((out, _)) if i < out.values.len() => {
                             ui.label(RichText::new(table_value(out.values[i] as f64)).monospace())
                         }
-                        Err(_) => ui.label(RichText::new("—").color(theme.text_weak)),
+                        _ => ui.label(RichText::new("—").color(theme.text_weak)),
                     };
                 }
                 ui.end_row();
             }
         });
-    if x.len() > n {
-        ui.label(RichText::new(format!("first {n} of {} values", x.len())).color(theme.text_weak));
+    if outputs > n {
+        ui.label(RichText::new(format!("first {n} of {outputs} values")).color(theme.text_weak));
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod cell;
+pub mod classroom;
 pub mod kernel_view;
 pub mod plots;
 pub mod theme;

@@ -74,7 +74,7 @@ pub struct Theme {
     pub series_reference: Color32,
     pub series_input: Color32,
     /// For [`SeriesRole::Other`], cycled.
-    pub series_other: [Color32; 3],
+    pub series_other: [Color32; 8],
 
     // ---- syntax highlighting ----
     pub code_keyword: Color32,
@@ -167,7 +167,16 @@ impl Theme {
             series_cpu: rgb(0xE69F00),
             series_reference: rgb(0x000000),
             series_input: rgb(0x8C8C8C),
-            series_other: [rgb(0xCC79A7), rgb(0xD55E00), rgb(0x56B4E9)],
+            series_other: [
+                rgb(0xCC79A7),
+                rgb(0xD55E00),
+                rgb(0x56B4E9),
+                rgb(0x009E73),
+                rgb(0x0072B2),
+                rgb(0xE69F00),
+                rgb(0x555555),
+                rgb(0x882255),
+            ],
             code_keyword: rgb(0x0A4F8F),
             code_type: rgb(0x00664D),
             code_number: rgb(0xA23B00),
@@ -214,7 +223,16 @@ impl Theme {
             series_cpu: rgb(0xE69F00),
             series_reference: rgb(0xF2F2F2),
             series_input: rgb(0x9A9A9A),
-            series_other: [rgb(0xCC79A7), rgb(0xD55E00), rgb(0xF0E442)],
+            series_other: [
+                rgb(0xCC79A7),
+                rgb(0xD55E00),
+                rgb(0xF0E442),
+                rgb(0x009E73),
+                rgb(0x56B4E9),
+                rgb(0xE69F00),
+                rgb(0xDDDDDD),
+                rgb(0xAA4499),
+            ],
             code_keyword: rgb(0x7CB9F0),
             code_type: rgb(0x4FD1A5),
             code_number: rgb(0xF2A65A),
@@ -254,7 +272,16 @@ impl Theme {
             series_cpu: rgb(0xE69F00),
             series_reference: rgb(0x000000),
             series_input: rgb(0x7A7A7A),
-            series_other: [rgb(0xCC79A7), rgb(0xD55E00), rgb(0x56B4E9)],
+            series_other: [
+                rgb(0xCC79A7),
+                rgb(0xD55E00),
+                rgb(0x56B4E9),
+                rgb(0x009E73),
+                rgb(0x0072B2),
+                rgb(0xE69F00),
+                rgb(0x555555),
+                rgb(0x882255),
+            ],
             code_keyword: rgb(0x00407A),
             code_type: rgb(0x00573F),
             code_number: rgb(0x8A3200),
@@ -400,8 +427,8 @@ fn rgb(hex: u32) -> Color32 {
 /// The font family name of DejaVu Sans Bold, once [`install_fonts`] has run.
 pub const BOLD_FAMILY: &str = "bold";
 
-const DEJAVU_SANS: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-const DEJAVU_SANS_BOLD: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-Bold.ttf");
+pub(crate) const DEJAVU_SANS: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+pub(crate) const DEJAVU_SANS_BOLD: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-Bold.ttf");
 const DEJAVU_SANS_MONO: &[u8] = include_bytes!("../../assets/fonts/DejaVuSansMono.ttf");
 
 /// The bundled fonts (DejaVu, see `assets/fonts/DejaVu-LICENSE.txt`) ahead of egui's defaults:

@@ -14,7 +14,7 @@ mod tensor_parallel;
 use super::{Engine, EngineError, EngineKind, OpOutput, TimingSource};
 use crate::dtype::DType;
 use crate::ops::{Op, OpRequest};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Inputs with fewer values than this run on the calling thread.
 const PARALLEL_FROM: usize = 1 << 14;
@@ -57,6 +57,24 @@ impl Engine for CpuEngine {
 
     fn supports(&self, _req: &OpRequest) -> Result<(), EngineError> {
         Ok(())
+    }
+
+    /// A memcpy of `bytes`, split over the engine's threads as the ops are.
+    fn copy_time(&self, bytes: usize) -> Result<Duration, EngineError> {
+        let words = bytes.div_ceil(4).max(1);
+        let src: Vec<u32> = (0..words as u32).collect();
+        // Touch every page of the destination first: the copy, not the page faults, is timed.
+        let mut dst = vec![1u32; words];
+        let chunk = words.div_ceil(self.threads).max(1 << 14);
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for (d, from) in dst.chunks_mut(chunk).zip(src.chunks(chunk)) {
+                s.spawn(move || d.copy_from_slice(from));
+            }
+        });
+        let elapsed = start.elapsed();
+        std::hint::black_box(&dst);
+        Ok(elapsed)
     }
 
     fn execute(&self, req: &OpRequest) -> Result<OpOutput, EngineError> {

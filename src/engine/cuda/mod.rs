@@ -264,6 +264,102 @@ pub fn compile(file: &str, source: &str, arch: &str) -> Result<CompiledKernel, S
 }
 
 /// Compile every embedded kernel file (`sources::CUDA`) for `arch`, e.g. `compute_80` or `sm_90`.
+/// Where compiled kernels are kept between runs: `$KERNELBOOK_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/kernelbook/cuda`, else `~/.cache/kernelbook/cuda`; `None` when none is known.
+pub fn cache_dir() -> Option<std::path::PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(dir) = var("KERNELBOOK_CACHE_DIR") {
+        return Some(dir.into());
+    }
+    let base = var("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| var("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
+    Some(base.join("kernelbook").join("cuda"))
+}
+
+/// FNV-1a, 64 bits: a stable hash (the same on every run and build) for cache keys.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in *part {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h ^= 0xff; // separates the parts: ("ab", "c") differs from ("a", "bc")
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// [`compile`], through the on-disk cache: the key is the source, the compile options, the
+/// architecture, the NVRTC version and the driver's CUDA version, so any change recompiles. A
+/// cache that cannot be read or written only costs the compile; it is never an error. Returns the
+/// kernel and whether it came from the cache (its `compile_time` is then the time to read it).
+pub fn compile_cached(
+    file: &str,
+    source: &str,
+    arch: &str,
+) -> Result<(CompiledKernel, bool), String> {
+    let Some(dir) = cache_dir() else {
+        return compile(file, source, arch).map(|k| (k, false));
+    };
+    let nvrtc = nvrtc_version()
+        .map(|(a, b)| format!("{a}.{b}"))
+        .unwrap_or_default();
+    let driver = if driver_available().is_ok() {
+        driver_version()
+    } else {
+        "none".into()
+    };
+    let options = COMPILE_OPTIONS.join(" ");
+    let key = fnv1a(&[
+        source.as_bytes(),
+        options.as_bytes(),
+        arch.as_bytes(),
+        nvrtc.as_bytes(),
+        driver.as_bytes(),
+    ]);
+    let stem = std::path::Path::new(file)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "kernel".into());
+    let format = if arch.starts_with("sm_") {
+        ImageFormat::Cubin
+    } else {
+        ImageFormat::Ptx
+    };
+    let ext = match format {
+        ImageFormat::Cubin => "cubin",
+        ImageFormat::Ptx => "ptx",
+    };
+    let path = dir.join(format!("{stem}-{arch}-{key:016x}.{ext}"));
+    let started = Instant::now();
+    if let Ok(image) = std::fs::read(&path)
+        && !image.is_empty()
+    {
+        return Ok((
+            CompiledKernel {
+                file: file.to_string(),
+                arch: arch.to_string(),
+                format,
+                image,
+                compile_time: started.elapsed(),
+                log: String::new(),
+            },
+            true,
+        ));
+    }
+    let kernel = compile(file, source, arch)?;
+    // Write to a temporary name and rename: a reader never sees half a file.
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let tmp = path.with_extension(format!("{ext}.{}.tmp", std::process::id()));
+        if std::fs::write(&tmp, &kernel.image).is_ok() && std::fs::rename(&tmp, &path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    Ok((kernel, false))
+}
+
 pub fn compile_all(arch: &str) -> Result<Vec<CompiledKernel>, String> {
     sources::CUDA
         .iter()
@@ -520,11 +616,6 @@ impl CudaEngine {
         })
     }
 
-    /// The engine's stream (device work of one request runs on it, or on streams joined to it).
-    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
-        &self.stream
-    }
-
     /// The context (to create more streams, e.g. one per tensor-parallel rank).
     pub(crate) fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
@@ -699,6 +790,29 @@ impl Engine for CudaEngine {
         false
     }
 
+    /// `cuMemcpyDtoDAsync` of `bytes` between two device buffers, between CUDA events.
+    fn copy_time(&self, bytes: usize) -> Result<Duration, EngineError> {
+        let n = bytes.max(1);
+        let ((), time) = self.timed(
+            |stream| {
+                let src = stream
+                    .alloc_zeros::<u8>(n)
+                    .map_err(failed("allocate the copy source"))?;
+                let dst = stream
+                    .alloc_zeros::<u8>(n)
+                    .map_err(failed("allocate the copy destination"))?;
+                Ok((src, dst))
+            },
+            |stream, (src, dst)| {
+                stream
+                    .memcpy_dtod(src, dst)
+                    .map_err(failed("copy device to device"))
+            },
+            |_, _| Ok(()),
+        )?;
+        Ok(time)
+    }
+
     fn supports(&self, req: &OpRequest) -> Result<(), EngineError> {
         if req.op.topic_op().is_some() {
             // Topic files check their own sizes when they run.
@@ -814,7 +928,7 @@ fn load_file(
     let mut tries = Vec::new();
     for arch in targets {
         // The probe's reason is one line: keep NVRTC's error lines, drop the source excerpts.
-        let kernel = compile(file, source, arch).map_err(|e| one_line(&e))?;
+        let (kernel, _cached) = compile_cached(file, source, arch).map_err(|e| one_line(&e))?;
         let image = kernel.to_module_image()?;
         match ctx.load_module(image) {
             Ok(module) => return Ok((kernel, module)),

@@ -589,6 +589,33 @@ impl Engine for WgpuEngine {
         self.software
     }
 
+    /// The copy shader (`shaders/copy.wgsl`) over `bytes / 4` words: the same storage, dispatch
+    /// and timing path as every op.
+    fn copy_time(&self, bytes: usize) -> Result<Duration, EngineError> {
+        let n = bytes.div_ceil(4).max(1);
+        let n32 = u32::try_from(n)
+            .map_err(|_| EngineError::Unsupported(format!("{n} words exceed 32-bit indexing")))?;
+        let groups = n32.div_ceil(WORKGROUP_SIZE);
+        let max = self.max_workgroups();
+        let (x, y) = if groups <= max {
+            (groups, 1)
+        } else {
+            (max, groups.div_ceil(max))
+        };
+        let run = self.run_dispatches(
+            "copy",
+            &[BufferInit::Zeroed(n), BufferInit::Zeroed(n)],
+            &[Dispatch {
+                entry: "copy_main",
+                buffers: vec![0, 1],
+                params: vec![n32, x * WORKGROUP_SIZE, 0, 0],
+                workgroups: (x, y, 1),
+            }],
+            &[],
+        )?;
+        Ok(run.kernel_time)
+    }
+
     fn supports(&self, req: &OpRequest) -> Result<(), EngineError> {
         if req.op.topic_op().is_some() {
             // Topic files check their buffers against the limits in `run_dispatches`.
@@ -1008,6 +1035,15 @@ pub fn hardware_adapter_available() -> bool {
     find_adapter().is_ok_and(|a| {
         let info = a.get_info();
         info.device_type != wgpu::DeviceType::Cpu && !looks_like_software(&info.name)
+    })
+}
+
+/// The adapter a headless render (`kernelbook export`) would draw with, as "name (backend)", or
+/// why there is none.
+pub fn render_adapter() -> Result<String, String> {
+    find_adapter().map(|a| {
+        let info = a.get_info();
+        format!("{} ({})", info.name.trim(), backend_name(info.backend))
     })
 }
 

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""The ratios issue #8 asks for, from one run on one GPU: kernelbook bench --json (BENCH.json) and
+torch_bench.py's anchors (TORCH.json). Prints one line per target: measured, target, met or not.
+Usage: bench_ratios.py BENCH.json TORCH.json"""
+import json
+import sys
+
+bench = json.load(open(sys.argv[1]))
+torch = json.load(open(sys.argv[2]))
+rows = bench.get("results", [])
+
+
+def find(engine, op, dtype=None, contains=None):
+    for r in rows:
+        if r["engine"] == engine and r["op"] == op and (dtype is None or r["dtype"] == dtype) \
+                and (contains is None or contains in r["case"]):
+            return r
+    return None
+
+
+def line(what, value, target, unit=""):
+    if value is None:
+        print(f"{what:58} not measured")
+        return
+    ok = "met" if value >= target else "NOT met"
+    print(f"{what:58} {value:8.2f}{unit}  target >= {target}{unit}  {ok}")
+
+
+if "error" in torch:
+    print(f"torch anchors missing: {torch['error']}")
+dev = torch.get("device", "?")
+print(f"device: {dev}; torch copy {torch.get('copy_gb_per_s', float('nan')):.0f} GB/s")
+for dt in ["f32", "f16", "bf16"]:
+    r = find("cuda", "softmax", dt, "4096x32000")
+    t = torch.get(f"softmax_{dt}_us")
+    line(f"softmax {dt} [4096,32000]: torch time / kernelbook time", t / r["median_us"] if r and t else None, 1.3, "x")
+r = find("cuda", "gumbel_softmax")
+line("gumbel_softmax hard f32: % of copy bandwidth", r and r.get("percent_of_copy"), 75, "%")
+r = find("cuda", "rope")
+t = torch.get("rope_f16_compiled_us")
+line("rope half-split f16 q,k: torch.compile time / kernelbook", t / r["median_us"] if r and t else None, 1.0, "x")
+r = find("cuda", "vocab_parallel_cross_entropy")
+t = torch.get("cross_entropy_f32_us")
+line("vocab_parallel_cross_entropy k=1 [8192,50304]: torch / kernelbook", t / r["median_us"] if r and t else None, 2.0, "x")
+r = find("wgpu", "softmax", "f32")
+line("wgpu softmax f32: % of copy bandwidth (NVIDIA Vulkan)", r and r.get("percent_of_copy"), 60, "%")

@@ -1,0 +1,239 @@
+//! `kernelbook bench`: how fast each op runs on each engine, against what that engine can move.
+//!
+//! For each case: 3 warm-up runs, then the median of at least 20 timed runs (CUDA events on CUDA;
+//! timestamp queries on wgpu where the adapter has them, else the host clock around submit and
+//! wait; the wall clock on the CPU), the bytes the op must move (each input read once, each
+//! output written once, in its storage dtype; integer inputs as int32), the achieved GB/s, and the
+//! percentage of the copy bandwidth the same engine reaches in the same run: a device-to-device
+//! copy that moves as many bytes (half read, half written). No op that reads its input once and
+//! writes its output once can beat that copy, so the percentage is a roofline: "this kernel reached
+//! 78% of what this device can move".
+
+use crate::dtype::DType;
+use crate::engine::{Engine, EngineError, EngineKind, TimingSource};
+use crate::ops::{Op, OpKind, OpRequest};
+use crate::suite::Input;
+use serde::Serialize;
+use std::time::Duration;
+
+/// Timed runs per case (after the warm-up).
+pub const RUNS: usize = 20;
+/// Untimed runs first (compile caches, allocator, clocks).
+pub const WARMUP: usize = 3;
+/// The size real GPUs are measured at (GPU.md's torch anchors use it).
+pub const GPU_SIZE: (usize, usize) = (4096, 32000);
+/// The size for the CPU and software adapters (a few ms per run there).
+pub const SMALL_SIZE: (usize, usize) = (256, 8192);
+
+/// One thing to measure: a name and how to build its request (built when measured, so a large
+/// input lives only while it runs).
+pub struct BenchCase {
+    pub name: String,
+    pub op: OpKind,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub build: Box<dyn Fn() -> Result<OpRequest, String> + Send + Sync>,
+}
+
+/// The ops `kernelbook bench` knows how to feed, with the input each one gets.
+pub const OPS: [OpKind; 4] = [
+    OpKind::Softmax,
+    OpKind::LogSoftmax,
+    OpKind::Sigmoid,
+    OpKind::Logit,
+];
+
+/// The cases for `ops` (all of [`OPS`] when empty) at `size` (rows x cols).
+pub fn cases(ops: &[OpKind], size: (usize, usize)) -> Vec<BenchCase> {
+    let (rows, cols) = size;
+    let mut out = Vec::new();
+    let wanted = |k: OpKind| ops.is_empty() || ops.contains(&k);
+    let normal = move |seed| Input::Normal {
+        rows,
+        cols,
+        scale: 3.0,
+        seed,
+    };
+    let mut add = |op: Op, dtype: DType, input: Input| {
+        let kind = op.kind();
+        out.push(BenchCase {
+            name: format!("{} {dtype} {rows}x{cols}", op.describe()),
+            op: kind,
+            dtype,
+            shape: vec![rows, cols],
+            build: Box::new(move || {
+                OpRequest::new(op.clone(), dtype, input.tensor()).map_err(|e| e.to_string())
+            }),
+        });
+    };
+    if wanted(OpKind::Softmax) {
+        for dtype in DType::ALL {
+            let op = Op::Softmax {
+                temperature: 1.0,
+                stable: true,
+            };
+            add(op, dtype, normal(1));
+        }
+    }
+    if wanted(OpKind::LogSoftmax) {
+        add(Op::LogSoftmax { temperature: 1.0 }, DType::F32, normal(2));
+    }
+    if wanted(OpKind::Sigmoid) {
+        add(Op::Sigmoid, DType::F32, normal(3));
+    }
+    if wanted(OpKind::Logit) {
+        let uniform = Input::Uniform {
+            rows,
+            cols,
+            lo: 0.0,
+            hi: 1.0,
+            seed: 4,
+        };
+        add(Op::Logit { eps: None }, DType::F32, uniform);
+    }
+    out
+}
+
+/// Bytes an op must move: every input read once and the main output written once, in their
+/// storage types (float inputs and outputs in the dtype, integer inputs as int32).
+pub fn bytes_moved(req: &OpRequest) -> usize {
+    let size = req.dtype.size_bytes();
+    let decls = req.op.kind().inputs();
+    let input_bytes = |name: &str, len: usize| {
+        let int = decls.iter().any(|d| d.name == name && d.int);
+        len * if int { 4 } else { size }
+    };
+    let mut bytes = input_bytes(decls[0].name, req.x.len()) + req.output_len() * size;
+    for (name, t) in &req.extra {
+        bytes += input_bytes(name, t.len());
+    }
+    bytes
+}
+
+/// One case measured on one engine.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchResult {
+    pub engine: EngineKind,
+    pub device: String,
+    pub case: String,
+    /// The op's name, as `kernelbook ops` lists it.
+    pub op: &'static str,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub runs: usize,
+    pub timing: TimingSource,
+    pub median_us: f64,
+    pub min_us: f64,
+    pub bytes: usize,
+    pub gb_per_s: f64,
+    /// The same engine's copy of as many bytes, in the same run.
+    pub copy_gb_per_s: Option<f64>,
+    /// `gb_per_s / copy_gb_per_s`, in percent.
+    pub percent_of_copy: Option<f64>,
+}
+
+/// Median of durations, in microseconds.
+pub fn median_us(times: &mut [Duration]) -> f64 {
+    if times.is_empty() {
+        return f64::NAN;
+    }
+    times.sort();
+    let n = times.len();
+    let mid = if n % 2 == 1 {
+        times[n / 2].as_secs_f64()
+    } else {
+        (times[n / 2 - 1].as_secs_f64() + times[n / 2].as_secs_f64()) / 2.0
+    };
+    mid * 1e6
+}
+
+/// Measure `req` on `engine`: `WARMUP` untimed runs, then `runs` (at least [`RUNS`]) timed ones,
+/// then the engine's copy of the same number of bytes, `runs` times.
+pub fn measure(
+    engine: &dyn Engine,
+    case: &BenchCase,
+    req: &OpRequest,
+    runs: usize,
+) -> Result<BenchResult, EngineError> {
+    let runs = runs.max(RUNS);
+    let mut timing = TimingSource::WallClock;
+    for _ in 0..WARMUP {
+        timing = engine.run(req)?.timing;
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        times.push(engine.run(req)?.kernel_time);
+    }
+    let min_us = times
+        .iter()
+        .min()
+        .map_or(f64::NAN, |d| d.as_secs_f64() * 1e6);
+    let median = median_us(&mut times);
+    let bytes = bytes_moved(req);
+    let gb_per_s = bytes as f64 / (median * 1e-6) / 1e9;
+    // The copy moves the same bytes: bytes / 2 read and bytes / 2 written.
+    let copy = (|| -> Result<f64, EngineError> {
+        let half = bytes.div_ceil(2);
+        engine.copy_time(half)?;
+        let mut copies = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            copies.push(engine.copy_time(half)?);
+        }
+        Ok(median_us(&mut copies))
+    })();
+    let copy_gb_per_s = copy
+        .ok()
+        .filter(|us| *us > 0.0)
+        .map(|us| bytes as f64 / (us * 1e-6) / 1e9);
+    Ok(BenchResult {
+        engine: engine.kind(),
+        device: engine.device(),
+        case: case.name.clone(),
+        op: case.op.name(),
+        dtype: case.dtype,
+        shape: case.shape.clone(),
+        runs,
+        timing,
+        median_us: median,
+        min_us,
+        bytes,
+        gb_per_s,
+        copy_gb_per_s,
+        percent_of_copy: copy_gb_per_s.map(|c| 100.0 * gb_per_s / c),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Registry;
+
+    #[test]
+    fn bytes_count_each_input_and_output_once_in_their_dtype() {
+        let req = (cases(&[OpKind::Softmax], (4, 8))[1].build)().unwrap();
+        assert_eq!(req.dtype, DType::F16);
+        assert_eq!(bytes_moved(&req), 4 * 8 * 2 * 2);
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        let d = |us: u64| Duration::from_micros(us);
+        assert_eq!(median_us(&mut [d(3), d(1), d(2)]), 2.0);
+        assert_eq!(median_us(&mut [d(4), d(1), d(2), d(3)]), 2.5);
+        assert!(median_us(&mut []).is_nan());
+    }
+
+    #[test]
+    fn the_cpu_bench_reports_throughput_against_its_own_copy() {
+        let registry = Registry::probe_only(&[EngineKind::Cpu]);
+        let cpu = registry.get(EngineKind::Cpu).unwrap();
+        let case = &cases(&[OpKind::Sigmoid], (64, 1024))[0];
+        let req = (case.build)().unwrap();
+        let r = measure(cpu, case, &req, RUNS).unwrap();
+        assert_eq!(r.runs, RUNS);
+        assert_eq!(r.bytes, 64 * 1024 * 4 * 2);
+        assert!(r.median_us > 0.0 && r.gb_per_s > 0.0, "{r:?}");
+        assert!(r.copy_gb_per_s.is_some_and(|c| c > 0.0), "{r:?}");
+        assert!(r.percent_of_copy.is_some());
+    }
+}

@@ -1,0 +1,562 @@
+//! Screenshots and figures that can be handed out and reproduced.
+//!
+//! - [`Provenance`]: what a picture shows (lesson, step, every cell's op, parameters, seed, input
+//!   shape, engines with their devices and check results, app version), written into every PNG as
+//!   text chunks by [`write_png`] and read back by [`read_text_chunks`]: a figure in a report says
+//!   how to make it again.
+//! - [`export`]: `kernelbook export`, every step of every (or one) lesson rendered headless with
+//!   egui_kittest's wgpu renderer (a software Vulkan adapter is enough) to PNG, and with
+//!   `--figures` each plot cell's charts as SVG and print PNG ([`figures`]).
+//! - [`default_screenshot_dir`]: where the app's screenshot key saves by default.
+
+pub mod figures;
+
+use crate::chart::Chart;
+use crate::compare::Comparison;
+use crate::lesson::View;
+use crate::ui::cell::CellState;
+use crate::ui::{AppOptions, KernelbookApp, Remembered};
+use serde::Serialize;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// The app's name and version, as written into every exported file.
+pub fn app_version() -> String {
+    format!("kernelbook {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// What a picture shows and how it was computed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Provenance {
+    pub app: String,
+    pub lesson_id: String,
+    pub lesson_title: String,
+    /// 1-based.
+    pub step: usize,
+    pub step_title: String,
+    pub theme: String,
+    /// Pixels.
+    pub size: (u32, u32),
+    pub cells: Vec<CellProvenance>,
+}
+
+/// One op cell of the step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CellProvenance {
+    /// `Op::describe`, e.g. "softmax T=0.5 stable".
+    pub op: String,
+    pub dtype: String,
+    /// The parameters as `name=value`, as `kernelbook run --param` takes them.
+    pub params: Vec<String>,
+    /// The seed of the cell's random input.
+    pub seed: u64,
+    pub input_shape: Vec<usize>,
+    pub engines: Vec<EngineProvenance>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct EngineProvenance {
+    pub engine: String,
+    pub device: Option<String>,
+    /// "PASS max abs ..." or why the engine did not run.
+    pub result: String,
+}
+
+impl CellProvenance {
+    /// From a cell's current state and result.
+    pub fn of(cell: &CellState) -> CellProvenance {
+        let params = cell
+            .spec
+            .params
+            .iter()
+            .zip(&cell.values)
+            .filter_map(|(p, v)| v.to_param_string().map(|s| format!("{}={s}", p.name)))
+            .collect();
+        let (op, dtype, engines) = match &cell.result {
+            Some(r) => (
+                r.request.op.describe(),
+                r.request.dtype.to_string(),
+                engines_of(r),
+            ),
+            None => (cell.spec.op.name().to_string(), String::new(), Vec::new()),
+        };
+        CellProvenance {
+            op,
+            dtype,
+            params,
+            seed: cell.seed,
+            input_shape: cell
+                .spec
+                .shape
+                .clone()
+                .unwrap_or_else(|| cell.input.shape.clone()),
+            engines,
+        }
+    }
+}
+
+fn engines_of(result: &Comparison) -> Vec<EngineProvenance> {
+    result
+        .runs
+        .iter()
+        .map(|run| EngineProvenance {
+            engine: run.kind.name().to_string(),
+            device: run.device.clone(),
+            result: match &run.result {
+                Ok((_, report)) => report.to_string(),
+                Err(e) => e.to_string(),
+            },
+        })
+        .collect()
+}
+
+impl Provenance {
+    /// The PNG text chunks: keyword and text. `Software` and `Title` are the standard keywords;
+    /// the rest are `kernelbook:*`, plus the whole record as JSON in `kernelbook:provenance`.
+    pub fn text_chunks(&self) -> Vec<(String, String)> {
+        let params: Vec<String> = self
+            .cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                format!(
+                    "cell {}: {} {} {}",
+                    i + 1,
+                    c.op,
+                    c.dtype,
+                    c.params.join(" ")
+                )
+            })
+            .collect();
+        let seeds: Vec<String> = self
+            .cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("cell {}: {}", i + 1, c.seed))
+            .collect();
+        let mut engines: Vec<String> = self
+            .cells
+            .iter()
+            .flat_map(|c| {
+                c.engines.iter().map(|e| match &e.device {
+                    Some(d) => format!("{}: {d}", e.engine),
+                    None => format!("{}: absent", e.engine),
+                })
+            })
+            .collect();
+        engines.dedup();
+        engines.sort();
+        engines.dedup();
+        let checks: Vec<String> = self
+            .cells
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                c.engines
+                    .iter()
+                    .map(move |e| format!("cell {} {}: {}", i + 1, e.engine, e.result))
+            })
+            .collect();
+        vec![
+            ("Software".into(), self.app.clone()),
+            (
+                "Title".into(),
+                format!(
+                    "{} · step {}: {}",
+                    self.lesson_title, self.step, self.step_title
+                ),
+            ),
+            ("kernelbook:version".into(), self.app.clone()),
+            ("kernelbook:lesson".into(), self.lesson_id.clone()),
+            ("kernelbook:step".into(), self.step.to_string()),
+            ("kernelbook:parameters".into(), params.join("\n")),
+            ("kernelbook:seed".into(), seeds.join("\n")),
+            ("kernelbook:engines".into(), engines.join("\n")),
+            ("kernelbook:checks".into(), checks.join("\n")),
+            (
+                "kernelbook:provenance".into(),
+                serde_json::to_string(self).unwrap_or_default(),
+            ),
+        ]
+    }
+}
+
+/// Why an export or a screenshot could not be written. Each names the path or the cause.
+#[derive(Debug, Error)]
+pub enum ExportError {
+    #[error("{path}: cannot create the folder: {reason}")]
+    Folder { path: PathBuf, reason: String },
+    #[error("{path}: cannot write: {reason}")]
+    Write { path: PathBuf, reason: String },
+    #[error("no adapter to render with: {0}")]
+    NoAdapter(String),
+    #[error("{0}")]
+    Bad(String),
+    #[error("rendering failed: {0}")]
+    Render(String),
+}
+
+/// Create `dir` (and its parents) and check that a file can be written there.
+pub fn prepare_folder(dir: &Path) -> Result<(), ExportError> {
+    std::fs::create_dir_all(dir).map_err(|e| ExportError::Folder {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let probe = dir.join(".kernelbook-write-test");
+    std::fs::write(&probe, b"").map_err(|e| ExportError::Write {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Write an RGBA image as PNG with the provenance text chunks (tEXt where the text is Latin-1,
+/// iTXt otherwise).
+pub fn write_png(
+    path: &Path,
+    image: &image::RgbaImage,
+    provenance: &Provenance,
+) -> Result<(), ExportError> {
+    let write_err = |reason: String| ExportError::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = std::fs::File::create(path).map_err(|e| write_err(e.to_string()))?;
+    let mut encoder = png::Encoder::new(BufWriter::new(file), image.width(), image.height());
+    encoder.set_color(png::ColorType::Rgba);
+    encoder.set_depth(png::BitDepth::Eight);
+    for (key, text) in provenance.text_chunks() {
+        let latin1 = text.chars().all(|c| (c as u32) < 256 && c != '\0');
+        let added = if latin1 {
+            encoder.add_text_chunk(key, text)
+        } else {
+            encoder.add_itxt_chunk(key, text)
+        };
+        added.map_err(|e| write_err(e.to_string()))?;
+    }
+    let mut writer = encoder
+        .write_header()
+        .map_err(|e| write_err(e.to_string()))?;
+    writer
+        .write_image_data(image.as_raw())
+        .map_err(|e| write_err(e.to_string()))?;
+    writer.finish().map_err(|e| write_err(e.to_string()))
+}
+
+/// The text chunks of a PNG (tEXt, zTXt and iTXt), keyword and text.
+pub fn read_text_chunks(path: &Path) -> Result<Vec<(String, String)>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // Text after the image data is only seen once the image has been read.
+    let mut buf = vec![0; reader.output_buffer_size().unwrap_or(0)];
+    reader
+        .next_frame(&mut buf)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let info = reader.info();
+    let mut out: Vec<(String, String)> = info
+        .uncompressed_latin1_text
+        .iter()
+        .map(|c| (c.keyword.clone(), c.text.clone()))
+        .collect();
+    for c in &info.compressed_latin1_text {
+        let mut c = c.clone();
+        if c.decompress_text().is_ok()
+            && let Ok(t) = c.get_text()
+        {
+            out.push((c.keyword.clone(), t));
+        }
+    }
+    for c in &info.utf8_text {
+        let mut c = c.clone();
+        if c.decompress_text().is_ok()
+            && let Ok(t) = c.get_text()
+        {
+            out.push((c.keyword.clone(), t));
+        }
+    }
+    Ok(out)
+}
+
+/// Where screenshots go unless the user chose a folder: `$XDG_PICTURES_DIR/kernelbook`, else
+/// `~/Pictures/kernelbook`, else `./kernelbook-screenshots`.
+pub fn default_screenshot_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_PICTURES_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("kernelbook");
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => PathBuf::from(home).join("Pictures").join("kernelbook"),
+        None => PathBuf::from("kernelbook-screenshots"),
+    }
+}
+
+/// The charts a cell draws, by name, from the same chart descriptions the app draws: each
+/// engine's bars or heatmap, the comparison lines, a topic view's charts. Tables and checks have
+/// no chart.
+pub fn cell_charts(show: &[View], result: &Comparison) -> Vec<(String, Chart)> {
+    let mut out: Vec<(String, Chart)> = Vec::new();
+    for view in show {
+        match view {
+            View::Bars | View::Heatmap => {
+                for run in &result.runs {
+                    if let Ok((o, _)) = &run.result {
+                        let chart = if *view == View::Bars {
+                            Chart::engine_bars(run.kind, &o.values, result)
+                        } else {
+                            Chart::engine_heatmap(&o.values, result)
+                        };
+                        out.push((format!("{}-{}", view.name(), run.kind.name()), chart));
+                    }
+                }
+            }
+            View::Line => out.push(("line".into(), Chart::comparison_lines(result))),
+            View::Topic(name) => {
+                if let Ok(figure) = crate::views::figure(name, result) {
+                    for (i, chart) in figure.charts.into_iter().enumerate() {
+                        out.push((format!("{name}-{}", i + 1), chart));
+                    }
+                }
+            }
+            View::Table | View::Check => {}
+        }
+    }
+    // A figure file stands alone: say what it shows when the on-screen chart left it to its column.
+    for (name, chart) in &mut out {
+        if chart.title.is_empty() {
+            chart.title = format!("{} · {name}", result.request.op.describe());
+        } else if name.contains('-') && (name.starts_with("bars") || name.starts_with("heatmap")) {
+            chart.title = format!(
+                "{} · {name} · {}",
+                result.request.op.describe(),
+                chart.title
+            );
+        }
+    }
+    out
+}
+
+/// `kernelbook export` options.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    pub out: PathBuf,
+    /// One lesson (id or title); all built-in (and `lessons_dir`) lessons when `None`.
+    pub lesson: Option<String>,
+    pub lessons_dir: Option<PathBuf>,
+    /// Image size in pixels.
+    pub size: (u32, u32),
+    pub theme: String,
+    /// Pixels per point: 2.0 draws the same layout at twice the resolution.
+    pub scale: f32,
+    /// Also write every plot cell's charts as SVG and print PNG.
+    pub figures: bool,
+}
+
+/// What an export wrote.
+#[derive(Clone, Debug, Default)]
+pub struct ExportReport {
+    pub screenshots: Vec<PathBuf>,
+    pub figures: Vec<PathBuf>,
+}
+
+/// The largest image an export renders, per side, in pixels.
+pub const MAX_EXPORT_SIDE: u32 = 8192;
+
+/// Render the steps to PNG (and figures). `progress(done, total, what)` is called before each
+/// step. Nothing panics: a missing adapter, a folder that cannot be written, a renderer failure
+/// all come back as [`ExportError`].
+pub fn export(
+    options: &ExportOptions,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<ExportReport, ExportError> {
+    let (w, h) = options.size;
+    if w < 320 || h < 240 || w > MAX_EXPORT_SIDE || h > MAX_EXPORT_SIDE {
+        return Err(ExportError::Bad(format!(
+            "size {w}x{h}: give between 320x240 and {MAX_EXPORT_SIDE}x{MAX_EXPORT_SIDE} pixels"
+        )));
+    }
+    if !(options.scale.is_finite() && (0.5..=4.0).contains(&options.scale)) {
+        return Err(ExportError::Bad(format!(
+            "scale {}: give a number from 0.5 to 4",
+            options.scale
+        )));
+    }
+    if crate::ui::theme::Theme::by_name(&options.theme).is_none() {
+        return Err(ExportError::Bad(format!(
+            "unknown theme '{}' (expected light, dark or projector)",
+            options.theme
+        )));
+    }
+    let lessons = crate::lesson::load_all(options.lessons_dir.as_deref());
+    let chosen: Vec<usize> = match &options.lesson {
+        Some(name) => match crate::lesson::find(&lessons, name) {
+            Some(i) => vec![i],
+            None => {
+                return Err(ExportError::Bad(format!("no lesson '{name}'")));
+            }
+        },
+        None => (0..lessons.len()).filter(|&i| lessons[i].is_ok()).collect(),
+    };
+    prepare_folder(&options.out)?;
+    let adapter = crate::engine::wgpu::render_adapter().map_err(ExportError::NoAdapter)?;
+    let _ = adapter;
+
+    let app_options = AppOptions {
+        lessons_dir: options.lessons_dir.clone(),
+        inline_compute: true,
+        theme: Some(options.theme.clone()),
+        ..AppOptions::default()
+    };
+    let scale = options.scale;
+    let logical = egui::vec2(w as f32 / scale, h as f32 / scale);
+    let built = std::panic::catch_unwind(|| {
+        let app = KernelbookApp::new(
+            &egui::Context::default(),
+            app_options,
+            Remembered::default(),
+        );
+        egui_kittest::Harness::builder()
+            .with_size(logical)
+            .with_pixels_per_point(scale)
+            .wgpu()
+            .build_ui_state(|ui, app: &mut KernelbookApp| app.frame_ui(ui), app)
+    });
+    let mut harness = built.map_err(|p| ExportError::Render(panic_text(p.as_ref())))?;
+    let total: usize = chosen
+        .iter()
+        .map(|&i| lessons[i].as_ref().map_or(0, |l| l.steps.len()))
+        .sum();
+    let mut report = ExportReport::default();
+    let mut done = 0;
+    for &index in &chosen {
+        let Ok(lesson) = &lessons[index] else {
+            continue;
+        };
+        for step in 0..lesson.steps.len() {
+            let stem = format!("{}-step{:02}", lesson.id, step + 1);
+            progress(done, total, &stem);
+            harness.state_mut().go_to(index, step);
+            let shot = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                harness.run();
+                harness.render()
+            }));
+            let image = match shot {
+                Ok(Ok(image)) => image,
+                Ok(Err(e)) => return Err(ExportError::Render(format!("{stem}: {e}"))),
+                Err(p) => {
+                    return Err(ExportError::Render(format!(
+                        "{stem}: {}",
+                        panic_text(p.as_ref())
+                    )));
+                }
+            };
+            let app = harness.state();
+            let provenance = app.provenance((image.width(), image.height()));
+            let path = options.out.join(format!("{stem}.png"));
+            write_png(&path, &image, &provenance)?;
+            report.screenshots.push(path);
+            if options.figures {
+                for (cell_index, cell) in app.current_cells().into_iter().enumerate() {
+                    let Some(result) = &cell.result else { continue };
+                    for (name, chart) in cell_charts(&cell.spec.show, result) {
+                        let fig_stem = format!("{stem}-cell{}-{name}", cell_index + 1);
+                        let written = figures::write_figure(&chart, &options.out, &fig_stem)
+                            .map_err(|reason| ExportError::Write {
+                                path: options.out.join(&fig_stem),
+                                reason,
+                            })?;
+                        report.figures.extend(written);
+                    }
+                }
+            }
+            done += 1;
+        }
+    }
+    progress(done, total, "done");
+    Ok(report)
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "the renderer panicked".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Provenance {
+        Provenance {
+            app: app_version(),
+            lesson_id: "softmax".into(),
+            lesson_title: "Softmax".into(),
+            step: 3,
+            step_title: "Temperature τ".into(),
+            theme: "light".into(),
+            size: (64, 48),
+            cells: vec![CellProvenance {
+                op: "softmax T=0.5 stable".into(),
+                dtype: "f32".into(),
+                params: vec!["temperature=0.5".into(), "dtype=f32".into()],
+                seed: 7,
+                input_shape: vec![1, 4],
+                engines: vec![EngineProvenance {
+                    engine: "cpu".into(),
+                    device: Some("x86_64".into()),
+                    result: "PASS max abs 0".into(),
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn png_carries_the_provenance_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.png");
+        let img = image::RgbaImage::from_pixel(64, 48, image::Rgba([10, 20, 30, 255]));
+        write_png(&path, &img, &sample()).unwrap();
+        let chunks = read_text_chunks(&path).unwrap();
+        let get = |k: &str| {
+            chunks
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, t)| t.clone())
+                .unwrap_or_else(|| panic!("chunk {k} missing: {chunks:?}"))
+        };
+        assert_eq!(get("kernelbook:lesson"), "softmax");
+        assert_eq!(get("kernelbook:step"), "3");
+        assert!(get("kernelbook:parameters").contains("temperature=0.5"));
+        assert_eq!(get("kernelbook:seed"), "cell 1: 7");
+        assert!(get("kernelbook:engines").contains("cpu: x86_64"));
+        assert!(get("kernelbook:checks").contains("PASS"));
+        assert!(
+            get("Title").contains("Temperature τ"),
+            "UTF-8 survives (iTXt)"
+        );
+        assert!(get("kernelbook:version").starts_with("kernelbook "));
+        let json: serde_json::Value = serde_json::from_str(&get("kernelbook:provenance")).unwrap();
+        assert_eq!(json["cells"][0]["seed"], 7);
+        // The image itself is intact.
+        let back = image::open(&path).unwrap().to_rgba8();
+        assert_eq!(back, img);
+    }
+
+    #[test]
+    fn folders_that_cannot_be_made_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        let e = prepare_folder(&file.join("sub")).unwrap_err().to_string();
+        assert!(
+            e.contains("a-file/sub") && e.contains("cannot create"),
+            "{e}"
+        );
+        prepare_folder(&dir.path().join("new/nested")).unwrap();
+        assert!(dir.path().join("new/nested").is_dir());
+    }
+}
