@@ -36,15 +36,104 @@ pub struct BenchCase {
 }
 
 /// The ops `kernelbook bench` knows how to feed, with the input each one gets.
-pub const OPS: [OpKind; 4] = [
+pub const OPS: [OpKind; 7] = [
     OpKind::Softmax,
     OpKind::LogSoftmax,
     OpKind::Sigmoid,
     OpKind::Logit,
+    OpKind::GumbelSoftmax,
+    OpKind::Rope,
+    OpKind::VocabParallelCrossEntropy,
 ];
 
-/// The cases for `ops` (all of [`OPS`] when empty) at `size` (rows x cols).
-pub fn cases(ops: &[OpKind], size: (usize, usize)) -> Vec<BenchCase> {
+/// A case built from an op name and `key=value` parameters (the way `kernelbook run` builds one).
+fn parsed_case(
+    name: &str,
+    params: &[(&str, &str)],
+    shape: Vec<usize>,
+    extra: impl Fn() -> Vec<(String, crate::ops::Tensor)> + Send + Sync + 'static,
+    seed: u64,
+) -> Option<BenchCase> {
+    let kv: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (op, dtype) = Op::parse(name, &kv).ok()?;
+    let n: usize = shape.iter().product();
+    let label = format!(
+        "{} {dtype} {}",
+        op.describe(),
+        shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
+    );
+    let kind = op.kind();
+    let dims = shape.clone();
+    Some(BenchCase {
+        name: label,
+        op: kind,
+        dtype,
+        shape,
+        build: Box::new(move || {
+            let x = Input::Normal {
+                rows: 1,
+                cols: n,
+                scale: 3.0,
+                seed,
+            }
+            .tensor();
+            let x = crate::ops::Tensor::new(dims.clone(), x.data).map_err(|e| e.to_string())?;
+            OpRequest::with_inputs(op.clone(), dtype, x, extra()).map_err(|e| e.to_string())
+        }),
+    })
+}
+
+/// The cases for `ops` (all of [`OPS`] when empty). Row-wise ops run at `size` (rows x cols);
+/// the others at the sizes issue #8 names on a hardware GPU (`gpu`), or at a small size.
+pub fn cases(ops: &[OpKind], size: (usize, usize), gpu: bool) -> Vec<BenchCase> {
+    let mut out = row_cases(ops, size);
+    let wanted = |k: OpKind| ops.is_empty() || ops.contains(&k);
+    if wanted(OpKind::GumbelSoftmax) {
+        let (rows, cols) = size;
+        out.extend(parsed_case(
+            "gumbel_softmax",
+            &[("tau", "0.5"), ("hard", "true")],
+            vec![rows, cols],
+            Vec::new,
+            5,
+        ));
+    }
+    if wanted(OpKind::Rope) {
+        // q and k of [8, 4096, 32, 128] as one batch of 16 (HF applies rope to both).
+        let shape = if gpu {
+            vec![16, 4096, 32, 128]
+        } else {
+            vec![1, 256, 32, 128]
+        };
+        out.extend(parsed_case(
+            "rope",
+            &[("layout", "half_split"), ("dtype", "f16")],
+            shape,
+            Vec::new,
+            6,
+        ));
+    }
+    if wanted(OpKind::VocabParallelCrossEntropy) {
+        let (n, v) = if gpu { (8192, 50304) } else { (64, 50304) };
+        out.extend(parsed_case(
+            "vocab_parallel_cross_entropy",
+            &[("ranks", "1")],
+            vec![n, v],
+            move || {
+                let targets = (0..n).map(|i| ((i * 7919) % v) as f32).collect();
+                vec![("targets".into(), crate::ops::Tensor::new(vec![n], targets).expect("shape"))]
+            },
+            7,
+        ));
+    }
+    out
+}
+
+/// The row-wise logits and softmax ops at `size`.
+fn row_cases(ops: &[OpKind], size: (usize, usize)) -> Vec<BenchCase> {
     let (rows, cols) = size;
     let mut out = Vec::new();
     let wanted = |k: OpKind| ops.is_empty() || ops.contains(&k);
@@ -210,9 +299,22 @@ mod tests {
 
     #[test]
     fn bytes_count_each_input_and_output_once_in_their_dtype() {
-        let req = (cases(&[OpKind::Softmax], (4, 8))[1].build)().unwrap();
+        let req = (cases(&[OpKind::Softmax], (4, 8), false)[1].build)().unwrap();
         assert_eq!(req.dtype, DType::F16);
         assert_eq!(bytes_moved(&req), 4 * 8 * 2 * 2);
+    }
+
+    #[test]
+    fn every_bench_op_has_a_valid_case() {
+        let all = cases(&[], (4, 64), false);
+        for op in OPS {
+            let case = all
+                .iter()
+                .find(|c| c.op == op)
+                .unwrap_or_else(|| panic!("no bench case for {op}"));
+            let req = (case.build)().unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            assert!(bytes_moved(&req) > 0, "{}", case.name);
+        }
     }
 
     #[test]
@@ -227,7 +329,7 @@ mod tests {
     fn the_cpu_bench_reports_throughput_against_its_own_copy() {
         let registry = Registry::probe_only(&[EngineKind::Cpu]);
         let cpu = registry.get(EngineKind::Cpu).unwrap();
-        let case = &cases(&[OpKind::Sigmoid], (64, 1024))[0];
+        let case = &cases(&[OpKind::Sigmoid], (64, 1024), false)[0];
         let req = (case.build)().unwrap();
         let r = measure(cpu, case, &req, RUNS).unwrap();
         assert_eq!(r.runs, RUNS);

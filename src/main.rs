@@ -848,7 +848,7 @@ fn bench_cmd(
                 } else {
                     bench::SMALL_SIZE
                 };
-                for case in bench::cases(&ops, size.unwrap_or(default)) {
+                for case in bench::cases(&ops, size.unwrap_or(default), hardware_gpu) {
                     plan.push((e.as_ref(), case));
                 }
             }
