@@ -458,6 +458,15 @@ pub struct PredictSpec {
 pub const BUILTIN: &[(&str, &str)] = &[
     ("01-logits.md", include_str!("../../lessons/01-logits.md")),
     ("02-softmax.md", include_str!("../../lessons/02-softmax.md")),
+    (
+        "03-gumbel-softmax.md",
+        include_str!("../../lessons/03-gumbel-softmax.md"),
+    ),
+    ("04-rope.md", include_str!("../../lessons/04-rope.md")),
+    (
+        "05-tensor-parallel.md",
+        include_str!("../../lessons/05-tensor-parallel.md"),
+    ),
 ];
 
 /// A lesson, or the error that kept it from loading (shown as an error card in its place).

@@ -1,76 +1,1362 @@
-//! gumbel_noise, gumbel_softmax: PLACEHOLDER written by the lead so the crate compiles; the topic's helper replaces
-//! this file with the ops' parameters, the algorithm every engine implements and the f64 reference.
+//! Gumbel topic: `gumbel_noise` and `gumbel_softmax`, drawn from one counter-based random number
+//! generator (Philox4x32-10) that CUDA (`kernels/gumbel.cu`), WGSL (`shaders/gumbel.wgsl`) and the
+//! CPU engine (`engine/cpu/gumbel.rs`, through the functions below) implement identically, so the
+//! three engines draw the same sample for the same (seed, offset), bit for bit.
+//!
+//! # Random bits: Philox4x32-10 (Salmon et al., SC 2011; Random123)
+//! [`philox4x32_10`] maps a 128-bit counter and a 64-bit key to 128 random bits (four 32-bit words)
+//! in 10 rounds of two 32x32 -> 64-bit multiplications (multipliers 0xD2511F53, 0xCD9E8D57); the key
+//! is bumped by the Weyl constants 0x9E3779B9, 0xBB67AE85 between rounds. Nothing is stored between
+//! calls: any element's random word can be computed from (key, counter) alone, by any thread, in
+//! any order, on any engine. Random123's known-answer vectors (REFERENCE.md) prove all three
+//! implementations.
+//!
+//! **Which bits each element uses.** The noise tensor is seen as rows (all axes but the last) of
+//! `cols` values. Element (row s, column j) takes word `j % 4` of
+//! `philox4x32_10(counter = [j / 4, s, offset_lo, offset_hi], key = [seed_lo, seed_hi])`: one Philox
+//! call serves four neighbouring columns. `seed` (the key) picks the stream; `offset` (the last two
+//! counter words) picks an independent block of it, as torch's Philox offset advances after each
+//! random op. For gumbel_softmax, sample row s = r·draws + d (draw d of logits row r), so
+//! `gumbel_softmax(l)` adds exactly `gumbel_noise` of shape [rows·draws, K] with the same seed and
+//! offset.
+//!
+//! # From a word to Gumbel noise, bit-identical everywhere
+//! U = (2·(w >> 8) + 1) / 2^25: the top 24 bits of the word, centred in their interval, so
+//! U ∈ [2^-25, 1 − 2^-25] lies strictly inside (0, 1) (PyTorch issues #22442, #22586, #101620 were
+//! NaNs from U at the boundary). w = 0 gives g = −2.852, w = 0xFFFFFFFF gives g = 17.33, both
+//! finite. Then g = −ln(−ln U), the standard Gumbel.
+//!
+//! f32 logarithms differ between engines (CUDA's logf, WGSL's log on each driver, Rust's libm), and
+//! at small τ one ULP of g moves the soft sample by about |g|/τ · 2^-24, more than softmax's 1e-6
+//! tolerance. So [`gumbel_from_word`] evaluates −ln(−ln U) in **integer fixed point** (shifts, adds,
+//! 32x32-bit products; the same steps in all three languages), and every engine gets the same f32 g
+//! bit for bit:
+//! 1. E = −ln U. For U < 3/4: E = n·ln 2 − ln f with U = f·2^-n, f ∈ [1, 2), ln f by shift-and-add
+//!    (multiply f by factors (1 − 2^-k), k = 2..16, each at most twice, add the tabulated −ln(1 − 2^-k),
+//!    then ln of the remaining 1 + r is r). For U ≥ 3/4, where E is small and needs relative
+//!    precision: E = V·(1 + V·Σ_{i<14} V^i/(i+2)) with V = 1 − U exact, by Horner in Q0.32.
+//! 2. E is normalised to M·2^e (M ∈ [1, 2) in Q1.31) and g = −(e·ln 2 + ln M) with the same ln.
+//! 3. |g| in Q6.26 becomes an f32 with one correctly rounded addition (hi·65536 + lo), exact on
+//!    every engine. Over all 2^24 inputs, |g − g_true| < 1.3e-8 + 0.5 ULP(g) (`tests` below).
+//!
+//! # gumbel_softmax, step by step (every engine)
+//! Per sample row s (logits row r = s / draws), with l the logits (stored in the dtype, read as f32):
+//! - a_j = f32(l_rj + g_sj): the perturbed logits; m = max_j a_j and k* = the first j with a_j = m.
+//!   **k* is the Gumbel-max sample** (argmax of l + g): it is the hard output's hot class, whatever τ.
+//! - d_j = max(f32(f32(a_j − m) · (1/τ)), −128), with 1/τ rounded to f32 once (a subtraction then a
+//!   multiplication, each correctly rounded on every engine; WGSL's division may be 2.5 ULP off, and
+//!   a multiply-then-subtract could be fused on a GPU). d_k* = 0, every d_j ≤ 0, so exp cannot
+//!   overflow; e^-128 is already 0 in f32.
+//! - soft_j = e^(d_j) / Σ_i e^(d_i) (f32, the sum accumulated in f32), rounded to the dtype: the
+//!   soft sample softmax((l + g)/τ).
+//! - hard: the main output is one_hot(k*) exactly (1 and 0), and the soft sample travels as the aux
+//!   output "soft". This is the forward value of the straight-through estimator
+//!   y_hard − stop_grad(y_soft) + y_soft; its gradient is y_soft's. torch takes argmax of y_soft,
+//!   which is argmax of l + g: softmax keeps the order and τ > 0 does too.
+//!
+//! # The reference, and what the check can and cannot prove
+//! - gumbel_noise: g = −ln(−ln U) in f64 from the same U (log1p for U > 1/2), checked with the
+//!   storage dtype's tolerance and an absolute floor of 2^-23 (g near 0 is only absolutely
+//!   accurate).
+//! - gumbel_softmax, soft values: as for softmax's z = x/T, the perturbed logits a and the gaps d are
+//!   part of the op's definition, formed in f32 from the f32 noise (that is what torch does:
+//!   `(logits + gumbels) / tau` is an f32 tensor). The reference recomputes that noise and those d
+//!   (the integer algorithm is exact and shared), then takes exp, the sum and the quotient in f64,
+//!   so the soft check is exactly softmax's: rtol 1e-6 (f32) and a floor of 2^-30. The noise itself
+//!   is checked against f64 by gumbel_noise.
+//! - gumbel_softmax, hard values: the reference one-hot is argmax_j (l_rj + g_sj) **in f64**, g from
+//!   the f64 −ln(−ln U), not the engines' f32 rule, so a one-hot row is really compared. The two can
+//!   only disagree where the f64 top-two gap is within the f32 rounding of a: below
+//!   2^-20·(2 + |l₁| + |g₁| + |l₂| + |g₂|) (|a_f32 − a_f64| ≤ 2^-22·(1 + |l| + |g|) per entry, a factor
+//!   two to spare). In such a near-tie row the reference takes the f32 rule's class, and
+//!   [`TopicOp::notes`] says how many rows that was (about 5 in a million for logits of order 1).
+//!
+//! # Errors, decided
+//! τ ≤ 0 is an error (torch returns NaN at τ = 0, #184031); τ is in [0.01, 100]. Logits must be
+//! finite with |l| ≤ 1e30 (NaN and ±inf are errors that name the element: to mask a class, use a large
+//! negative logit such as −1e4; beyond 1e30, (a − m)/τ could overflow f32). gumbel_noise ignores the
+//! values of x (only its shape matters), so any values, even NaN, are accepted there.
 
 use super::{
-    DTYPE_PARAM, InputDecl, OpError, OpKind, OpRequest, ParamSpec, ParamValues, Reference, TopicOp,
+    DTYPE_PARAM, InputDecl, MAX_ELEMENTS, OpError, OpKind, OpRequest, ParamKind, ParamSpec,
+    ParamValues, Reference, TopicOp, check_float,
 };
 use crate::check::Tolerance;
 use crate::dtype::DType;
+use crate::suite::{Case, Expect, Input};
 use serde::Serialize;
 
+// ------------------------------------------------------------------------------------------------
+// Philox4x32-10.
+// ------------------------------------------------------------------------------------------------
+
+/// Round multipliers (Random123 PHILOX_M4x32_0, PHILOX_M4x32_1).
+pub const PHILOX_M0: u32 = 0xD251_1F53;
+pub const PHILOX_M1: u32 = 0xCD9E_8D57;
+/// Key schedule: the Weyl constants added to the key between rounds (PHILOX_W32_0, PHILOX_W32_1).
+pub const PHILOX_W0: u32 = 0x9E37_79B9;
+pub const PHILOX_W1: u32 = 0xBB67_AE85;
+
+/// Random123's known-answer vectors (kat_vectors, philox4x32 with 10 rounds): counter, key, output.
+pub const PHILOX_KAT: [([u32; 4], [u32; 2], [u32; 4]); 3] = [
+    (
+        [0, 0, 0, 0],
+        [0, 0],
+        [0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8],
+    ),
+    (
+        [0xffff_ffff; 4],
+        [0xffff_ffff; 2],
+        [0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd],
+    ),
+    (
+        [0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344],
+        [0xa409_3822, 0x299f_31d0],
+        [0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1],
+    ),
+];
+
+/// The high and low halves of the 64-bit product a·b (CUDA: `__umulhi` and `a * b`; WGSL: four
+/// 16x16-bit products).
+pub fn mulhilo(a: u32, b: u32) -> (u32, u32) {
+    let p = u64::from(a) * u64::from(b);
+    ((p >> 32) as u32, p as u32)
+}
+
+fn philox_round(c: [u32; 4], k: [u32; 2]) -> [u32; 4] {
+    let (hi0, lo0) = mulhilo(PHILOX_M0, c[0]);
+    let (hi1, lo1) = mulhilo(PHILOX_M1, c[2]);
+    [hi1 ^ c[1] ^ k[0], lo1, hi0 ^ c[3] ^ k[1], lo0]
+}
+
+/// Philox4x32-10 as in Random123: ten rounds, the key bumped by the Weyl constants between them.
+pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    let mut c = counter;
+    let mut k = key;
+    for round in 0..10 {
+        if round > 0 {
+            k = [k[0].wrapping_add(PHILOX_W0), k[1].wrapping_add(PHILOX_W1)];
+        }
+        c = philox_round(c, k);
+    }
+    c
+}
+
+/// The Philox key of a seed: its low and high 32 bits.
+pub fn key_of(seed: u64) -> [u32; 2] {
+    [seed as u32, (seed >> 32) as u32]
+}
+
+/// The counter of column group `group` (= column / 4) of sample row `row`, at `offset`.
+pub fn counter(group: u32, row: u32, offset: u64) -> [u32; 4] {
+    [group, row, offset as u32, (offset >> 32) as u32]
+}
+
+// ------------------------------------------------------------------------------------------------
+// Word -> uniform -> Gumbel.
+// ------------------------------------------------------------------------------------------------
+
+/// U = (2·(w >> 8) + 1) / 2^25, strictly inside (0, 1), exact in f64.
+pub fn uniform_f64(w: u32) -> f64 {
+    f64::from(((w >> 8) << 1) | 1) * 2f64.powi(-25)
+}
+
+/// The reference noise: −ln(−ln U) in f64 (−ln U through log1p where U > 1/2, so it keeps its
+/// relative precision as U approaches 1).
+pub fn gumbel_f64(w: u32) -> f64 {
+    let m = ((w >> 8) << 1) | 1;
+    let e = if m < 1 << 24 {
+        -(f64::from(m) * 2f64.powi(-25)).ln()
+    } else {
+        let v = f64::from((1u32 << 25) - m) * 2f64.powi(-25);
+        -(-v).ln_1p()
+    };
+    -e.ln()
+}
+
+/// ln 2 in Q0.32, rounded: 0xB17217F8.
+pub const LN2_Q32: u32 = 0xB172_17F8;
+
+/// −ln(1 − 2^-k) in Q0.32, rounded, for k = 2..=16 (the factors of the shift-and-add logarithm).
+pub const LN_TABLE: [u32; 15] = [
+    1_235_585_093,
+    573_512_964,
+    277_190_838,
+    136_359_621,
+    67_638_678,
+    33_686_191,
+    16_810_070,
+    8_396_811,
+    4_196_353,
+    2_097_664,
+    1_048_704,
+    524_320,
+    262_152,
+    131_074,
+    65_537,
+];
+
+/// 1/(i + 2) in Q0.32, rounded, for i = 0..14: the series −ln(1 − V) = V + V²·Σ V^i/(i + 2).
+pub const SERIES: [u32; 14] = [
+    2_147_483_648,
+    1_431_655_765,
+    1_073_741_824,
+    858_993_459,
+    715_827_883,
+    613_566_757,
+    536_870_912,
+    477_218_588,
+    429_496_730,
+    390_451_572,
+    357_913_941,
+    330_382_100,
+    306_783_378,
+    286_331_153,
+];
+
+/// ln f for f ∈ [1, 2) given in Q1.31 (2^31 ≤ f31), as Q0.32. Shift-and-add: multiply f by
+/// (1 − 2^-k) (a shift and a subtraction, rounded) whenever the product stays ≥ 1, at most twice per
+/// k, adding −ln(1 − 2^-k); what remains is 1 + r with r < 2^-16, and ln(1 + r) = r to 2^-33.
+pub fn ln_q32(f31: u32) -> u32 {
+    let mut x = f31;
+    let mut acc = 0u32;
+    for k in 2..=16u32 {
+        for _ in 0..2 {
+            let t = x - ((x >> k) + ((x >> (k - 1)) & 1));
+            if t >= 0x8000_0000 {
+                x = t;
+                acc += LN_TABLE[(k - 2) as usize];
+            }
+        }
+    }
+    acc + ((x - 0x8000_0000) << 1)
+}
+
+/// −ln U for U = (2·(w >> 8) + 1)/2^25, as (M, e) with E = (M/2^31)·2^e, M ∈ [2^31, 2^32).
+fn neg_ln_uniform(w: u32) -> (u32, i32) {
+    let m = ((w >> 8) << 1) | 1; // U = m / 2^25, m odd
+    if m < 0x0180_0000 {
+        // U < 3/4: U = f·2^(b − 26) with b the bit length of m, so E = (26 − b)·ln 2 − ln f.
+        let b = 32 - m.leading_zeros();
+        let l = ln_q32(m << (32 - b));
+        let (hi, lo) = mulhilo(26 - b, LN2_Q32); // (26 − b)·ln 2 in Q32.32
+        let borrow = u32::from(lo < l);
+        let (hi, lo) = (hi - borrow, lo.wrapping_sub(l)); // E in Q32.32, E > 0.2876
+        if hi > 0 {
+            let c = hi.leading_zeros();
+            ((hi << c) | (lo >> (32 - c)), 31 - c as i32)
+        } else {
+            let c = lo.leading_zeros();
+            (lo << c, -1 - c as i32)
+        }
+    } else {
+        // U ≥ 3/4: V = 1 − U = n/2^25 exactly (n ≤ 2^23), E = V·S with S = 1 + V·T and
+        // T = Σ_{i<14} V^i/(i + 2) by Horner in Q0.32 (the next term is below 2^-32).
+        let n = (1u32 << 25) - m;
+        let v = n << 7; // V in Q0.32
+        let mut t = SERIES[13];
+        for i in (0..13).rev() {
+            t = SERIES[i] + mulhilo(t, v).0;
+        }
+        let s = 0x8000_0000 + (mulhilo(v, t).0 >> 1); // S in Q1.31
+        let c = n.leading_zeros();
+        let (hi, lo) = mulhilo(n << c, s); // (V·2^(c−6))·S in Q2.30 (hi) and below
+        if hi >= 0x8000_0000 {
+            (hi, 7 - c as i32)
+        } else {
+            ((hi << 1) | (lo >> 31), 6 - c as i32)
+        }
+    }
+}
+
+/// Gumbel noise g = −ln(−ln U) for the word `w`, in integer fixed point: the same bits on every
+/// engine (see the module comment). |g − g_true| < 1.3e-8 + 0.5 ULP.
+pub fn gumbel_from_word(w: u32) -> f32 {
+    let (mant, e) = neg_ln_uniform(w);
+    let l = ln_q32(mant); // ln(M/2^31) in Q0.32
+    // ln E = e·ln 2 + l; g = −ln E as a sign and a magnitude in Q32.32.
+    let (hi, lo, negative) = if e >= 0 {
+        let (hi, lo) = mulhilo(e as u32, LN2_Q32);
+        let lo2 = lo.wrapping_add(l);
+        (hi + u32::from(lo2 < l), lo2, true)
+    } else {
+        let (hi, lo) = mulhilo((-e) as u32, LN2_Q32);
+        (hi - u32::from(lo < l), lo.wrapping_sub(l), false)
+    };
+    // Q32.32 -> Q6.26, rounded (|g| < 18, so it fits 31 bits), then to f32 with one correctly
+    // rounded addition of two exact halves; the scaling by 2^-26 is exact.
+    let q = (hi << 26) + (lo >> 6) + ((lo >> 5) & 1);
+    let magnitude = ((q >> 16) as f32 * 65536.0 + (q & 0xffff) as f32) * 2f32.powi(-26);
+    if negative { -magnitude } else { magnitude }
+}
+
+/// The noise of one sample row: element j from word j % 4 of Philox at counter
+/// (j / 4, row, offset).
+pub fn noise_row(key: [u32; 2], offset: u64, row: u32, out: &mut [f32]) {
+    for (group, chunk) in out.chunks_mut(4).enumerate() {
+        let words = philox4x32_10(counter(group as u32, row, offset), key);
+        for (o, &w) in chunk.iter_mut().zip(&words) {
+            *o = gumbel_from_word(w);
+        }
+    }
+}
+
+/// The same row of f64 reference noise.
+pub fn noise_row_f64(key: [u32; 2], offset: u64, row: u32, out: &mut [f64]) {
+    for (group, chunk) in out.chunks_mut(4).enumerate() {
+        let words = philox4x32_10(counter(group as u32, row, offset), key);
+        for (o, &w) in chunk.iter_mut().zip(&words) {
+            *o = gumbel_f64(w);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The f32 steps of gumbel_softmax that every engine shares.
+// ------------------------------------------------------------------------------------------------
+
+/// 1/τ rounded to f32 once: the factor every engine multiplies the gaps by.
+pub fn inv_tau_f32(tau: f64) -> f32 {
+    (1.0 / tau) as f32
+}
+
+/// Lower clamp of the gaps d_j: e^-128 is 0 in f32.
+pub const GAP_FLOOR: f32 = -128.0;
+
+/// a_j = f32(l_j + g_j); returns (m = max a, k* = the first j with a_j = m): the Gumbel-max sample.
+pub fn perturb_row(logits: &[f32], noise: &[f32], a: &mut [f32]) -> (f32, usize) {
+    let mut m = f32::NEG_INFINITY;
+    let mut arg = 0;
+    for (j, ((o, &l), &g)) in a.iter_mut().zip(logits).zip(noise).enumerate() {
+        *o = l + g;
+        if *o > m {
+            m = *o;
+            arg = j;
+        }
+    }
+    (m, arg)
+}
+
+/// d = max(f32(f32(a − m)·inv_tau), −128).
+pub fn gap(a: f32, m: f32, inv_tau: f32) -> f32 {
+    ((a - m) * inv_tau).max(GAP_FLOOR)
+}
+
+// ------------------------------------------------------------------------------------------------
+// Statistics for the lesson's views and the tests.
+// ------------------------------------------------------------------------------------------------
+
+/// softmax of one row in f64.
+pub fn softmax_f64(row: &[f64]) -> Vec<f64> {
+    let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = row.iter().map(|&v| (v - m).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.into_iter().map(|v| v / s).collect()
+}
+
+/// Pearson's chi-square statistic of observed `counts` against probabilities `probs`:
+/// Σ_j (O_j − N p_j)² / (N p_j) over the classes with p_j > 0. A count in a class of probability 0
+/// makes it infinite.
+pub fn chi_square(counts: &[u64], probs: &[f64]) -> f64 {
+    let n: u64 = counts.iter().sum();
+    let n = n as f64;
+    counts
+        .iter()
+        .zip(probs)
+        .map(|(&o, &p)| {
+            let expected = n * p;
+            if expected > 0.0 {
+                (o as f64 - expected).powi(2) / expected
+            } else if o > 0 {
+                f64::INFINITY
+            } else {
+                0.0
+            }
+        })
+        .sum()
+}
+
+/// The 0.999 quantile of the chi-square distribution with `dof` degrees of freedom: tabulated for
+/// 1..=30 (13.82 for 2, 18.47 for 4), Wilson–Hilferty above (within 0.1% there).
+pub fn chi_square_critical_999(dof: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        10.828, 13.816, 16.266, 18.467, 20.515, 22.458, 24.322, 26.124, 27.877, 29.588, 31.264,
+        32.909, 34.528, 36.123, 37.697, 39.252, 40.790, 42.312, 43.820, 45.315, 46.797, 48.268,
+        49.728, 51.179, 52.620, 54.052, 55.476, 56.892, 58.301, 59.703,
+    ];
+    match dof {
+        0 => 0.0,
+        1..=30 => TABLE[dof - 1],
+        _ => {
+            // x = k (1 − 2/(9k) + z √(2/(9k)))³ with z = Φ^-1(0.999) = 3.090232.
+            let k = dof as f64;
+            let h = 2.0 / (9.0 * k);
+            k * (1.0 - h + 3.090_232 * h.sqrt()).powi(3)
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Parameters, inputs, the op.
+// ------------------------------------------------------------------------------------------------
+
+/// Largest seed and offset: whole numbers an f64 parameter holds exactly.
+pub const MAX_SEED: f64 = 9_007_199_254_740_991.0; // 2^53 − 1
+/// Most samples per logits row.
+pub const MAX_DRAWS: usize = 1_000_000;
+/// Largest logit magnitude: beyond it (a − m)/τ could overflow f32.
+pub const MAX_LOGIT: f32 = 1e30;
+/// Absolute floor of gumbel_noise's check: the integer algorithm's g is within about 1.3e-8 absolute
+/// near g = 0, where a relative bound means nothing.
+pub const NOISE_FLOOR: f64 = 1.0 / 8_388_608.0; // 2^-23
+/// Absolute floor of gumbel_softmax's check (softmax's floor for probabilities).
+pub const SOFTMAX_FLOOR: f64 = 1.0 / 1_073_741_824.0; // 2^-30
+
+const SEED: ParamSpec = ParamSpec {
+    name: "seed",
+    kind: ParamKind::Float {
+        min: 0.0,
+        max: MAX_SEED,
+        default: 0.0,
+        log_scale: false,
+        integer: true,
+    },
+    help: "the Philox key (low and high 32 bits): the same seed and offset give the same noise on every engine",
+};
+
+const OFFSET: ParamSpec = ParamSpec {
+    name: "offset",
+    kind: ParamKind::Float {
+        min: 0.0,
+        max: MAX_SEED,
+        default: 0.0,
+        log_scale: false,
+        integer: true,
+    },
+    help: "counter words 2 and 3 of Philox: each offset is an independent block of noise for the same seed (torch advances its Philox offset after every random op)",
+};
+
+const TAU: ParamSpec = ParamSpec {
+    name: "tau",
+    kind: ParamKind::Float {
+        min: 0.01,
+        max: 100.0,
+        default: 1.0,
+        log_scale: true,
+        integer: false,
+    },
+    help: "temperature τ > 0 of the relaxation softmax((l + g)/τ): τ -> 0 makes soft samples one-hot, large τ flattens them; the argmax (the hard sample) does not depend on τ",
+};
+
+const HARD: ParamSpec = ParamSpec {
+    name: "hard",
+    kind: ParamKind::Bool { default: false },
+    help: "output the one-hot of argmax(l + g) (the straight-through forward value) and keep the soft sample as the aux output 'soft'",
+};
+
+const DRAWS: ParamSpec = ParamSpec {
+    name: "draws",
+    kind: ParamKind::Float {
+        min: 1.0,
+        max: MAX_DRAWS as f64,
+        default: 1.0,
+        log_scale: true,
+        integer: true,
+    },
+    help: "samples per logits row: the output has rows·draws rows of K; draw d of row r is output row r·draws + d",
+};
+
+/// One line on what the op computes and the shape it returns.
+pub fn summary(kind: OpKind) -> &'static str {
+    match kind {
+        OpKind::GumbelNoise => {
+            "Gumbel noise g = -ln(-ln U) from Philox4x32-10 (seed, offset), the same bits on every engine; x's values are ignored; output shape = x"
+        }
+        _ => {
+            "softmax((l + g)/tau) for logits x [rows, K], Gumbel noise g; hard: one-hot of argmax(l + g), soft sample as aux 'soft'; output shape = [rows*draws, K]"
+        }
+    }
+}
+
+/// Parameters, with bounds and defaults.
+pub fn params(kind: OpKind) -> &'static [ParamSpec] {
+    match kind {
+        OpKind::GumbelNoise => &[SEED, OFFSET, DTYPE_PARAM],
+        _ => &[TAU, HARD, SEED, OFFSET, DRAWS, DTYPE_PARAM],
+    }
+}
+
+/// Inputs: one tensor each.
+pub fn inputs(kind: OpKind) -> &'static [InputDecl] {
+    match kind {
+        OpKind::GumbelNoise => &[InputDecl {
+            name: "x",
+            int: false,
+            optional: false,
+            help: "any tensor: only its shape is used (its values are ignored); the noise has the same shape",
+        }],
+        _ => &[InputDecl {
+            name: "x",
+            int: false,
+            optional: false,
+            help: "logits [rows, K]: K classes per row (all axes but the last are rows); finite, |l| <= 1e30",
+        }],
+    }
+}
+
+/// Resolve parsed `key=value` parameters into an op.
+pub fn parse(kind: OpKind, values: &ParamValues) -> Result<GumbelOp, OpError> {
+    let whole = |name: &'static str, default: f64| -> Result<u64, OpError> {
+        let v = values.get_float(name).unwrap_or(default);
+        check_float(name, v, kind)?;
+        Ok(v as u64)
+    };
+    match kind {
+        OpKind::GumbelNoise => Ok(GumbelOp::GumbelNoise {
+            seed: whole("seed", 0.0)?,
+            offset: whole("offset", 0.0)?,
+        }),
+        OpKind::GumbelSoftmax => {
+            let tau = values.get_float("tau").unwrap_or(1.0);
+            check_tau(tau)?;
+            Ok(GumbelOp::GumbelSoftmax {
+                tau,
+                hard: values.get_bool("hard").unwrap_or(false),
+                seed: whole("seed", 0.0)?,
+                offset: whole("offset", 0.0)?,
+                draws: whole("draws", 1.0)? as usize,
+            })
+        }
+        _ => Err(OpError::UnknownOp(kind.name().into())),
+    }
+}
+
+fn check_tau(tau: f64) -> Result<(), OpError> {
+    if tau.is_finite() && tau <= 0.0 {
+        return Err(OpError::BadParam {
+            name: "tau".into(),
+            reason: format!(
+                "must be > 0 (got {tau}): softmax((l + g)/tau) divides by tau (torch returns NaN at tau = 0); as tau -> 0 the soft sample approaches the one-hot hard sample"
+            ),
+        });
+    }
+    check_float("tau", tau, OpKind::GumbelSoftmax)
+}
+
+/// The ops of this topic, parameters resolved.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum GumbelOp {
-    GumbelNoise,
-    GumbelSoftmax,
+    /// Gumbel noise with x's shape.
+    GumbelNoise { seed: u64, offset: u64 },
+    /// `draws` samples of softmax((l + g)/τ) per logits row; `hard`: one-hot main output, soft aux.
+    GumbelSoftmax {
+        tau: f64,
+        hard: bool,
+        seed: u64,
+        offset: u64,
+        draws: usize,
+    },
 }
 
-pub fn summary(_kind: OpKind) -> &'static str {
-    "not implemented yet"
-}
-
-pub fn params(_kind: OpKind) -> &'static [ParamSpec] {
-    &[DTYPE_PARAM]
-}
-
-pub fn inputs(_kind: OpKind) -> &'static [InputDecl] {
-    &[InputDecl {
-        name: "x",
-        int: false,
-        optional: false,
-        help: "input",
-    }]
-}
-
-pub fn parse(kind: OpKind, _values: &ParamValues) -> Result<GumbelOp, OpError> {
-    match kind {
-        OpKind::GumbelNoise => Ok(GumbelOp::GumbelNoise),
-        OpKind::GumbelSoftmax => Ok(GumbelOp::GumbelSoftmax),
-        _ => Err(OpError::UnknownOp(kind.name().into())),
+impl GumbelOp {
+    pub fn seed(&self) -> u64 {
+        match *self {
+            GumbelOp::GumbelNoise { seed, .. } | GumbelOp::GumbelSoftmax { seed, .. } => seed,
+        }
     }
+
+    pub fn offset(&self) -> u64 {
+        match *self {
+            GumbelOp::GumbelNoise { offset, .. } | GumbelOp::GumbelSoftmax { offset, .. } => offset,
+        }
+    }
+
+    /// Samples per logits row (1 for the noise).
+    pub fn draws(&self) -> usize {
+        match *self {
+            GumbelOp::GumbelNoise { .. } => 1,
+            GumbelOp::GumbelSoftmax { draws, .. } => draws,
+        }
+    }
+
+    /// Whether the main output is the one-hot (and the soft sample is aux "soft").
+    pub fn hard(&self) -> bool {
+        matches!(self, GumbelOp::GumbelSoftmax { hard: true, .. })
+    }
+}
+
+/// Name of gumbel_softmax's aux output in hard mode.
+pub const SOFT_AUX: &str = "soft";
+
+/// The f64 reference of one sample row of gumbel_softmax: the hot class and whether it was a
+/// near tie (the soft values go to `soft`).
+struct RowRef {
+    near_tie: bool,
+    hot: usize,
+}
+
+fn softmax_row_reference(
+    logits: &[f32],
+    noise32: &[f32],
+    noise64: &[f64],
+    inv_tau: f32,
+    soft: &mut [f64],
+) -> RowRef {
+    let k = logits.len();
+    let mut a = vec![0.0f32; k];
+    let (m, hot32) = perturb_row(logits, noise32, &mut a);
+    // Soft: e^d / Σ e^d in f64, d as the engines form it.
+    let mut s = 0.0f64;
+    for (o, &aj) in soft.iter_mut().zip(&a) {
+        *o = f64::from(gap(aj, m, inv_tau)).exp();
+        s += *o;
+    }
+    for o in soft.iter_mut() {
+        *o /= s;
+    }
+    if noise64.is_empty() {
+        // Soft mode: no class is compared.
+        return RowRef {
+            near_tie: false,
+            hot: hot32,
+        };
+    }
+    // Hard: argmax of l + g in f64, and the top-two gap.
+    let a64 = |j: usize| f64::from(logits[j]) + noise64[j];
+    let mut first = 0;
+    for j in 1..k {
+        if a64(j) > a64(first) {
+            first = j;
+        }
+    }
+    let mut second: Option<usize> = None;
+    for j in 0..k {
+        if j != first && second.is_none_or(|s| a64(j) > a64(s)) {
+            second = Some(j);
+        }
+    }
+    let near_tie = second.is_some_and(|s| {
+        let bound = 2f64.powi(-20)
+            * (2.0
+                + f64::from(logits[first]).abs()
+                + noise64[first].abs()
+                + f64::from(logits[s]).abs()
+                + noise64[s].abs());
+        a64(first) - a64(s) <= bound
+    });
+    RowRef {
+        near_tie,
+        hot: if near_tie { hot32 } else { first },
+    }
+}
+
+/// What the reference computes for a gumbel_softmax request: soft values, hot classes, near ties.
+struct SoftmaxReference {
+    soft: Vec<f64>,
+    hot: Vec<usize>,
+    near_ties: usize,
+}
+
+/// `hard`: also the f64 Gumbel-max classes (the soft values alone need only the f32 noise).
+fn softmax_reference(
+    req: &OpRequest,
+    tau: f64,
+    seed: u64,
+    offset: u64,
+    draws: usize,
+    hard: bool,
+) -> SoftmaxReference {
+    let k = req.x.cols();
+    let rows = req.x.rows();
+    let samples = rows * draws;
+    if k == 0 || samples == 0 {
+        return SoftmaxReference {
+            soft: Vec::new(),
+            hot: Vec::new(),
+            near_ties: 0,
+        };
+    }
+    let key = key_of(seed);
+    let inv_tau = inv_tau_f32(tau);
+    let mut soft = vec![0.0f64; samples * k];
+    let mut hot = vec![0usize; samples];
+    let threads = if samples * k < 1 << 15 {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
+    let per = samples.div_ceil(threads).max(1);
+    let near: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = soft
+            .chunks_mut(per * k)
+            .zip(hot.chunks_mut(per))
+            .enumerate()
+            .map(|(chunk, (soft, hot))| {
+                let logits = &req.x.data;
+                scope.spawn(move || {
+                    let mut g32 = vec![0.0f32; k];
+                    let mut g64 = vec![0.0f64; if hard { k } else { 0 }];
+                    let mut near = 0;
+                    for (i, (out, h)) in soft.chunks_mut(k).zip(hot.iter_mut()).enumerate() {
+                        let s = chunk * per + i;
+                        let r = s / draws;
+                        noise_row(key, offset, s as u32, &mut g32);
+                        if hard {
+                            noise_row_f64(key, offset, s as u32, &mut g64);
+                        }
+                        let row = softmax_row_reference(
+                            &logits[r * k..(r + 1) * k],
+                            &g32,
+                            &g64,
+                            inv_tau,
+                            out,
+                        );
+                        *h = row.hot;
+                        near += usize::from(row.near_tie);
+                    }
+                    near
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    SoftmaxReference {
+        soft,
+        hot,
+        near_ties: near,
+    }
+}
+
+fn noise_reference(req: &OpRequest, seed: u64, offset: u64) -> Vec<f64> {
+    let cols = req.x.cols();
+    let mut out = vec![0.0f64; req.x.len()];
+    if cols == 0 {
+        return out;
+    }
+    let key = key_of(seed);
+    for (s, row) in out.chunks_mut(cols).enumerate() {
+        noise_row_f64(key, offset, s as u32, row);
+    }
+    out
 }
 
 impl TopicOp for GumbelOp {
     fn kind(&self) -> OpKind {
         match self {
-            GumbelOp::GumbelNoise => OpKind::GumbelNoise,
-            GumbelOp::GumbelSoftmax => OpKind::GumbelSoftmax,
+            GumbelOp::GumbelNoise { .. } => OpKind::GumbelNoise,
+            GumbelOp::GumbelSoftmax { .. } => OpKind::GumbelSoftmax,
         }
     }
+
     fn validate(&self) -> Result<(), OpError> {
+        let kind = self.kind();
+        let whole = |name: &str, v: u64| {
+            if v as f64 > MAX_SEED {
+                Err(OpError::BadParam {
+                    name: name.into(),
+                    reason: format!("{v} is outside [0, {MAX_SEED}] (2^53 - 1)"),
+                })
+            } else {
+                check_float(name, v as f64, kind)
+            }
+        };
+        whole("seed", self.seed())?;
+        whole("offset", self.offset())?;
+        if let GumbelOp::GumbelSoftmax { tau, draws, .. } = *self {
+            check_tau(tau)?;
+            check_float("draws", draws as f64, kind)?;
+        }
         Ok(())
     }
+
     fn describe(&self) -> String {
-        self.kind().name().into()
-    }
-    fn check_inputs(&self, _req: &OpRequest) -> Result<(), OpError> {
-        Ok(())
-    }
-    fn output_shape(&self, req: &OpRequest) -> Vec<usize> {
-        req.x.shape.clone()
-    }
-    fn reference(&self, req: &OpRequest) -> Reference {
-        Reference {
-            values: vec![f64::NAN; req.x.len()],
-            aux: Vec::new(),
+        match *self {
+            GumbelOp::GumbelNoise { seed, offset } => {
+                format!("gumbel_noise seed={seed} offset={offset}")
+            }
+            GumbelOp::GumbelSoftmax {
+                tau,
+                hard,
+                seed,
+                offset,
+                draws,
+            } => format!(
+                "gumbel_softmax tau={tau} {} seed={seed} offset={offset} draws={draws}",
+                if hard { "hard" } else { "soft" }
+            ),
         }
     }
+
+    fn check_inputs(&self, req: &OpRequest) -> Result<(), OpError> {
+        let GumbelOp::GumbelSoftmax { draws, .. } = *self else {
+            // The noise takes x's shape; rows and columns fit the counter's 32-bit words because
+            // the request holds at most 2^28 elements.
+            return Ok(());
+        };
+        let bad = |reason: String| OpError::BadInput {
+            name: "x".into(),
+            reason,
+        };
+        let rows = req.x.rows();
+        let k = req.x.cols();
+        let samples = rows.checked_mul(draws).filter(|&s| s <= MAX_ELEMENTS);
+        let total = samples.and_then(|s| s.checked_mul(k));
+        match total {
+            Some(n) if n <= MAX_ELEMENTS => {}
+            _ => {
+                return Err(bad(format!(
+                    "{rows} row(s) x {draws} draws x {k} classes is more than the limit of {MAX_ELEMENTS} (2^28) output values"
+                )));
+            }
+        }
+        if let Some((i, v)) = req
+            .x
+            .data
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !v.is_finite() || v.abs() > MAX_LOGIT)
+        {
+            let (r, j) = (i / k.max(1), i % k.max(1));
+            let why = if v.is_nan() {
+                "NaN has no order, so argmax(l + g) is undefined".to_string()
+            } else if v.is_infinite() {
+                format!(
+                    "{v} makes l + g infinite; to mask a class give it a large negative finite logit such as -1e4 (its probability underflows to 0)"
+                )
+            } else {
+                format!("beyond ±{MAX_LOGIT:e}, (l + g - max)/tau could overflow f32")
+            };
+            return Err(bad(format!(
+                "logit {j} of row {r} is {v}: gumbel_softmax needs finite logits with |l| <= 1e30 ({why})"
+            )));
+        }
+        Ok(())
+    }
+
+    fn output_shape(&self, req: &OpRequest) -> Vec<usize> {
+        match *self {
+            GumbelOp::GumbelNoise { .. } => req.x.shape.clone(),
+            GumbelOp::GumbelSoftmax { draws, .. } => {
+                vec![req.x.rows().saturating_mul(draws), req.x.cols()]
+            }
+        }
+    }
+
+    fn reference(&self, req: &OpRequest) -> Reference {
+        match *self {
+            GumbelOp::GumbelNoise { seed, offset } => Reference {
+                values: noise_reference(req, seed, offset),
+                aux: Vec::new(),
+            },
+            GumbelOp::GumbelSoftmax {
+                tau,
+                hard,
+                seed,
+                offset,
+                draws,
+            } => {
+                let r = softmax_reference(req, tau, seed, offset, draws, hard);
+                if !hard {
+                    return Reference {
+                        values: r.soft,
+                        aux: Vec::new(),
+                    };
+                }
+                let k = req.x.cols();
+                let mut one_hot = vec![0.0f64; r.soft.len()];
+                for (row, &h) in one_hot.chunks_mut(k.max(1)).zip(&r.hot) {
+                    row[h] = 1.0;
+                }
+                Reference {
+                    values: one_hot,
+                    aux: vec![super::AuxReference {
+                        name: SOFT_AUX.into(),
+                        shape: self.output_shape(req),
+                        values: r.soft,
+                    }],
+                }
+            }
+        }
+    }
+
     fn tolerance(&self, dtype: DType) -> Tolerance {
-        Tolerance::for_dtype(dtype)
+        match self {
+            GumbelOp::GumbelNoise { .. } => Tolerance::for_dtype(dtype).with_floor(NOISE_FLOOR),
+            GumbelOp::GumbelSoftmax { .. } => Tolerance::for_dtype(dtype).with_floor(SOFTMAX_FLOOR),
+        }
+    }
+
+    fn notes(&self, req: &OpRequest) -> Vec<String> {
+        match *self {
+            GumbelOp::GumbelNoise { .. } => Vec::new(),
+            GumbelOp::GumbelSoftmax { hard: false, .. } => Vec::new(),
+            GumbelOp::GumbelSoftmax {
+                tau,
+                seed,
+                offset,
+                draws,
+                ..
+            } => {
+                // Only a hard sample compares a class; the soft values use the shared f32 gaps.
+                let near = softmax_reference(req, tau, seed, offset, draws, true).near_ties;
+                if near == 0 {
+                    return Vec::new();
+                }
+                let total = req.x.rows() * draws;
+                let what = if near == 1 {
+                    "draw is a near-tie: its"
+                } else {
+                    "draws are near-ties: their"
+                };
+                vec![format!(
+                    "{near} of {total} {what} two largest l + g differ by less than f32 resolves (2^-20 of their size), so there the reference's one-hot takes the class the engines' f32 argmax picks (about 5 draws in a million)"
+                )]
+            }
+        }
     }
 }
 
-/// This topic's cases for `kernelbook check` (`large`: real GPUs also get the big sizes).
-pub fn suite_cases(_large: bool) -> Vec<crate::suite::Case> {
-    Vec::new()
+/// This topic's cases for `kernelbook check`: every dtype, soft and hard, short rows (one thread per
+/// sample) and long rows (one workgroup per sample), τ from 0.1 to 10, a few seeds and offsets; edge
+/// rows (K = 1, equal logits, masked-like −1e4, large logits). `large`: [4096, 32000] on real GPUs.
+pub fn suite_cases(large: bool) -> Vec<Case> {
+    let mut out = Vec::new();
+    let mut seed = 700u64;
+    let mut next = || {
+        seed += 1;
+        seed
+    };
+    for dtype in DType::ALL {
+        for (rows, cols) in [(0, 10), (10, 0), (31, 20), (33, 2049), (3, 7)] {
+            let op = GumbelOp::GumbelNoise {
+                seed: next(),
+                offset: 0,
+            };
+            out.push(case(
+                op,
+                dtype,
+                Input::Normal {
+                    rows,
+                    cols,
+                    scale: 1.0,
+                    seed: 1,
+                },
+            ));
+        }
+        out.push(case(
+            GumbelOp::GumbelNoise {
+                seed: u64::from(u32::MAX) + 5,
+                offset: 1 << 40,
+            },
+            dtype,
+            Input::Normal {
+                rows: 4,
+                cols: 33,
+                scale: 1.0,
+                seed: 1,
+            },
+        ));
+        for (tau, hard, rows, cols, draws) in [
+            (0.1, true, 3, 5, 300),
+            (1.0, true, 2, 5, 500),
+            (10.0, false, 2, 5, 200),
+            (1.0, false, 31, 20, 3),
+            (0.5, true, 4, 64, 4),
+            (0.5, true, 5, 65, 3),
+            (1.0, false, 3, 2049, 2),
+            (0.1, true, 2, 1000, 2),
+            (1.0, false, 0, 10, 3),
+            (1.0, true, 10, 0, 3),
+        ] {
+            let op = GumbelOp::GumbelSoftmax {
+                tau,
+                hard,
+                seed: next(),
+                offset: if hard { 3 } else { 0 },
+                draws,
+            };
+            out.push(case(
+                op,
+                dtype,
+                Input::Normal {
+                    rows,
+                    cols,
+                    scale: 2.0,
+                    seed: next(),
+                },
+            ));
+        }
+        for hard in [false, true] {
+            let op = GumbelOp::GumbelSoftmax {
+                tau: 0.5,
+                hard,
+                seed: next(),
+                offset: 0,
+                draws: 40,
+            };
+            let rows = vec![
+                vec![0.0; 4],
+                vec![3.0, 3.0, -1e4, 0.0],
+                vec![1e4, -1e4, 9999.0, 0.0],
+                vec![-3.0, 50.0, 49.0, -60000.0],
+            ];
+            out.push(case(op.clone(), dtype, Input::Rows(rows)));
+            out.push(case(op, dtype, Input::Rows(vec![vec![1.5]])));
+        }
+        if large {
+            let (rows, cols) = crate::suite::LARGE;
+            for op in [
+                GumbelOp::GumbelNoise {
+                    seed: next(),
+                    offset: 0,
+                },
+                GumbelOp::GumbelSoftmax {
+                    tau: 0.5,
+                    hard: true,
+                    seed: next(),
+                    offset: 0,
+                    draws: 1,
+                },
+            ] {
+                let mut c = case(
+                    op,
+                    dtype,
+                    Input::Normal {
+                        rows,
+                        cols,
+                        scale: 3.0,
+                        seed: next(),
+                    },
+                );
+                c.large = true;
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+fn case(op: GumbelOp, dtype: DType, input: Input) -> Case {
+    let (rows, cols) = input.shape();
+    let shape = match &input {
+        Input::Rows(_) => "rows".to_string(),
+        _ => format!("{rows}x{cols}"),
+    };
+    Case::new(
+        format!("{} {shape}", op.describe()),
+        super::Op::Gumbel(op),
+        dtype,
+        input,
+        Expect::Match,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{Op, Tensor};
+
+    #[test]
+    fn philox_matches_random123_known_answers() {
+        for (ctr, key, want) in PHILOX_KAT {
+            assert_eq!(
+                philox4x32_10(ctr, key),
+                want,
+                "ctr {ctr:08x?} key {key:08x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn mulhilo_is_the_64_bit_product() {
+        assert_eq!(mulhilo(0xffff_ffff, 0xffff_ffff), (0xffff_fffe, 1));
+        assert_eq!(mulhilo(PHILOX_M0, 0), (0, 0));
+        assert_eq!(mulhilo(1 << 31, 4), (2, 0));
+    }
+
+    #[test]
+    fn tables_are_the_rounded_constants() {
+        assert_eq!(
+            LN2_Q32,
+            (std::f64::consts::LN_2 * 2f64.powi(32)).round() as u32
+        );
+        for (i, &t) in LN_TABLE.iter().enumerate() {
+            let k = i as i32 + 2;
+            let exact = -(-(2f64.powi(-k))).ln_1p() * 2f64.powi(32);
+            assert!((f64::from(t) - exact).abs() <= 0.5, "k = {k}");
+        }
+        for (i, &c) in SERIES.iter().enumerate() {
+            let exact = 2f64.powi(32) / (i as f64 + 2.0);
+            assert!((f64::from(c) - exact).abs() <= 0.5, "i = {i}");
+        }
+    }
+
+    #[test]
+    fn fixed_point_log_is_accurate_to_2e_9() {
+        let mut worst = 0.0f64;
+        for i in 0..=(1u64 << 20) {
+            let f31 = ((1u64 << 31) + (i << 11)).min(u64::from(u32::MAX)) as u32;
+            let f = f64::from(f31) * 2f64.powi(-31);
+            let got = f64::from(ln_q32(f31)) * 2f64.powi(-32);
+            worst = worst.max((got - f.ln()).abs());
+        }
+        assert!(worst < 2e-9, "max |ln_q32 - ln| = {worst:e}");
+    }
+
+    /// Every one of the 2^24 possible uniforms: g is within 1.3e-8 + 0.5 ULP of −ln(−ln U) in f64,
+    /// finite at both ends.
+    #[test]
+    fn gumbel_from_word_is_accurate_for_every_uniform() {
+        let mut worst_abs = 0.0f64;
+        let mut worst_excess = 0.0f64; // |error| - half an ULP of the result, in absolute terms
+        for k in 0..(1u32 << 24) {
+            let w = k << 8;
+            let got = gumbel_from_word(w);
+            assert!(got.is_finite(), "w = {w:#x}");
+            let want = gumbel_f64(w);
+            let err = (f64::from(got) - want).abs();
+            worst_abs = worst_abs.max(err);
+            let half_ulp = f64::from(got.abs()).max(f64::MIN_POSITIVE) * 2f64.powi(-24);
+            worst_excess = worst_excess.max(err - half_ulp);
+        }
+        println!("max abs error {worst_abs:e}, max beyond half an ULP {worst_excess:e}");
+        assert!(worst_abs < 1e-6, "max abs error {worst_abs:e}");
+        assert!(
+            worst_excess < 1.3e-8,
+            "error beyond half an ULP: {worst_excess:e}"
+        );
+    }
+
+    #[test]
+    fn extreme_words_give_finite_noise() {
+        let lo = gumbel_from_word(0);
+        let hi = gumbel_from_word(u32::MAX);
+        assert!(
+            (f64::from(lo) - -(25.0 * std::f64::consts::LN_2).ln()).abs() < 1e-6,
+            "{lo}"
+        );
+        assert!(
+            (f64::from(hi) - 25.0 * std::f64::consts::LN_2).abs() < 1e-5,
+            "{hi}"
+        );
+        assert!((uniform_f64(0) - 2f64.powi(-25)).abs() == 0.0);
+        assert!((uniform_f64(u32::MAX) - (1.0 - 2f64.powi(-25))).abs() == 0.0);
+        assert!(gumbel_f64(0).is_finite() && gumbel_f64(u32::MAX).is_finite());
+        // The low 8 bits are not used.
+        assert_eq!(gumbel_from_word(0x1234_56ff), gumbel_from_word(0x1234_5600));
+    }
+
+    #[test]
+    fn noise_has_the_gumbel_mean_and_variance() {
+        let n = 1 << 20;
+        let mut g = vec![0.0f32; n];
+        noise_row(key_of(42), 0, 0, &mut g);
+        let mean = g.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+        let var = g
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n as f64;
+        // Euler–Mascheroni 0.5772, π²/6 = 1.6449; standard errors 1.3e-3 and 3e-3.
+        assert!((mean - 0.577_215_7).abs() < 6e-3, "mean {mean}");
+        assert!((var - 1.644_934).abs() < 1.5e-2, "variance {var}");
+    }
+
+    #[test]
+    fn critical_values() {
+        assert!((chi_square_critical_999(2) - 13.82).abs() < 0.01);
+        assert!((chi_square_critical_999(4) - 18.47).abs() < 0.01);
+        assert!((chi_square_critical_999(20) - 45.315).abs() < 1e-3);
+        // Wilson–Hilferty beyond the table: chi2_{0.999}(50) = 86.661, (100) = 149.449.
+        assert!((chi_square_critical_999(50) - 86.661).abs() / 86.661 < 1e-3);
+        assert!((chi_square_critical_999(100) - 149.449).abs() / 149.449 < 1e-3);
+        assert_eq!(chi_square(&[50, 50], &[0.5, 0.5]), 0.0);
+        assert!((chi_square(&[60, 40], &[0.5, 0.5]) - 4.0).abs() < 1e-12);
+        assert!(chi_square(&[1, 9], &[0.0, 1.0]).is_infinite());
+    }
+
+    fn softmax_req(x: Tensor, tau: f64, hard: bool, draws: usize) -> OpRequest {
+        OpRequest::new(
+            Op::Gumbel(GumbelOp::GumbelSoftmax {
+                tau,
+                hard,
+                seed: 7,
+                offset: 0,
+                draws,
+            }),
+            DType::F32,
+            x,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn reference_hard_is_one_hot_and_soft_sums_to_one() {
+        let req = softmax_req(Tensor::row(vec![2.0, 1.0, 0.1, -1.0]), 0.5, true, 50);
+        assert_eq!(req.output_shape(), vec![50, 4]);
+        let r = req.reference_full();
+        assert_eq!(r.aux.len(), 1);
+        assert_eq!(r.aux[0].name, SOFT_AUX);
+        for (hard, soft) in r.values.chunks(4).zip(r.aux[0].values.chunks(4)) {
+            assert_eq!(hard.iter().filter(|&&v| v == 1.0).count(), 1);
+            assert_eq!(hard.iter().filter(|&&v| v == 0.0).count(), 3);
+            assert!((soft.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            let top = (0..4).max_by(|&a, &b| soft[a].total_cmp(&soft[b])).unwrap();
+            assert_eq!(hard[top], 1.0);
+        }
+    }
+
+    #[test]
+    fn hard_sample_does_not_depend_on_tau() {
+        let x = Tensor::row(vec![0.5, 0.0, -0.5, 1.0, 0.2]);
+        let at = |tau| softmax_req(x.clone(), tau, true, 200).reference();
+        let base = at(1.0);
+        for tau in [0.01, 0.1, 10.0, 100.0] {
+            assert_eq!(at(tau), base, "tau = {tau}");
+        }
+    }
+
+    #[test]
+    fn softmax_noise_is_gumbel_noise_of_the_output_shape() {
+        let x = Tensor::matrix(2, 3, vec![0.0; 6]).unwrap();
+        let noise = OpRequest::new(
+            Op::Gumbel(GumbelOp::GumbelNoise { seed: 7, offset: 0 }),
+            DType::F32,
+            Tensor::matrix(8, 3, vec![0.0; 24]).unwrap(),
+        )
+        .unwrap()
+        .reference();
+        // With equal logits the hot class of each sample is the argmax of its noise row.
+        let hard = softmax_req(x, 1.0, true, 4).reference();
+        for (g, h) in noise.chunks(3).zip(hard.chunks(3)) {
+            let top = (0..3).max_by(|&a, &b| g[a].total_cmp(&g[b])).unwrap();
+            assert_eq!(h[top], 1.0);
+        }
+    }
+
+    #[test]
+    fn bad_params_and_inputs_are_clear_errors() {
+        let p = |kv: &[(&str, &str)]| {
+            Op::parse(
+                "gumbel_softmax",
+                &kv.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        for tau in ["0", "-1"] {
+            let e = p(&[("tau", tau)]).unwrap_err().to_string();
+            assert!(e.contains("must be > 0") && e.contains("NaN"), "{e}");
+        }
+        assert!(
+            p(&[("tau", "nan")])
+                .unwrap_err()
+                .to_string()
+                .contains("finite")
+        );
+        assert!(
+            p(&[("tau", "1000")])
+                .unwrap_err()
+                .to_string()
+                .contains("outside")
+        );
+        assert!(
+            p(&[("draws", "0")])
+                .unwrap_err()
+                .to_string()
+                .contains("outside")
+        );
+        assert!(
+            p(&[("draws", "2.5")])
+                .unwrap_err()
+                .to_string()
+                .contains("whole")
+        );
+        assert!(
+            p(&[("seed", "-1")])
+                .unwrap_err()
+                .to_string()
+                .contains("outside")
+        );
+        let (op, _) = p(&[
+            ("tau", "0.5"),
+            ("hard", "true"),
+            ("seed", "9"),
+            ("draws", "3"),
+        ])
+        .unwrap();
+        assert_eq!(
+            op,
+            Op::Gumbel(GumbelOp::GumbelSoftmax {
+                tau: 0.5,
+                hard: true,
+                seed: 9,
+                offset: 0,
+                draws: 3
+            })
+        );
+        let bad = GumbelOp::GumbelSoftmax {
+            tau: 0.0,
+            hard: false,
+            seed: 0,
+            offset: 0,
+            draws: 1,
+        };
+        assert!(bad.validate().is_err());
+        for v in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 2e30] {
+            let e = OpRequest::new(
+                Op::Gumbel(GumbelOp::GumbelSoftmax {
+                    tau: 1.0,
+                    hard: false,
+                    seed: 0,
+                    offset: 0,
+                    draws: 1,
+                }),
+                DType::F32,
+                Tensor::matrix(2, 2, vec![0.0, 1.0, v, 0.0]).unwrap(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("logit 0 of row 1") && e.contains("finite"),
+                "{e}"
+            );
+        }
+        // Too many output values.
+        let e = OpRequest::new(
+            Op::Gumbel(GumbelOp::GumbelSoftmax {
+                tau: 1.0,
+                hard: false,
+                seed: 0,
+                offset: 0,
+                draws: MAX_DRAWS,
+            }),
+            DType::F32,
+            Tensor::matrix(1, 1000, vec![0.0; 1000]).unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("limit"), "{e}");
+        // The noise ignores x's values.
+        assert!(
+            OpRequest::new(
+                Op::Gumbel(GumbelOp::GumbelNoise { seed: 0, offset: 0 }),
+                DType::F32,
+                Tensor::row(vec![f32::NAN, f32::INFINITY]),
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn suite_cases_are_valid_requests() {
+        for c in suite_cases(false) {
+            c.request().unwrap_or_else(|e| panic!("{}: {e}", c.name));
+        }
+        assert!(suite_cases(false).iter().all(|c| !c.large));
+        let large: Vec<Case> = suite_cases(true).into_iter().filter(|c| c.large).collect();
+        assert_eq!(large.len(), 6);
+        assert!(large.iter().all(|c| c.input.shape() == crate::suite::LARGE));
+    }
 }
