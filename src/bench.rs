@@ -63,7 +63,11 @@ fn parsed_case(
     let label = format!(
         "{} {dtype} {}",
         op.describe(),
-        shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
+        shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x")
     );
     let kind = op.kind();
     let dims = shape.clone();
@@ -124,7 +128,10 @@ pub fn cases(ops: &[OpKind], size: (usize, usize), gpu: bool) -> Vec<BenchCase> 
             vec![n, v],
             move || {
                 let targets = (0..n).map(|i| ((i * 7919) % v) as f32).collect();
-                vec![("targets".into(), crate::ops::Tensor::new(vec![n], targets).expect("shape"))]
+                vec![(
+                    "targets".into(),
+                    crate::ops::Tensor::new(vec![n], targets).expect("shape"),
+                )]
             },
             7,
         ));

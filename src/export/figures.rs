@@ -184,7 +184,7 @@ fn bars<DB: DrawingBackend>(
             if (x - i).abs() < 1e-6
                 && i >= 0.0
                 && (i as usize) < n
-                && (i as usize) % label_every == 0
+                && (i as usize).is_multiple_of(label_every)
             {
                 categories[i as usize].clone()
             } else {
@@ -300,7 +300,9 @@ fn lines<DB: DrawingBackend>(
             let mut segments: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
             for &(x, y) in &s.points {
                 if x.is_finite() && y.is_finite() {
-                    segments.last_mut().map(|seg| seg.push((x, y)));
+                    if let Some(seg) = segments.last_mut() {
+                        seg.push((x, y));
+                    }
                 } else {
                     segments.push(Vec::new());
                 }
