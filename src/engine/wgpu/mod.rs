@@ -119,10 +119,7 @@ pub struct WgpuEngine {
     info: wgpu::AdapterInfo,
     software: bool,
     limits: wgpu::Limits,
-    bind_group_layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
-    logits: wgpu::ComputePipeline,
-    softmax: wgpu::ComputePipeline,
     /// Nanoseconds per timestamp tick; `None` when the device has no timestamp queries.
     timestamp_period_ns: Option<f64>,
     errors: Arc<Mutex<DeviceErrors>>,
@@ -209,7 +206,8 @@ impl WgpuEngine {
         });
 
         let limits = device.limits();
-        let (bind_group_layout, pipeline_layout) = scoped(&device, || {
+        // The layout of the logits and softmax shaders (x, y, params), for `try_compile`.
+        let pipeline_layout = scoped(&device, || {
             let bind_group_layout =
                 device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                     label: Some("kernelbook x, y, params"),
@@ -228,12 +226,11 @@ impl WgpuEngine {
                         },
                     ],
                 });
-            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                 label: Some("kernelbook"),
                 bind_group_layouts: &[Some(&bind_group_layout)],
                 immediate_size: 0,
-            });
-            (bind_group_layout, pipeline_layout)
+            })
         })
         .map_err(|e| {
             format!(
@@ -242,45 +239,31 @@ impl WgpuEngine {
                 backend_name(info.backend)
             )
         })?;
-        let source = |topic: &str| {
-            crate::sources::wgsl(topic)
-                .ok_or_else(|| format!("shaders/{topic}.wgsl is not embedded in this build"))
-        };
-        let logits = compile(
-            &device,
-            &pipeline_layout,
-            "shaders/logits.wgsl",
-            source("logits")?,
-            LOGITS_ENTRY,
-        )?;
-        let softmax = compile(
-            &device,
-            &pipeline_layout,
-            "shaders/softmax.wgsl",
-            source("softmax")?,
-            SOFTMAX_ENTRY,
-        )?;
-
         let timestamp_period_ns = device
             .features()
             .contains(wgpu::Features::TIMESTAMP_QUERY)
             .then(|| queue.get_timestamp_period() as f64)
             .filter(|&period| period > 0.0);
-        Ok(WgpuEngine {
+        let engine = WgpuEngine {
             device,
             queue,
             info,
             software,
             limits,
-            bind_group_layout,
             pipeline_layout,
-            logits,
-            softmax,
             timestamp_period_ns,
             errors,
             run_lock: Mutex::new(()),
             pipelines: Mutex::new(HashMap::new()),
-        })
+        };
+        // The first two topics' shaders are compiled now: if they do not compile, the engine is
+        // absent with the compiler's message (later topics report theirs on first use).
+        for (topic, entry) in [("logits", LOGITS_ENTRY), ("softmax", SOFTMAX_ENTRY)] {
+            engine
+                .topic_pipeline(topic, entry)
+                .map_err(|e| e.to_string().trim_start_matches("failed: ").to_string())?;
+        }
+        Ok(engine)
     }
 
     /// The adapter the engine runs on (name, backend, driver, device type).
@@ -364,143 +347,8 @@ impl WgpuEngine {
             rows,
             cols,
             n: n32,
-            bytes,
             grid,
         })
-    }
-
-    fn run_on_device(
-        &self,
-        req: &OpRequest,
-        plan: &Plan,
-    ) -> Result<(Vec<u32>, Duration, TimingSource), String> {
-        let words = encode(req);
-        let params = Params::for_request(req, plan.rows, plan.cols, plan.n);
-        let pipeline = if req.op.is_elementwise() {
-            &self.logits
-        } else {
-            &self.softmax
-        };
-        let timestamps = self.timestamp_period_ns.is_some();
-
-        // Record and submit the upload and the dispatch.
-        let recorded = scoped(&self.device, || {
-            let device = &self.device;
-            let buffer = |label: &str, size: u64, usage: wgpu::BufferUsages| {
-                device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(label),
-                    size,
-                    usage,
-                    mapped_at_creation: false,
-                })
-            };
-            use wgpu::BufferUsages as U;
-            let x = buffer("x", plan.bytes, U::STORAGE | U::COPY_DST);
-            let y = buffer("y", plan.bytes, U::STORAGE | U::COPY_SRC);
-            let uniform = buffer(
-                "params",
-                size_of::<Params>() as u64,
-                U::UNIFORM | U::COPY_DST,
-            );
-            let readback = buffer("y readback", plan.bytes, U::MAP_READ | U::COPY_DST);
-            self.queue.write_buffer(&x, 0, bytemuck::cast_slice(&words));
-            self.queue
-                .write_buffer(&uniform, 0, bytemuck::bytes_of(&params));
-            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("kernelbook x, y, params"),
-                layout: &self.bind_group_layout,
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: x.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: y.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: uniform.as_entire_binding(),
-                    },
-                ],
-            });
-            let queries = timestamps.then(|| {
-                let set = device.create_query_set(&wgpu::QuerySetDescriptor {
-                    label: Some("kernel start, end"),
-                    ty: wgpu::QueryType::Timestamp,
-                    count: 2,
-                });
-                let bytes = 2 * wgpu::QUERY_SIZE as u64;
-                let resolved = buffer("timestamps", bytes, U::QUERY_RESOLVE | U::COPY_SRC);
-                let readback = buffer("timestamps readback", bytes, U::MAP_READ | U::COPY_DST);
-                (set, resolved, readback)
-            });
-            if !timestamps {
-                // Without timestamps the kernel time is the host clock around the dispatch alone:
-                // let the upload finish first.
-                self.queue.submit([]);
-            }
-            let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("kernelbook run"),
-            });
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(req.op.kind().name()),
-                    timestamp_writes: queries.as_ref().map(|(set, _, _)| {
-                        wgpu::ComputePassTimestampWrites {
-                            query_set: set,
-                            beginning_of_pass_write_index: Some(0),
-                            end_of_pass_write_index: Some(1),
-                        }
-                    }),
-                });
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &bind_group, &[]);
-                pass.dispatch_workgroups(plan.grid.0, plan.grid.1, 1);
-            }
-            if let Some((set, resolved, readback)) = &queries {
-                encoder.resolve_query_set(set, 0..2, resolved, 0);
-                encoder.copy_buffer_to_buffer(resolved, 0, readback, 0, resolved.size());
-            }
-            encoder.copy_buffer_to_buffer(&y, 0, &readback, 0, plan.bytes);
-            (
-                readback,
-                queries.map(|(_, _, readback)| readback),
-                encoder.finish(),
-            )
-        })?;
-        let (readback, timestamp_readback, commands) = recorded;
-        if !timestamps {
-            self.wait(None)?;
-        }
-        let submitted = Instant::now();
-        let index = scoped(&self.device, || self.queue.submit([commands]))?;
-        self.wait(Some(index))?;
-        let wall = submitted.elapsed();
-
-        let mut buffers = vec![&readback];
-        buffers.extend(timestamp_readback.as_ref());
-        let mut words = self.read(&buffers)?.into_iter();
-        let values = words.next().unwrap_or_default();
-        let (kernel_time, timing) = match (words.next(), self.timestamp_period_ns) {
-            (Some(ticks), Some(period_ns)) => {
-                let [start_lo, start_hi, end_lo, end_hi] = ticks[..] else {
-                    return Err(format!(
-                        "read back {} timestamp words, expected 4",
-                        ticks.len()
-                    ));
-                };
-                let start = u64::from(start_lo) | u64::from(start_hi) << 32;
-                let end = u64::from(end_lo) | u64::from(end_hi) << 32;
-                let ns = end.saturating_sub(start) as f64 * period_ns;
-                (
-                    Duration::from_nanos(ns.round() as u64),
-                    TimingSource::GpuTimestamps,
-                )
-            }
-            _ => (wall, TimingSource::WallClock),
-        };
-        Ok((values, kernel_time, timing))
     }
 
     /// Block until the submission (or everything submitted) has finished on the device.
@@ -562,8 +410,6 @@ struct Plan {
     rows: u32,
     cols: u32,
     n: u32,
-    /// Bytes of x and y (4 per element).
-    bytes: u64,
     /// Workgroups to dispatch, (x, y).
     grid: (u32, u32),
 }
@@ -637,29 +483,28 @@ impl Engine for WgpuEngine {
         let start = Instant::now();
         // `Engine::run` answers empty inputs before calling this.
         let plan = self.plan(req)?;
-        let _run = lock(&self.run_lock);
-        {
-            let mut errors = lock(&self.errors);
-            if let Some(reason) = &errors.lost {
-                return Err(EngineError::Failed(format!(
-                    "the wgpu device was lost: {reason}"
-                )));
-            }
-            errors.uncaptured.clear(); // left over from earlier work, not this run's
-        }
-        let result = self.run_on_device(req, &plan);
-        {
-            let errors = lock(&self.errors);
-            if let Some(reason) = &errors.lost {
-                return Err(EngineError::Failed(format!(
-                    "the wgpu device was lost: {reason}"
-                )));
-            }
-            if !errors.uncaptured.is_empty() {
-                return Err(EngineError::Failed(errors.uncaptured.join("; ")));
-            }
-        }
-        let (words, kernel_time, timing) = result.map_err(EngineError::Failed)?;
+        let params = Params::for_request(req, plan.rows, plan.cols, plan.n);
+        let (topic, entry) = if req.op.is_elementwise() {
+            ("logits", LOGITS_ENTRY)
+        } else {
+            ("softmax", SOFTMAX_ENTRY)
+        };
+        let run = self.run_dispatches(
+            topic,
+            &[
+                BufferInit::Words(encode(req)),
+                BufferInit::Zeroed(plan.n as usize),
+            ],
+            &[Dispatch {
+                entry,
+                buffers: vec![0, 1],
+                params: bytemuck::cast_slice(&[params]).to_vec(),
+                workgroups: (plan.grid.0, plan.grid.1, 1),
+            }],
+            &[1],
+        )?;
+        let (kernel_time, timing) = (run.kernel_time, run.timing);
+        let words = run.outputs.into_iter().next().unwrap_or_default();
         if words.len() != req.x.len() {
             return Err(EngineError::Failed(format!(
                 "read back {} values for {} elements",
@@ -769,7 +614,7 @@ impl WgpuEngine {
                     "the wgpu device was lost: {reason}"
                 )));
             }
-            errors.uncaptured.clear();
+            errors.uncaptured.clear(); // left over from earlier work, not this run's
         }
         let result = self.dispatch_on_device(topic, buffers, dispatches, &pipelines, read);
         {
