@@ -595,22 +595,34 @@ fn topic_view_ui(ui: &mut Ui, id: egui::Id, name: &str, result: &Comparison, the
     ui.add_space(theme.block_gap * 0.5);
     match crate::views::figure(name, result) {
         Ok(figure) => {
-            let n = figure.charts.len().max(1);
+            // Side by side while each chart keeps room for its legend and axes, else wrapped into
+            // rows (four charts in a classroom's narrow column become two rows of two).
             let gap = theme.column_gap;
-            let width = ((ui.available_width() - gap * (n - 1) as f32) / n as f32).max(0.0);
-            ui.horizontal_top(|ui| {
-                ui.spacing_mut().item_spacing.x = gap;
-                for (i, chart) in figure.charts.iter().enumerate() {
-                    ui.allocate_ui_with_layout(
-                        egui::vec2(width, 0.0),
-                        egui::Layout::top_down(egui::Align::Min),
-                        |col| {
-                            col.set_width(width);
-                            chart_ui(col, id.with(i), chart, theme);
-                        },
-                    );
-                }
-            });
+            let min_width = theme.text_body * 20.0;
+            let fit = ((ui.available_width() + gap) / (min_width + gap))
+                .floor()
+                .max(1.0) as usize;
+            let n = figure.charts.len().max(1);
+            let rows = n.div_ceil(fit);
+            let per_row = n.div_ceil(rows); // balanced: 4 charts that fit 3 a row are 2 + 2
+
+            let width =
+                ((ui.available_width() - gap * (per_row - 1) as f32) / per_row as f32).max(0.0);
+            for (r, row) in figure.charts.chunks(per_row).enumerate() {
+                ui.horizontal_top(|ui| {
+                    ui.spacing_mut().item_spacing.x = gap;
+                    for (i, chart) in row.iter().enumerate() {
+                        ui.allocate_ui_with_layout(
+                            egui::vec2(width, 0.0),
+                            egui::Layout::top_down(egui::Align::Min),
+                            |col| {
+                                col.set_width(width);
+                                chart_ui(col, id.with((r, i)), chart, theme);
+                            },
+                        );
+                    }
+                });
+            }
             for line in &figure.readouts {
                 ui.label(RichText::new(line).size(theme.text_body));
             }
