@@ -237,78 +237,10 @@ fn gumbel_from_word(w: u32) -> f32 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// f16 and bf16 <-> f32 with integer arithmetic (as in softmax.wgsl).
+// Special values (pos_inf, nan, is_nan, is_inf, sign_bit, POS_INF_BITS, ...) and the f16/bf16 <->
+// f32 conversions (f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16) come from shaders/dtype.wgsl,
+// which the engine compiles in front of this file.
 // ---------------------------------------------------------------------------------------------
-
-const POS_INF_BITS: u32 = 0x7f800000u;
-
-fn f16_to_f32(h: u32) -> f32 {
-    let sign = (h & 0x8000u) << 16u;
-    let exponent = (h >> 10u) & 0x1fu;
-    let mantissa = h & 0x3ffu;
-    if exponent == 0x1fu {
-        return bitcast<f32>(sign | POS_INF_BITS | (mantissa << 13u));
-    }
-    if exponent == 0u {
-        if mantissa == 0u {
-            return bitcast<f32>(sign);
-        }
-        let p = 31u - countLeadingZeros(mantissa);
-        let f32_mantissa = (mantissa << (23u - p)) & 0x7fffffu;
-        return bitcast<f32>(sign | ((p + 103u) << 23u) | f32_mantissa);
-    }
-    return bitcast<f32>(sign | ((exponent + 112u) << 23u) | (mantissa << 13u));
-}
-
-fn f32_to_f16(v: f32) -> u32 {
-    let bits = bitcast<u32>(v);
-    let sign = (bits >> 16u) & 0x8000u;
-    let exponent = (bits >> 23u) & 0xffu;
-    let mantissa = bits & 0x7fffffu;
-    if exponent == 0xffu {
-        if mantissa != 0u {
-            return sign | 0x7e00u | (mantissa >> 13u);
-        }
-        return sign | 0x7c00u;
-    }
-    let e = i32(exponent) - 127;
-    if e > 15 {
-        return sign | 0x7c00u;
-    }
-    if e >= -14 {
-        var h = (u32(e + 15) << 10u) | (mantissa >> 13u);
-        let dropped = mantissa & 0x1fffu;
-        if dropped > 0x1000u || (dropped == 0x1000u && (h & 1u) == 1u) {
-            h = h + 1u;
-        }
-        return sign | h;
-    }
-    if e < -25 {
-        return sign;
-    }
-    let significand = mantissa | 0x800000u;
-    let shift = u32(-(e + 1));
-    var h = significand >> shift;
-    let dropped = significand & ((1u << shift) - 1u);
-    let half = 1u << (shift - 1u);
-    if dropped > half || (dropped == half && (h & 1u) == 1u) {
-        h = h + 1u;
-    }
-    return sign | h;
-}
-
-fn bf16_to_f32(b: u32) -> f32 {
-    return bitcast<f32>(b << 16u);
-}
-
-fn f32_to_bf16(v: f32) -> u32 {
-    let bits = bitcast<u32>(v);
-    if (bits & 0x7fffffffu) > POS_INF_BITS {
-        return (bits >> 16u) | 0x0040u;
-    }
-    let lowest_kept = (bits >> 16u) & 1u;
-    return (bits + 0x7fffu + lowest_kept) >> 16u;
-}
 
 // A storage word back to f32 / an f32 rounded to the storage type, as a word.
 fn decode(word: u32, dtype: u32) -> f32 {

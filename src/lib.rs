@@ -87,6 +87,16 @@ pub mod sources {
             .map(|(_, _, s)| *s)
     }
 
+    /// Special values and the f16/bf16 conversions every shader uses (`shaders/dtype.wgsl`):
+    /// WGSL has no includes, so [`wgsl_program`] compiles it in front of each topic's shader.
+    pub const WGSL_PRELUDE: &str = include_str!("../shaders/dtype.wgsl");
+
+    /// What the engine compiles for a topic: [`WGSL_PRELUDE`], then `shaders/<topic>.wgsl`.
+    pub fn wgsl_program(topic: &str) -> Option<String> {
+        wgsl(topic).map(|source| format!("{WGSL_PRELUDE}\n{source}"))
+    }
+
+    /// A topic's own shader, as the app shows it (without the prelude).
     pub fn wgsl(topic: &str) -> Option<&'static str> {
         WGSL.iter()
             .find(|(t, _, _)| *t == topic)

@@ -147,7 +147,8 @@ fn spread_positions(batch: usize, seq: usize, max: i64, seed: u64) -> Tensor {
 #[test]
 fn rope_wgsl_validates_and_shares_constants_with_rust() {
     use wgpu::naga;
-    let source = kernelbook::sources::wgsl("rope").expect("embedded");
+    let program = kernelbook::sources::wgsl_program("rope").expect("embedded");
+    let source = program.as_str();
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("rope.wgsl does not parse:\n{}", e.emit_to_string(source)));
     naga::valid::Validator::new(

@@ -142,8 +142,13 @@ fn bits(v: &[f32]) -> Vec<u32> {
 #[test]
 fn shader_validates_and_has_its_entry_points() {
     use wgpu::naga;
-    let source = kernelbook::sources::wgsl("tensor_parallel").expect("embedded");
-    assert!(source.starts_with("// "));
+    assert!(
+        kernelbook::sources::wgsl("tensor_parallel")
+            .expect("embedded")
+            .starts_with("// ")
+    );
+    let program = kernelbook::sources::wgsl_program("tensor_parallel").expect("embedded");
+    let source = program.as_str();
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("does not parse:\n{}", e.emit_to_string(source)));
     naga::valid::Validator::new(
@@ -171,19 +176,6 @@ fn shader_validates_and_has_its_entry_points() {
     ] {
         assert_eq!(sizes.get(entry), Some(&[256, 1, 1]), "{entry}");
     }
-}
-
-/// WGSL has no includes: the special-value and f16/bf16 helpers are a copy of logits.wgsl's.
-#[test]
-fn wgsl_helpers_are_the_same_as_in_logits() {
-    let helpers = |topic: &str| {
-        let source = kernelbook::sources::wgsl(topic).expect("embedded");
-        let start = source.find("const POS_INF_BITS").expect("helpers start");
-        let end = start + source[start..].find("fn f32_to_bf16").expect("f32_to_bf16");
-        let end = end + source[end..].find("\n}\n").expect("end of f32_to_bf16");
-        source[start..end].to_string()
-    };
-    assert_eq!(helpers("tensor_parallel"), helpers("logits"));
 }
 
 #[test]

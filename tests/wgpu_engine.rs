@@ -71,7 +71,10 @@ fn checked(engine: &WgpuEngine, req: &OpRequest) -> (Vec<f32>, CheckReport) {
 #[test]
 fn every_wgsl_source_parses_and_validates_with_naga() {
     use wgpu::naga;
-    for (topic, file, source) in kernelbook::sources::WGSL {
+    for (topic, file, own) in kernelbook::sources::WGSL {
+        // What the engine compiles: the shared prelude (shaders/dtype.wgsl), then the file.
+        let program = kernelbook::sources::wgsl_program(topic).expect("embedded");
+        let source = program.as_str();
         let module = naga::front::wgsl::parse_str(source)
             .unwrap_or_else(|e| panic!("{file} does not parse:\n{}", e.emit_to_string(source)));
         naga::valid::Validator::new(
@@ -89,27 +92,29 @@ fn every_wgsl_source_parses_and_validates_with_naga() {
             "{file} has no @workgroup_size(256) entry point {entry}"
         );
         assert!(
-            source.starts_with("// "),
+            own.starts_with("// "),
             "{file} starts with a comment saying what it is for"
         );
     }
 }
 
-/// The shaders cannot include each other, so softmax.wgsl carries a copy of logits.wgsl's helpers
-/// (special values, f16/bf16 conversions, load/store). The copies must not drift apart.
+/// The shaders cannot include each other: the special values and f16/bf16 conversions live once, in
+/// shaders/dtype.wgsl, compiled in front of every shader; no shader defines them again.
 #[test]
-fn shared_wgsl_helpers_are_identical() {
-    let helpers = |topic: &str| {
-        let source = kernelbook::sources::wgsl(topic).expect("embedded");
-        let start = source.find("const POS_INF_BITS").expect("helpers start");
-        let end = start
-            + source[start..]
-                .find("// Round v to the storage type and write it")
-                .expect("store");
-        let end = end + source[end..].find("\n}\n").expect("end of store");
-        source[start..end].to_string()
-    };
-    assert_eq!(helpers("logits"), helpers("softmax"));
+fn shared_wgsl_helpers_are_written_once() {
+    let prelude = kernelbook::sources::WGSL_PRELUDE;
+    for name in [
+        "fn f16_to_f32(",
+        "fn f32_to_f16(",
+        "fn f32_to_bf16(",
+        "fn is_nan(",
+        "const POS_INF_BITS",
+    ] {
+        assert!(prelude.contains(name), "dtype.wgsl defines {name}");
+        for (_, file, source) in kernelbook::sources::WGSL {
+            assert!(!source.contains(name), "{file} defines {name} again");
+        }
+    }
 }
 
 /// The steps the app highlights are marked in the shader text.

@@ -535,7 +535,7 @@ impl WgpuEngine {
         let mut cache = lock(&self.pipelines);
         let result = cache.entry(key).or_insert_with(|| {
             let file = format!("shaders/{topic}.wgsl");
-            let source = crate::sources::wgsl(topic)
+            let source = crate::sources::wgsl_program(topic)
                 .ok_or_else(|| format!("{file} is not embedded in this build"))?;
             scoped(&self.device, || {
                 let module = self
@@ -554,7 +554,13 @@ impl WgpuEngine {
                         cache: None,
                     })
             })
-            .map_err(|e| format!("{file} ({entry}) does not compile: {e}"))
+            .map_err(|e| {
+                let prelude = crate::sources::WGSL_PRELUDE.lines().count() + 1;
+                format!(
+                    "{file} ({entry}) does not compile (line numbers count the {prelude} lines of \
+                     shaders/dtype.wgsl first): {e}"
+                )
+            })
         });
         result.clone().map_err(EngineError::Failed)
     }
