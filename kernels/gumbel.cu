@@ -165,38 +165,8 @@ __device__ __noinline__ float gumbel_from_word(unsigned int w) {
 // Storage types (as in softmax.cu): a bit type T, load widens to f32, store rounds to T.
 // ---------------------------------------------------------------------------------------------
 
-struct F32 {
-    typedef float T;
-    static __device__ __forceinline__ float load(T v) { return v; }
-    static __device__ __forceinline__ T store(float f) { return f; }
-};
-
-struct F16 {
-    typedef unsigned short T;
-    static __device__ __forceinline__ float load(T h) {
-        float f;
-        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-        return f;
-    }
-    static __device__ __forceinline__ T store(float f) {
-        unsigned short h;
-        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
-        return h;
-    }
-};
-
-struct BF16 {
-    typedef unsigned short T;
-    static __device__ __forceinline__ float load(T b) {
-        return __uint_as_float(((unsigned int)b) << 16);
-    }
-    static __device__ __forceinline__ T store(float f) {
-        unsigned int u = __float_as_uint(f);
-        if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x0040u);
-        u += 0x7fffu + ((u >> 16) & 1u);
-        return (unsigned short)(u >> 16);
-    }
-};
+// The storage types F32, F16 and BF16 (load widens to f32, store rounds back) come from
+// kernels/dtype.cuh, which is compiled in front of this file.
 
 // ---------------------------------------------------------------------------------------------
 // The three modes.

@@ -27,48 +27,8 @@
 // rounds an f32 to the type.
 // ---------------------------------------------------------------------------------------------
 
-struct F32 {
-    typedef float T;
-    static __device__ __forceinline__ float load(T v) { return v; }
-    static __device__ __forceinline__ T store(float f) { return f; }
-};
-
-// IEEE half: 1 sign, 5 exponent, 10 mantissa bits. The PTX `cvt` instructions do the work:
-// `cvt.f32.f16` widens exactly (subnormals kept), `cvt.rn.f16.f32` rounds to nearest even and
-// overflows to inf above 65504 (65520 and up).
-struct F16 {
-    typedef unsigned short T;
-    static __device__ __forceinline__ float load(T h) {
-        float f;
-        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-        return f;
-    }
-    static __device__ __forceinline__ T store(float f) {
-        unsigned short h;
-        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
-        return h;
-    }
-};
-
-// bfloat16: the top 16 bits of an f32 (same 8-bit exponent, 7 mantissa bits).
-struct BF16 {
-    typedef unsigned short T;
-    static __device__ __forceinline__ float load(T b) {
-        return __uint_as_float(((unsigned int)b) << 16);  // exact: append 16 zero bits
-    }
-    static __device__ __forceinline__ T store(float f) {
-        unsigned int u = __float_as_uint(f);
-        if ((u & 0x7fffffffu) > 0x7f800000u) {
-            // NaN: keep the sign and top mantissa bits, force the quiet bit so it stays NaN.
-            return (unsigned short)((u >> 16) | 0x0040u);
-        }
-        // Round to nearest, ties to even: add 0x7fff plus the lowest kept bit, then truncate.
-        // A carry out of the mantissa bumps the exponent; past the largest bf16 it gives inf.
-        unsigned int lsb = (u >> 16) & 1u;
-        u += 0x7fffu + lsb;
-        return (unsigned short)(u >> 16);
-    }
-};
+// The storage types F32, F16 and BF16 (load widens to f32, store rounds back) come from
+// kernels/dtype.cuh, which is compiled in front of this file.
 
 // ---------------------------------------------------------------------------------------------
 // The three functions, in f32.

@@ -31,41 +31,8 @@
 // Storage types: a bit type `T`, `load` widens to f32 (exact), `store` rounds an f32 to the type.
 // ---------------------------------------------------------------------------------------------
 
-struct F32 {
-    typedef float T;
-    static __device__ __forceinline__ float load(T v) { return v; }
-    static __device__ __forceinline__ T store(float f) { return f; }
-};
-
-// IEEE half: `cvt.f32.f16` widens exactly, `cvt.rn.f16.f32` rounds to nearest even and
-// overflows to inf (65520 and up).
-struct F16 {
-    typedef unsigned short T;
-    static __device__ __forceinline__ float load(T h) {
-        float f;
-        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-        return f;
-    }
-    static __device__ __forceinline__ T store(float f) {
-        unsigned short h;
-        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
-        return h;
-    }
-};
-
-// bfloat16: the top 16 bits of an f32. Rounding by hand: round to nearest even, NaN kept NaN.
-struct BF16 {
-    typedef unsigned short T;
-    static __device__ __forceinline__ float load(T b) {
-        return __uint_as_float(((unsigned int)b) << 16);
-    }
-    static __device__ __forceinline__ T store(float f) {
-        unsigned int u = __float_as_uint(f);
-        if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x0040u);
-        u += 0x7fffu + ((u >> 16) & 1u);
-        return (unsigned short)(u >> 16);
-    }
-};
+// The storage types F32, F16 and BF16 (load widens to f32, store rounds back) come from
+// kernels/dtype.cuh, which is compiled in front of this file.
 
 // ---------------------------------------------------------------------------------------------
 // linear: y[i, o] = sum_j x[i, j] w[o, j] (+ b[o]), one TILE x TILE tile of y per block.

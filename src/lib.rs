@@ -81,6 +81,16 @@ pub mod sources {
         ),
     ];
 
+    /// The storage types F32, F16 and BF16 every kernel is written for (`kernels/dtype.cuh`):
+    /// NVRTC has no standard headers, so [`cuda_program`] compiles it in front of each file.
+    pub const CUDA_PRELUDE: &str = include_str!("../kernels/dtype.cuh");
+
+    /// What NVRTC compiles for a topic: [`CUDA_PRELUDE`], then `kernels/<topic>.cu`.
+    pub fn cuda_program(topic: &str) -> Option<String> {
+        cuda(topic).map(|source| format!("{CUDA_PRELUDE}\n{source}"))
+    }
+
+    /// A topic's own kernel file, as the app shows it (without the prelude).
     pub fn cuda(topic: &str) -> Option<&'static str> {
         CUDA.iter()
             .find(|(t, _, _)| *t == topic)

@@ -134,7 +134,7 @@ fn nvrtc_errors_carry_the_log() {
 
     let err = cuda::compile(
         "kernels/logits.cu",
-        kernelbook::sources::cuda("logits").unwrap(),
+        &kernelbook::sources::cuda_program("logits").unwrap(),
         "gfx90a",
     )
     .unwrap_err();
@@ -595,10 +595,8 @@ fn compiled_kernels_are_cached_on_disk() {
     // SAFETY: set before any other thread of this test binary reads the variable (the cache
     // tests are the only readers and this is the only test that sets it).
     unsafe { std::env::set_var("KERNELBOOK_CACHE_DIR", dir.path()) };
-    let (file, source) = (
-        "kernels/softmax.cu",
-        kernelbook::sources::cuda("softmax").unwrap(),
-    );
+    let program = kernelbook::sources::cuda_program("softmax").unwrap();
+    let (file, source) = ("kernels/softmax.cu", program.as_str());
     let (first, cached) = cuda::compile_cached(file, source, "compute_80").unwrap();
     assert!(!cached, "an empty cache compiles");
     let (second, cached) = cuda::compile_cached(file, source, "compute_80").unwrap();
@@ -622,4 +620,17 @@ fn compiled_kernels_are_cached_on_disk() {
     assert!(!cached, "an empty cache file is compiled again");
     assert_eq!(again.image, first.image);
     unsafe { std::env::remove_var("KERNELBOOK_CACHE_DIR") };
+}
+
+/// NVRTC has no headers: the storage types live once, in kernels/dtype.cuh, compiled in front of
+/// every kernel file; no file defines them again.
+#[test]
+fn storage_types_are_written_once() {
+    let prelude = kernelbook::sources::CUDA_PRELUDE;
+    for name in ["struct F32 {", "struct F16 {", "struct BF16 {"] {
+        assert!(prelude.contains(name), "dtype.cuh defines {name}");
+        for (_, file, source) in kernelbook::sources::CUDA {
+            assert!(!source.contains(name), "{file} defines {name} again");
+        }
+    }
 }

@@ -119,7 +119,8 @@ fn nvrtc_compiles_the_gumbel_kernels() {
         println!("skipped: {reason}");
         return;
     }
-    let source = kernelbook::sources::cuda("gumbel").expect("embedded");
+    let program = kernelbook::sources::cuda_program("gumbel").expect("embedded");
+    let source = program.as_str();
     let archs = cuda::supported_archs().expect("NVRTC architectures");
     let real = if archs.contains(&90) {
         90

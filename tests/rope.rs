@@ -216,7 +216,8 @@ fn rope_cu_compiles_with_nvrtc() {
         println!("skipped: {reason}");
         return;
     }
-    let source = kernelbook::sources::cuda("rope").expect("embedded");
+    let program = kernelbook::sources::cuda_program("rope").expect("embedded");
+    let source = program.as_str();
     let archs = cuda::supported_archs().expect("NVRTC architectures");
     let real = if archs.contains(&90) {
         90

@@ -188,7 +188,8 @@ fn nvrtc_compiles_the_kernels() {
         println!("skipped: {reason}");
         return;
     }
-    let source = kernelbook::sources::cuda("tensor_parallel").expect("embedded");
+    let program = kernelbook::sources::cuda_program("tensor_parallel").expect("embedded");
+    let source = program.as_str();
     assert!(!source.contains("#include") && !source.contains("INFINITY"));
     let archs = cuda::supported_archs().unwrap();
     let real = if archs.contains(&90) {

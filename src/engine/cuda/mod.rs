@@ -363,8 +363,13 @@ pub fn compile_cached(
 pub fn compile_all(arch: &str) -> Result<Vec<CompiledKernel>, String> {
     sources::CUDA
         .iter()
-        .map(|(_, file, source)| compile(file, source, arch))
+        .map(|(topic, file, _)| compile(file, &program(topic), arch))
         .collect()
+}
+
+/// What NVRTC compiles for an embedded topic: `kernels/dtype.cuh`, then `kernels/<topic>.cu`.
+fn program(topic: &str) -> String {
+    sources::cuda_program(topic).unwrap_or_default()
 }
 
 fn get_cubin(prog: &Program) -> Result<Vec<u8>, String> {
@@ -506,12 +511,12 @@ impl CudaEngine {
         let mut builds = Vec::new();
         let mut modules = Vec::new();
         let mut functions: Vec<(&str, CudaFunction)> = Vec::new();
-        for (topic, file, source) in sources::CUDA {
+        for (topic, file, _) in sources::CUDA {
             let entry_points = ENTRY_POINTS
                 .iter()
                 .find(|(t, _)| t == topic)
                 .map(|(_, names)| names);
-            let (kernel, module) = load_file(&ctx, file, source, &targets)?;
+            let (kernel, module) = load_file(&ctx, file, &program(topic), &targets)?;
             builds.push(BuildInfo {
                 file: kernel.file.clone(),
                 arch: kernel.arch.clone(),
