@@ -492,6 +492,7 @@ fn bad_parameters_and_logits_are_clear_errors() {
         dtype: DType::F32,
         x: Tensor::row(vec![0.0, 1.0]),
         extra: Vec::new(),
+        kernel: Default::default(),
     };
     let e = CpuEngine::new().run(&req).unwrap_err().to_string();
     assert!(e.contains("must be > 0"), "{e}");

@@ -646,6 +646,7 @@ fn requests_beyond_the_device_limits_are_unsupported() {
             data: vec![0.0; n],
         },
         extra: Vec::new(),
+        kernel: Default::default(),
     };
     eprintln!("the adapter binds at most {max} elements; asking for {n}");
     match engine.supports(&req) {

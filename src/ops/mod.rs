@@ -646,6 +646,48 @@ impl ParamValues {
     }
 }
 
+/// Which of a topic's kernels a GPU engine runs. Both compute the same algorithm (same result within
+/// the op's tolerance); they differ in how they move memory. Lessons run `Simple` to show the
+/// readable first version next to `Fast` (issue #8's bandwidth-bound kernels); the CPU engine has
+/// one implementation and ignores the choice. Ops with no fast kernel run their only one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelVariant {
+    /// The first, readable kernel: one pass over memory per step of the algorithm.
+    Simple,
+    /// The bandwidth-bound kernel: as few passes over memory as the algorithm allows.
+    #[default]
+    Fast,
+}
+
+impl KernelVariant {
+    pub const ALL: [KernelVariant; 2] = [KernelVariant::Simple, KernelVariant::Fast];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelVariant::Simple => "simple",
+            KernelVariant::Fast => "fast",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Self, OpError> {
+        match name {
+            "simple" => Ok(KernelVariant::Simple),
+            "fast" => Ok(KernelVariant::Fast),
+            other => Err(OpError::BadParam {
+                name: "kernel".into(),
+                reason: format!("'{other}' is not a kernel variant (simple or fast)"),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for KernelVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Everything an engine needs to run one op: the op, the storage dtype, the primary input `x` and
 /// any further named inputs. Float inputs hold f32 values that [`OpRequest::with_inputs`] rounds to
 /// `dtype`, so every engine (and the reference) starts from the same representable inputs; integer
@@ -657,6 +699,8 @@ pub struct OpRequest {
     pub x: Tensor,
     /// The other inputs, by name, in the order of [`OpKind::inputs`] (optional ones may be absent).
     pub extra: Vec<(String, Tensor)>,
+    /// Which kernel a GPU engine runs ([`KernelVariant::Fast`] unless a lesson asks otherwise).
+    pub kernel: KernelVariant,
 }
 
 impl OpRequest {
@@ -735,11 +779,18 @@ impl OpRequest {
             dtype,
             x,
             extra: ordered,
+            kernel: KernelVariant::default(),
         };
         if let Some(t) = req.op.topic_op() {
             t.check_inputs(&req)?;
         }
         Ok(req)
+    }
+
+    /// The same request, run with `kernel` on the GPU engines.
+    pub fn with_kernel(mut self, kernel: KernelVariant) -> Self {
+        self.kernel = kernel;
+        self
     }
 
     /// A named input: the primary one by its declared name (or "x"), or one of `extra`.
