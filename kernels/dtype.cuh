@@ -48,3 +48,28 @@ struct BF16 {
         return (unsigned short)(u >> 16);
     }
 };
+
+// 16-byte vectors, for kernels that load and store 16 bytes per access (4 f32 or 8 f16/bf16
+// values in a uint4, lowest address first). `unpack(D(), v, i)` widens value i to f32;
+// `pack(D(), f)` rounds 16 / sizeof(D::T) f32 values to D and packs them.
+__device__ __forceinline__ float unpack(F32, uint4 v, int i) {
+    unsigned int w = i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+    return __uint_as_float(w);
+}
+template <class D>
+__device__ __forceinline__ float unpack(D, uint4 v, int i) {
+    unsigned int w = (i >> 1) == 0 ? v.x : (i >> 1) == 1 ? v.y : (i >> 1) == 2 ? v.z : v.w;
+    return D::load((unsigned short)((i & 1) ? (w >> 16) : (w & 0xffffu)));
+}
+__device__ __forceinline__ uint4 pack(F32, const float* f) {
+    return make_uint4(__float_as_uint(f[0]), __float_as_uint(f[1]), __float_as_uint(f[2]),
+                      __float_as_uint(f[3]));
+}
+template <class D>
+__device__ __forceinline__ uint4 pack(D, const float* f) {
+    unsigned int w[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+        w[k] = (unsigned int)D::store(f[2 * k]) | ((unsigned int)D::store(f[2 * k + 1]) << 16);
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}

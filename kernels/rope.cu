@@ -211,3 +211,111 @@ rope_freqs_bf16(const int* positions, const unsigned int* table, unsigned short*
     int precise) {
     rope_freqs_kernel<BF16>(positions, table, inv_freq, cos_out, sin_out, n_pos, n_freq, precise);
 }
+
+// =============================================================================================
+// The FAST rope kernel: angles once per token, 16-byte vectors.
+//
+// The simple kernel above computes cos and sin for every pair of every head, although the angle
+// depends only on the token's position and the pair's frequency: with 32 heads, 31 of every 32
+// sincosf calls repeat one already made. It also moves 2-byte values one at a time.
+// The fast kernel gives a block one token (b, s) at a time:
+//   step 1: threads 0 .. pairs-1 compute cos and sin of the token's position for one frequency
+//           each (the same cos_sin as above, so the same bits) into shared memory;
+//   step 2: every thread takes 16-byte chunks of the token's heads (4 f32 or 8 f16/bf16 values):
+//           half_split: chunk c of the first half and chunk c of the second half, which hold
+//           the two dims of the same pairs; interleaved: one chunk holds whole (2i, 2i+1) pairs;
+//           pass-through dims (partial rotary) are copied as whole chunks, bit for bit;
+//   step 3: rotate in f32 exactly as the simple kernel does (y_a = x_a c - x_b s,
+//           y_b = x_b c + x_a s, no fused multiply-add) and store 16 bytes at a time.
+// Every value is read once and written once, and each element's result is bit-identical to the
+// simple kernel's. The host runs it for the half_split and interleaved layouts when the chunks
+// line up (rot / 2, head_dim and the pass-through dims are multiples of the chunk); chatglm2d and
+// ragged shapes run the simple kernel.
+// =============================================================================================
+
+#define FAST_THREADS 256
+#define FAST_MAX_PAIRS 512  // frequencies per token held in shared memory (head_dim <= 1024)
+
+template <class D>
+__device__ void rope_fast_kernel(const typename D::T* x, typename D::T* y, const int* positions,
+                                 const unsigned int* table, unsigned int tokens, unsigned int seq,
+                                 unsigned int heads, unsigned int head_dim, unsigned int x_seq,
+                                 unsigned int rot, int layout, unsigned int pos_rows, int precise) {
+    __shared__ float cos_t[FAST_MAX_PAIRS];
+    __shared__ float sin_t[FAST_MAX_PAIRS];
+    const unsigned int PER = 16 / sizeof(typename D::T);
+    const unsigned int pairs = rot / 2;
+    // Chunks per head: rotated ones (half_split: each covers PER pairs, split over both halves;
+    // interleaved: PER / 2 pairs) and pass-through ones.
+    const unsigned int rotate_chunks = layout == LAYOUT_HALF_SPLIT ? pairs / PER : rot / PER;
+    const unsigned int chunks = rotate_chunks + (head_dim - rot) / PER;
+    for (unsigned int token = blockIdx.x; token < tokens; token += gridDim.x) {
+        unsigned int s = token % seq, b = token / seq;
+        unsigned int sx = x_seq == 1 ? 0 : s;
+        const typename D::T* xt = x + (unsigned long long)(b * x_seq + sx) * heads * head_dim;
+        typename D::T* yt = y + (unsigned long long)token * heads * head_dim;
+
+        // step 1: the token's cos and sin, one frequency per thread.
+        int p = position_of(positions, pos_rows, seq, b, s);
+        __syncthreads();  // the previous token's angles have been used
+        for (unsigned int f = threadIdx.x; f < pairs; f += blockDim.x)
+            cos_sin(p, table, f, precise, &cos_t[f], &sin_t[f]);
+        __syncthreads();
+
+        // step 2 and 3: 16-byte chunks of every head.
+        for (unsigned int item = threadIdx.x; item < heads * chunks; item += blockDim.x) {
+            unsigned int h = item / chunks, c = item % chunks;
+            const typename D::T* xh = xt + h * head_dim;
+            typename D::T* yh = yt + h * head_dim;
+            if (c >= rotate_chunks) {
+                // Partial rotary: pass-through dims, copied as stored.
+                unsigned int at = rot + (c - rotate_chunks) * PER;
+                reinterpret_cast<uint4*>(yh + at)[0] = reinterpret_cast<const uint4*>(xh + at)[0];
+                continue;
+            }
+            float out_a[16 / sizeof(typename D::T)], out_b[16 / sizeof(typename D::T)];
+            if (layout == LAYOUT_HALF_SPLIT) {
+                // dims c*PER + i (a) and pairs + c*PER + i (b) form pair c*PER + i.
+                unsigned int at = c * PER;
+                uint4 va = reinterpret_cast<const uint4*>(xh + at)[0];
+                uint4 vb = reinterpret_cast<const uint4*>(xh + pairs + at)[0];
+#pragma unroll
+                for (unsigned int i = 0; i < PER; ++i) {
+                    float xa = unpack(D(), va, i), xb = unpack(D(), vb, i);
+                    float cs = cos_t[at + i], sn = sin_t[at + i];
+                    out_a[i] = xa * cs - xb * sn;
+                    out_b[i] = xb * cs + xa * sn;
+                }
+                reinterpret_cast<uint4*>(yh + at)[0] = pack(D(), out_a);
+                reinterpret_cast<uint4*>(yh + pairs + at)[0] = pack(D(), out_b);
+            } else {
+                // interleaved: dims (2l, 2l + 1) form pair l; one chunk holds PER / 2 pairs.
+                unsigned int at = c * PER;
+                uint4 v = reinterpret_cast<const uint4*>(xh + at)[0];
+#pragma unroll
+                for (unsigned int i = 0; i < PER; i += 2) {
+                    float xa = unpack(D(), v, i), xb = unpack(D(), v, i + 1);
+                    unsigned int l = (at + i) / 2;
+                    float cs = cos_t[l], sn = sin_t[l];
+                    out_a[i] = xa * cs - xb * sn;
+                    out_a[i + 1] = xb * cs + xa * sn;
+                }
+                reinterpret_cast<uint4*>(yh + at)[0] = pack(D(), out_a);
+            }
+        }
+    }
+}
+
+#define ROPE_FAST_ENTRY(NAME, D)                                                                \
+    extern "C" __global__ void __launch_bounds__(FAST_THREADS)                                  \
+        NAME(const D::T* x, D::T* y, const int* positions, const unsigned int* table,           \
+             unsigned int tokens, unsigned int seq, unsigned int heads, unsigned int head_dim,   \
+             unsigned int x_seq, unsigned int rot, int layout, unsigned int pos_rows,            \
+             int precise) {                                                                      \
+        rope_fast_kernel<D>(x, y, positions, table, tokens, seq, heads, head_dim, x_seq, rot,    \
+                            layout, pos_rows, precise);                                          \
+    }
+
+ROPE_FAST_ENTRY(rope_fast_f32, F32)
+ROPE_FAST_ENTRY(rope_fast_f16, F16)
+ROPE_FAST_ENTRY(rope_fast_bf16, BF16)

@@ -27,7 +27,7 @@ mod tensor_parallel;
 
 use super::{Engine, EngineError, EngineKind, OpOutput, TimingSource};
 use crate::dtype::DType;
-use crate::ops::{Op, OpRequest, Tensor};
+use crate::ops::{KernelVariant, Op, OpRequest, Tensor};
 use crate::sources;
 use cudarc::driver::sys as dsys;
 use cudarc::driver::{
@@ -56,6 +56,10 @@ pub const MODE_LOG_SOFTMAX: i32 = 2;
 /// Threads per block for every launch (`THREADS` in `kernels/softmax.cu`).
 pub const THREADS: u32 = 256;
 
+/// Threads per block of the fast softmax kernel (`FAST_THREADS` in `kernels/softmax.cu`): one block
+/// holds a whole row in registers, up to `FAST_MAX_ITEMS` = 32 values per thread.
+pub const FAST_THREADS: u32 = 1024;
+
 /// Most blocks one launch uses; the kernels' grid-stride loops cover the rest. 65535 is a valid
 /// grid size on every CUDA device.
 const MAX_BLOCKS: u32 = 65_535;
@@ -69,6 +73,10 @@ const MAX_KERNEL_ELEMENTS: usize = (u32::MAX / 2) as usize;
 const ENTRY_POINTS: &[(&str, [&str; 3])] = &[
     ("logits", ["logits_f32", "logits_f16", "logits_bf16"]),
     ("softmax", ["softmax_f32", "softmax_f16", "softmax_bf16"]),
+    (
+        "softmax",
+        ["softmax_fast_f32", "softmax_fast_f16", "softmax_fast_bf16"],
+    ),
 ];
 
 /// The NVRTC options every kernel is compiled with (plus `--gpu-architecture`).
@@ -460,8 +468,10 @@ pub struct CudaEngine {
     stream: Arc<CudaStream>,
     /// `logits_{f32,f16,bf16}` (indexed by [`dtype_index`]).
     logits: [CudaFunction; 3],
-    /// `softmax_{f32,f16,bf16}`.
+    /// `softmax_{f32,f16,bf16}`: the simple (three-pass) kernel.
     softmax: [CudaFunction; 3],
+    /// `softmax_fast_{f32,f16,bf16}`: the row held in registers, read once and written once.
+    softmax_fast: [CudaFunction; 3],
     /// Every kernel file's module, by topic.
     modules: Vec<(&'static str, Arc<cudarc::driver::CudaModule>)>,
     device: String,
@@ -514,7 +524,7 @@ impl CudaEngine {
         for (topic, file, _) in sources::CUDA {
             let entry_points = ENTRY_POINTS
                 .iter()
-                .find(|(t, _)| t == topic)
+                .filter(|(t, _)| t == topic)
                 .map(|(_, names)| names);
             let (kernel, module) = load_file(&ctx, file, &program(topic), &targets)?;
             builds.push(BuildInfo {
@@ -525,7 +535,7 @@ impl CudaEngine {
                 compile_time: kernel.compile_time,
                 log: kernel.log.clone(),
             });
-            for name in entry_points.into_iter().flatten() {
+            for name in entry_points.flatten() {
                 let f = module.load_function(name).map_err(|e| {
                     format!("{file}: entry point {name} not found: {}", driver_error(&e))
                 })?;
@@ -550,12 +560,18 @@ impl CudaEngine {
             take("softmax_f16")?,
             take("softmax_bf16")?,
         ];
+        let softmax_fast = [
+            take("softmax_fast_f32")?,
+            take("softmax_fast_f16")?,
+            take("softmax_fast_bf16")?,
+        ];
         let engine = CudaEngine {
             device: format!("{} · sm_{major}{minor}", name.trim()),
             ctx,
             stream,
             logits,
             softmax,
+            softmax_fast,
             modules,
             compute_capability: (major, minor),
             max_blocks,
@@ -567,20 +583,23 @@ impl CudaEngine {
     }
 
     /// Run every entry point once on an input whose answer is exact (sigmoid(0) = 0.5,
-    /// softmax([0, 0]) = [0.5, 0.5]), so a device that cannot run the kernels is reported at probe
-    /// time with the reason, not at the first request.
+    /// softmax([0, 0]) = [0.5, 0.5], with the simple and the fast softmax kernel), so a device that
+    /// cannot run the kernels is reported at probe time with the reason, not at the first request.
     fn smoke_test(&self) -> Result<(), String> {
+        let softmax = Op::Softmax {
+            temperature: 1.0,
+            stable: true,
+        };
         for dtype in DType::ALL {
-            for op in [
-                Op::Sigmoid,
-                Op::Softmax {
-                    temperature: 1.0,
-                    stable: true,
-                },
+            for (op, kernel) in [
+                (Op::Sigmoid, KernelVariant::Simple),
+                (softmax.clone(), KernelVariant::Simple),
+                (softmax.clone(), KernelVariant::Fast),
             ] {
-                let what = format!("{} {dtype}", op.kind());
+                let what = format!("{} ({kernel} kernel) {dtype}", op.kind());
                 let req = OpRequest::new(op, dtype, Tensor::row(vec![0.0, 0.0]))
-                    .map_err(|e| format!("smoke test {what}: {e}"))?;
+                    .map_err(|e| format!("smoke test {what}: {e}"))?
+                    .with_kernel(kernel);
                 let out = self
                     .execute(&req)
                     .map_err(|e| format!("smoke test {what} on {}: {e}", self.device))?;
@@ -745,12 +764,19 @@ impl CudaEngine {
                 // T as f32, as the algorithm says: z = x / T in f32.
                 let t = temperature as f32;
                 let blocks = rows.clamp(1, self.max_blocks);
+                // The naive mode is a teaching demo of overflow: always the simple kernel.
+                let fast = req.kernel == KernelVariant::Fast && mode != MODE_SOFTMAX_NAIVE;
+                let (function, threads) = if fast {
+                    (&self.softmax_fast[di], FAST_THREADS)
+                } else {
+                    (&self.softmax[di], THREADS)
+                };
                 let cfg = LaunchConfig {
                     grid_dim: (blocks, 1, 1),
-                    block_dim: (THREADS, 1, 1),
+                    block_dim: (threads, 1, 1),
                     shared_mem_bytes: 0,
                 };
-                let mut launch = self.stream.launch_builder(&self.softmax[di]);
+                let mut launch = self.stream.launch_builder(function);
                 launch
                     .arg(&x)
                     .arg(&mut y)
@@ -759,7 +785,8 @@ impl CudaEngine {
                     .arg(&t)
                     .arg(&mode);
                 // SAFETY: the arguments match `softmax_*(const T* x, T* y, unsigned rows, unsigned
-                // cols, float temperature, int mode)`; x and y hold rows * cols elements.
+                // cols, float temperature, int mode)` and `softmax_fast_*` (same parameters); x and
+                // y hold rows * cols elements.
                 unsafe { launch.launch(cfg) }.map_err(failed("launch the softmax kernel"))?;
             }
             Op::Gumbel(_) | Op::Rope(_) | Op::TensorParallel(_) => {
@@ -1023,21 +1050,27 @@ mod tests {
     #[test]
     fn entry_points_cover_every_dtype_of_every_embedded_file() {
         for (topic, file, source) in sources::CUDA {
-            let Some((_, names)) = ENTRY_POINTS.iter().find(|(t, _)| t == topic) else {
-                assert!(
-                    !["logits", "softmax"].contains(topic),
-                    "{file}: no entry points listed"
-                );
-                continue;
-            };
-            for (name, dtype) in names.iter().zip(DType::ALL) {
-                assert_eq!(names[dtype_index(dtype)], *name);
-                assert!(
-                    source.contains(&format!("{name}(")),
-                    "{file} defines {name}"
-                );
+            let lists: Vec<_> = ENTRY_POINTS.iter().filter(|(t, _)| t == topic).collect();
+            assert!(
+                !lists.is_empty() || !["logits", "softmax"].contains(topic),
+                "{file}: no entry points listed"
+            );
+            for (_, names) in lists {
+                for (name, dtype) in names.iter().zip(DType::ALL) {
+                    assert_eq!(names[dtype_index(dtype)], *name);
+                    assert!(
+                        source.contains(&format!("{name}(")),
+                        "{file} defines {name}"
+                    );
+                }
             }
         }
+        // `FAST_THREADS` here and in the kernel file agree.
+        let softmax = sources::cuda("softmax").unwrap();
+        assert!(
+            softmax.contains(&format!("#define FAST_THREADS {FAST_THREADS}")),
+            "softmax.cu: #define FAST_THREADS {FAST_THREADS}"
+        );
         // The constants the kernels read must match their #defines.
         let logits = sources::cuda("logits").unwrap();
         for (name, value) in [

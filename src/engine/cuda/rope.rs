@@ -8,8 +8,8 @@
 use super::{CudaEngine, THREADS, failed, mib};
 use crate::dtype::DType;
 use crate::engine::{AuxOutput, EngineError, OpOutput, TimingSource};
-use crate::ops::rope::{self, Geometry, PosSource, RopeOp};
-use crate::ops::{OpRequest, Tensor};
+use crate::ops::rope::{self, Geometry, Layout, PosSource, RopeOp};
+use crate::ops::{KernelVariant, OpRequest, Tensor};
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits};
 use std::time::Instant;
 
@@ -96,7 +96,9 @@ pub(super) fn execute(
                 engine,
                 (req.x.len() + g.out_len()) * dtype.size_bytes() + 4 * 2 * g.batch * g.seq,
             )?;
-            let func = engine.function("rope", &format!("rope_{suffix}"))?;
+            let fast = req.kernel == KernelVariant::Fast && fast_fits(&g, dtype);
+            let entry = if fast { "rope_fast" } else { "rope" };
+            let func = engine.function("rope", &format!("{entry}_{suffix}"))?;
             let table = rope::table_words(&freqs);
             let positions = req
                 .input("positions")
@@ -112,6 +114,7 @@ pub(super) fn execute(
                 block: &block,
                 table: &table,
                 precise,
+                fast,
             };
             let (values, kernel_time) = match dtype {
                 DType::F32 => rope_on_device::<f32>(engine, &func, &req.x.data, &inputs)?,
@@ -256,6 +259,28 @@ struct RopeInputs<'a> {
     block: &'a [i32],
     table: &'a [u32],
     precise: i32,
+    /// Run `rope_fast_*` (one block per token, angles once per token, 16-byte chunks).
+    fast: bool,
+}
+
+/// Threads per block of `rope_fast_*` (`FAST_THREADS` in the kernel file) and the most
+/// frequencies its shared table holds (`FAST_MAX_PAIRS`).
+const FAST_THREADS: u32 = 256;
+const FAST_MAX_PAIRS: usize = 512;
+
+/// Whether the fast kernel can take this geometry: half_split or interleaved, and every 16-byte
+/// chunk inside one half (half_split), whole pairs (interleaved) or the pass-through dims.
+fn fast_fits(g: &Geometry, dtype: DType) -> bool {
+    let per = 16 / dtype.size_bytes();
+    let chunked = match g.layout {
+        Layout::HalfSplit => (g.rot / 2).is_multiple_of(per),
+        Layout::Interleaved => g.rot.is_multiple_of(per),
+        Layout::Chatglm2d => false,
+    };
+    chunked
+        && g.head_dim.is_multiple_of(per)
+        && (g.head_dim - g.rot).is_multiple_of(per)
+        && g.rot / 2 <= FAST_MAX_PAIRS
 }
 
 /// The shader's rows code for a positions source: 0 = none (p = s), 1 = one row for every
@@ -291,7 +316,17 @@ where
     let block_rows = rows(g, g.block);
     let precise = inputs.precise;
     let out_len = g.out_len();
-    let cfg = config(engine, items);
+    let tokens = count(g.batch * g.seq, "tokens")?;
+    let cfg = if inputs.fast {
+        LaunchConfig {
+            grid_dim: (tokens.clamp(1, engine.max_blocks()), 1, 1),
+            block_dim: (FAST_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    } else {
+        config(engine, items)
+    };
+    let fast = inputs.fast;
     type State<T> = (
         CudaSlice<T>,
         CudaSlice<T>,
@@ -320,6 +355,29 @@ where
         |stream, state| {
             let (x, y, pos, block, tab) = state;
             let mut launch = stream.launch_builder(func);
+            if fast {
+                launch
+                    .arg(&*x)
+                    .arg(y)
+                    .arg(&*pos)
+                    .arg(&*tab)
+                    .arg(&tokens)
+                    .arg(&seq)
+                    .arg(&heads)
+                    .arg(&head_dim)
+                    .arg(&x_seq)
+                    .arg(&rot)
+                    .arg(&layout)
+                    .arg(&pos_rows)
+                    .arg(&precise);
+                // SAFETY: the arguments match `rope_fast_*(const T* x, T* y, const int*
+                // positions, const unsigned* table, unsigned tokens, unsigned seq, unsigned heads,
+                // unsigned head_dim, unsigned x_seq, unsigned rot, int layout, unsigned pos_rows,
+                // int precise)`; the buffers are the simple kernel's (below), and `fast_fits`
+                // checked that every 16-byte chunk the kernel moves lies inside one head.
+                unsafe { launch.launch(cfg) }.map_err(failed("launch the fast rope kernel"))?;
+                return Ok(());
+            }
             launch
                 .arg(&*x)
                 .arg(y)
