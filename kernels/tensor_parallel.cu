@@ -219,6 +219,125 @@ ce_loss(const float* sum_exp, const float* predicted, float* out, unsigned int r
 }
 
 // ---------------------------------------------------------------------------------------------
+// The FAST cross-entropy for one rank (k = 1): the four steps above fused into one kernel that
+// reads each logit once. The four-step version reads the logits twice (max, then sum-exp) and
+// launches four kernels; this one keeps an ONLINE max and sum (Milakov & Gimelshein 2018): per
+// thread a running max m and s = sum of e^(x - m), rescaled by e^(m_old - m_new) when the max
+// grows, over 16-byte vectors (4 f32 or 8 f16/bf16 logits per load); then the threads' (m, s)
+// pairs are merged (warp shuffles, then shared memory), thread 0 reads the target's logit and
+// writes the row's max, predicted logit x[t] - max, sum-exp and loss = ln(sum) - predicted.
+// One block of CE_THREADS per row; blocks are small so several rows are in flight per SM.
+// Results: the same steps as the four kernels up to the order of the additions in the sum.
+// A NaN logit makes the sum NaN; +inf makes it NaN (inf - inf); an all -inf row gives NaN, as
+// in the four-step version.
+// ---------------------------------------------------------------------------------------------
+
+#define CE_THREADS 512
+#define CE_WARPS (CE_THREADS / 32)
+#define KB_POS_INF __int_as_float(0x7f800000)
+#define KB_NAN __int_as_float(0x7fffffff)
+
+// Add n values to the running (m, s).
+__device__ __forceinline__ void ce_online(const float* z, int n, float& m, float& s) {
+    float mv = KB_NEG_INF;
+    for (int i = 0; i < n; ++i) mv = fmaxf(mv, z[i]);  // fmaxf ignores NaN
+    if (mv > m) {
+        s = mv == KB_POS_INF ? KB_NAN : s * expf(m - mv);  // m = -inf: s * 0
+        m = mv;
+    }
+    if (m == KB_NEG_INF) {
+        // Only -inf (adds nothing) or NaN (poisons the sum) so far.
+        for (int i = 0; i < n; ++i)
+            if (z[i] != z[i]) s = KB_NAN;
+        return;
+    }
+    float add = 0.0f;
+    for (int i = 0; i < n; ++i) add += expf(z[i] - m);
+    s += add;
+}
+
+// Merge (m2, s2) into (m, s): both sums rescaled to the larger max. m = -inf holds nothing
+// (s = 0) or a NaN (s = NaN), and s * 0 keeps it.
+__device__ __forceinline__ void ce_merge(float m2, float s2, float& m, float& s) {
+    float mm = fmaxf(m, m2);
+    float a = m == KB_NEG_INF ? s * 0.0f : s * expf(m - mm);
+    float b = m2 == KB_NEG_INF ? s2 * 0.0f : s2 * expf(m2 - mm);
+    m = mm;
+    s = a + b;
+}
+
+__device__ __forceinline__ void ce_merge_warp(float& m, float& s) {
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+        float s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        ce_merge(m2, s2, m, s);
+    }
+}
+
+template <class D>
+__device__ void ce_fused(const typename D::T* x, const unsigned int* targets, typename D::T* loss,
+                         float* max_out, float* predicted_out, float* sum_out, unsigned int rows,
+                         unsigned int cols) {
+    __shared__ float slot_m[CE_WARPS], slot_s[CE_WARPS];
+    const unsigned int PER = 16 / sizeof(typename D::T);
+    const bool vec = cols % PER == 0 && ((unsigned long long)x % 16ull) == 0;
+    for (unsigned int row = blockIdx.x; row < rows; row += gridDim.x) {
+        const typename D::T* xr = x + (unsigned long long)row * cols;
+
+        // steps 1 and 3 in one read: the running max and sum-exp.
+        float m = KB_NEG_INF, s = 0.0f;
+        if (vec) {
+            // Unrolled so that several independent 16-byte loads are in flight per thread.
+#pragma unroll 4
+            for (unsigned int k = threadIdx.x; k < cols / PER; k += CE_THREADS) {
+                uint4 v = reinterpret_cast<const uint4*>(xr)[k];
+                float z[16 / sizeof(typename D::T)];
+#pragma unroll
+                for (unsigned int i = 0; i < PER; ++i) z[i] = unpack(D(), v, i);
+                ce_online(z, PER, m, s);
+            }
+        } else {
+            for (unsigned int j = threadIdx.x; j < cols; j += CE_THREADS) {
+                float z = D::load(xr[j]);
+                ce_online(&z, 1, m, s);
+            }
+        }
+        ce_merge_warp(m, s);
+        if ((threadIdx.x & 31u) == 0) {
+            slot_m[threadIdx.x >> 5] = m;
+            slot_s[threadIdx.x >> 5] = s;
+        }
+        __syncthreads();
+        if (threadIdx.x < 32) {
+            m = threadIdx.x < CE_WARPS ? slot_m[threadIdx.x] : KB_NEG_INF;
+            s = threadIdx.x < CE_WARPS ? slot_s[threadIdx.x] : 0.0f;
+            ce_merge_warp(m, s);
+            if (threadIdx.x == 0) {
+                if (m == KB_NEG_INF) s = KB_NAN;  // all -inf: e^(-inf - -inf) in the four steps
+                // steps 2 and 4: the predicted logit and the loss.
+                float p = D::load(xr[targets[row]]) - m;
+                max_out[row] = m;
+                predicted_out[row] = p;
+                sum_out[row] = s;
+                loss[row] = D::store(logf(s) - p);
+            }
+        }
+        __syncthreads();  // the slots are read before the next row writes them
+    }
+}
+
+#define CE_FUSED_ENTRY(NAME, D)                                                                 \
+    extern "C" __global__ void __launch_bounds__(CE_THREADS)                                   \
+        NAME(const D::T* x, const unsigned int* targets, D::T* loss, float* max_out,            \
+             float* predicted_out, float* sum_out, unsigned int rows, unsigned int cols) {      \
+        ce_fused<D>(x, targets, loss, max_out, predicted_out, sum_out, rows, cols);             \
+    }
+CE_FUSED_ENTRY(ce_fused_f32, F32)
+CE_FUSED_ENTRY(ce_fused_f16, F16)
+CE_FUSED_ENTRY(ce_fused_bf16, BF16)
+
+// ---------------------------------------------------------------------------------------------
 // Collectives over f32 buffers, one launch per pair of buffers.
 // ---------------------------------------------------------------------------------------------
 

@@ -10,10 +10,12 @@ torch = json.load(open(sys.argv[2]))
 rows = bench.get("results", [])
 
 
-def find(engine, op, dtype=None, contains=None):
+def find(engine, op, dtype=None, contains=None, kernel="fast"):
+    """The result of one case; `kernel` "fast" also accepts ops with one kernel (None)."""
     for r in rows:
         if r["engine"] == engine and r["op"] == op and (dtype is None or r["dtype"] == dtype) \
-                and (contains is None or contains in r["case"]):
+                and (contains is None or contains in r["case"]) \
+                and r.get("kernel") in (kernel, None if kernel == "fast" else kernel):
             return r
     return None
 
@@ -44,3 +46,16 @@ t = torch.get("cross_entropy_f32_us")
 line("vocab_parallel_cross_entropy k=1 [8192,50304]: torch / kernelbook", t / r["median_us"] if r and t else None, 2.0, "x")
 r = find("wgpu", "softmax", "f32")
 line("wgpu softmax f32: % of copy bandwidth (NVIDIA Vulkan)", r and r.get("percent_of_copy"), 60, "%")
+
+# For the record: how much the fast kernels gain over the simple ones, on each GPU engine.
+print("")
+print("fast vs simple kernel, same run (time of simple / time of fast):")
+for engine in ["cuda", "wgpu"]:
+    for r in rows:
+        if r["engine"] != engine or r.get("kernel") != "fast":
+            continue
+        simple = find(engine, r["op"], r["dtype"], None, kernel="simple")
+        if simple and simple["shape"] == r["shape"]:
+            pct = r.get("percent_of_copy")
+            pct = f"{pct:.0f}% of copy" if pct is not None else ""
+            print(f"  {engine:5} {r['case']:52} {simple['median_us'] / r['median_us']:6.2f}x  {pct}")

@@ -11,7 +11,7 @@
 
 use crate::dtype::DType;
 use crate::engine::{Engine, EngineError, EngineKind, TimingSource};
-use crate::ops::{Op, OpKind, OpRequest};
+use crate::ops::{KernelVariant, Op, OpKind, OpRequest};
 use crate::suite::Input;
 use serde::Serialize;
 use std::time::Duration;
@@ -32,7 +32,40 @@ pub struct BenchCase {
     pub op: OpKind,
     pub dtype: DType,
     pub shape: Vec<usize>,
+    /// The GPU kernel the request asks for, for ops that have a simple and a fast one; `None`
+    /// for ops with one kernel. The CPU engine has one implementation: it runs the `Fast` cases
+    /// only (see [`BenchCase::runs_on`]).
+    pub kernel: Option<KernelVariant>,
     pub build: Box<dyn Fn() -> Result<OpRequest, String> + Send + Sync>,
+}
+
+impl BenchCase {
+    /// Whether `engine` should measure this case: the CPU engine ignores the kernel variant, so
+    /// measuring its `Simple` case would only repeat the `Fast` one.
+    pub fn runs_on(&self, engine: EngineKind) -> bool {
+        !(engine == EngineKind::Cpu && self.kernel == Some(KernelVariant::Simple))
+    }
+
+    /// The same case for each kernel variant, simple first: `make(kernel)` builds one.
+    fn variants(make: impl Fn(Option<KernelVariant>) -> Option<BenchCase>) -> Vec<BenchCase> {
+        KernelVariant::ALL
+            .into_iter()
+            .filter_map(|k| make(Some(k)))
+            .collect()
+    }
+}
+
+/// The label of a case: the op, its dtype and shape, and the kernel variant if it has several.
+fn label(op: &str, dtype: DType, shape: &[usize], kernel: Option<KernelVariant>) -> String {
+    let dims = shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("x");
+    match kernel {
+        Some(k) => format!("{op} {dtype} {dims} [{k}]"),
+        None => format!("{op} {dtype} {dims}"),
+    }
 }
 
 /// The ops `kernelbook bench` knows how to feed, with the input each one gets.
@@ -53,6 +86,7 @@ fn parsed_case(
     shape: Vec<usize>,
     extra: impl Fn() -> Vec<(String, crate::ops::Tensor)> + Send + Sync + 'static,
     seed: u64,
+    kernel: Option<KernelVariant>,
 ) -> Option<BenchCase> {
     let kv: Vec<(String, String)> = params
         .iter()
@@ -60,22 +94,15 @@ fn parsed_case(
         .collect();
     let (op, dtype) = Op::parse(name, &kv).ok()?;
     let n: usize = shape.iter().product();
-    let label = format!(
-        "{} {dtype} {}",
-        op.describe(),
-        shape
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join("x")
-    );
+    let name = label(&op.describe(), dtype, &shape, kernel);
     let kind = op.kind();
     let dims = shape.clone();
     Some(BenchCase {
-        name: label,
+        name,
         op: kind,
         dtype,
         shape,
+        kernel,
         build: Box::new(move || {
             let x = Input::Normal {
                 rows: 1,
@@ -85,7 +112,9 @@ fn parsed_case(
             }
             .tensor();
             let x = crate::ops::Tensor::new(dims.clone(), x.data).map_err(|e| e.to_string())?;
-            OpRequest::with_inputs(op.clone(), dtype, x, extra()).map_err(|e| e.to_string())
+            OpRequest::with_inputs(op.clone(), dtype, x, extra())
+                .map(|r| r.with_kernel(kernel.unwrap_or_default()))
+                .map_err(|e| e.to_string())
         }),
     })
 }
@@ -97,13 +126,16 @@ pub fn cases(ops: &[OpKind], size: (usize, usize), gpu: bool) -> Vec<BenchCase> 
     let wanted = |k: OpKind| ops.is_empty() || ops.contains(&k);
     if wanted(OpKind::GumbelSoftmax) {
         let (rows, cols) = size;
-        out.extend(parsed_case(
-            "gumbel_softmax",
-            &[("tau", "0.5"), ("hard", "true")],
-            vec![rows, cols],
-            Vec::new,
-            5,
-        ));
+        out.extend(BenchCase::variants(|k| {
+            parsed_case(
+                "gumbel_softmax",
+                &[("tau", "0.5"), ("hard", "true")],
+                vec![rows, cols],
+                Vec::new,
+                5,
+                k,
+            )
+        }));
     }
     if wanted(OpKind::Rope) {
         // q and k of [8, 4096, 32, 128] as one batch of 16 (HF applies rope to both).
@@ -112,29 +144,35 @@ pub fn cases(ops: &[OpKind], size: (usize, usize), gpu: bool) -> Vec<BenchCase> 
         } else {
             vec![1, 256, 32, 128]
         };
-        out.extend(parsed_case(
-            "rope",
-            &[("layout", "half_split"), ("dtype", "f16")],
-            shape,
-            Vec::new,
-            6,
-        ));
+        out.extend(BenchCase::variants(|k| {
+            parsed_case(
+                "rope",
+                &[("layout", "half_split"), ("dtype", "f16")],
+                shape.clone(),
+                Vec::new,
+                6,
+                k,
+            )
+        }));
     }
     if wanted(OpKind::VocabParallelCrossEntropy) {
         let (n, v) = if gpu { (8192, 50304) } else { (64, 50304) };
-        out.extend(parsed_case(
-            "vocab_parallel_cross_entropy",
-            &[("ranks", "1")],
-            vec![n, v],
-            move || {
-                let targets = (0..n).map(|i| ((i * 7919) % v) as f32).collect();
-                vec![(
-                    "targets".into(),
-                    crate::ops::Tensor::new(vec![n], targets).expect("shape"),
-                )]
-            },
-            7,
-        ));
+        out.extend(BenchCase::variants(|k| {
+            parsed_case(
+                "vocab_parallel_cross_entropy",
+                &[("ranks", "1")],
+                vec![n, v],
+                move || {
+                    let targets = (0..n).map(|i| ((i * 7919) % v) as f32).collect();
+                    vec![(
+                        "targets".into(),
+                        crate::ops::Tensor::new(vec![n], targets).expect("shape"),
+                    )]
+                },
+                7,
+                k,
+            )
+        }));
     }
     out
 }
@@ -150,32 +188,42 @@ fn row_cases(ops: &[OpKind], size: (usize, usize)) -> Vec<BenchCase> {
         scale: 3.0,
         seed,
     };
-    let mut add = |op: Op, dtype: DType, input: Input| {
+    let mut add = |op: Op, dtype: DType, input: Input, kernel: Option<KernelVariant>| {
         let kind = op.kind();
         out.push(BenchCase {
-            name: format!("{} {dtype} {rows}x{cols}", op.describe()),
+            name: label(&op.describe(), dtype, &[rows, cols], kernel),
             op: kind,
             dtype,
             shape: vec![rows, cols],
+            kernel,
             build: Box::new(move || {
-                OpRequest::new(op.clone(), dtype, input.tensor()).map_err(|e| e.to_string())
+                OpRequest::new(op.clone(), dtype, input.tensor())
+                    .map(|r| r.with_kernel(kernel.unwrap_or_default()))
+                    .map_err(|e| e.to_string())
             }),
         });
     };
+    // Softmax in every dtype with both kernels: issue #8 compares the fast kernel with torch in
+    // each dtype, and the simple one shows what the fast one gains.
     if wanted(OpKind::Softmax) {
         for dtype in DType::ALL {
-            let op = Op::Softmax {
-                temperature: 1.0,
-                stable: true,
-            };
-            add(op, dtype, normal(1));
+            for kernel in KernelVariant::ALL {
+                let op = Op::Softmax {
+                    temperature: 1.0,
+                    stable: true,
+                };
+                add(op, dtype, normal(1), Some(kernel));
+            }
         }
     }
     if wanted(OpKind::LogSoftmax) {
-        add(Op::LogSoftmax { temperature: 1.0 }, DType::F32, normal(2));
+        for kernel in KernelVariant::ALL {
+            let op = Op::LogSoftmax { temperature: 1.0 };
+            add(op, DType::F32, normal(2), Some(kernel));
+        }
     }
     if wanted(OpKind::Sigmoid) {
-        add(Op::Sigmoid, DType::F32, normal(3));
+        add(Op::Sigmoid, DType::F32, normal(3), None);
     }
     if wanted(OpKind::Logit) {
         let uniform = Input::Uniform {
@@ -185,7 +233,7 @@ fn row_cases(ops: &[OpKind], size: (usize, usize)) -> Vec<BenchCase> {
             hi: 1.0,
             seed: 4,
         };
-        add(Op::Logit { eps: None }, DType::F32, uniform);
+        add(Op::Logit { eps: None }, DType::F32, uniform, None);
     }
     out
 }
@@ -216,6 +264,8 @@ pub struct BenchResult {
     pub op: &'static str,
     pub dtype: DType,
     pub shape: Vec<usize>,
+    /// The kernel variant asked for (`None`: the op has one kernel).
+    pub kernel: Option<KernelVariant>,
     pub runs: usize,
     pub timing: TimingSource,
     pub median_us: f64,
@@ -288,6 +338,7 @@ pub fn measure(
         op: case.op.name(),
         dtype: case.dtype,
         shape: case.shape.clone(),
+        kernel: case.kernel,
         runs,
         timing,
         median_us: median,
@@ -306,7 +357,9 @@ mod tests {
 
     #[test]
     fn bytes_count_each_input_and_output_once_in_their_dtype() {
-        let req = (cases(&[OpKind::Softmax], (4, 8), false)[1].build)().unwrap();
+        let all = cases(&[OpKind::Softmax], (4, 8), false);
+        let case = all.iter().find(|c| c.dtype == DType::F16).unwrap();
+        let req = (case.build)().unwrap();
         assert_eq!(req.dtype, DType::F16);
         assert_eq!(bytes_moved(&req), 4 * 8 * 2 * 2);
     }
@@ -322,6 +375,39 @@ mod tests {
             let req = (case.build)().unwrap_or_else(|e| panic!("{}: {e}", case.name));
             assert!(bytes_moved(&req) > 0, "{}", case.name);
         }
+    }
+
+    #[test]
+    fn kernel_variants_reach_the_request_and_the_cpu_measures_each_case_once() {
+        let all = cases(&[], (4, 64), false);
+        for kind in [
+            OpKind::Softmax,
+            OpKind::LogSoftmax,
+            OpKind::GumbelSoftmax,
+            OpKind::Rope,
+            OpKind::VocabParallelCrossEntropy,
+        ] {
+            for kernel in KernelVariant::ALL {
+                let case = all
+                    .iter()
+                    .find(|c| c.op == kind && c.kernel == Some(kernel))
+                    .unwrap_or_else(|| panic!("no {kernel} case for {kind}"));
+                assert!(case.name.ends_with(&format!("[{kernel}]")), "{}", case.name);
+                assert_eq!((case.build)().unwrap().kernel, kernel, "{}", case.name);
+            }
+        }
+        let sigmoid = all.iter().find(|c| c.op == OpKind::Sigmoid).unwrap();
+        assert_eq!(sigmoid.kernel, None);
+        // The CPU engine has one implementation: no case is measured twice there.
+        let on_cpu: Vec<_> = all
+            .iter()
+            .filter(|c| c.runs_on(EngineKind::Cpu))
+            .map(|c| (c.op, c.dtype))
+            .collect();
+        for (i, a) in on_cpu.iter().enumerate() {
+            assert!(!on_cpu[i + 1..].contains(a), "{a:?} twice on the CPU");
+        }
+        assert!(all.iter().all(|c| c.runs_on(EngineKind::Cuda)));
     }
 
     #[test]

@@ -461,7 +461,9 @@ fn check_cmd(engine: &str, json: bool, verbose: bool, no_large: bool) -> Result<
             if case.large && !large_engines.contains(&engine.kind()) {
                 continue;
             }
-            results.push(suite::run_case(*engine, case, &req, &reference));
+            for req in suite::kernel_variants(*engine, &req) {
+                results.push(suite::run_case(*engine, case, &req, &reference));
+            }
         }
     }
     let failures = results.iter().filter(|r| r.is_failure()).count();
@@ -513,15 +515,17 @@ fn print_check_table(results: &[CaseResult], verbose: bool) {
         max_ulp: u64,
         time_us: f64,
     }
-    let mut rows: BTreeMap<(EngineKind, &'static str, &'static str), Row> = BTreeMap::new();
+    let mut rows: BTreeMap<(EngineKind, String, &'static str), Row> = BTreeMap::new();
     println!(
-        "{:<5} {:<12} {:<5} {:>7} {:>10} {:>8} {:>12}",
-        "engine", "op", "dtype", "cases", "max rel", "max ULP", "kernel time"
+        "{:<5} {:<20} {:<5} {:>7} {:>10} {:>8} {:>12}",
+        "engine", "op [kernel]", "dtype", "cases", "max rel", "max ULP", "kernel time"
     );
     for r in results {
-        let row = rows
-            .entry((r.engine, r.op.name(), r.dtype.name()))
-            .or_default();
+        let op = match r.kernel {
+            Some(k) => format!("{} [{k}]", r.op.name()),
+            None => r.op.name().to_string(),
+        };
+        let row = rows.entry((r.engine, op, r.dtype.name())).or_default();
         row.total += 1;
         row.time_us += r.kernel_time.as_secs_f64() * 1e6;
         match &r.outcome {
@@ -539,7 +543,7 @@ fn print_check_table(results: &[CaseResult], verbose: bool) {
     for ((engine, op, dtype), row) in &rows {
         let mark = if row.pass == row.total { "ok" } else { "FAIL" };
         println!(
-            "{:<6} {:<12} {:<5} {:>3}/{:<3} {:>10} {:>8} {:>9.0} us  {mark}",
+            "{:<6} {:<20} {:<5} {:>3}/{:<3} {:>10} {:>8} {:>9.0} us  {mark}",
             engine.name(),
             op,
             dtype,
@@ -564,11 +568,12 @@ fn print_check_table(results: &[CaseResult], verbose: bool) {
             Outcome::Skipped { reason } => format!("skip {reason}"),
             Outcome::Error { message } => format!("FAIL {message}"),
         };
+        let kernel = r.kernel.map_or(String::new(), |k| format!(" [{k}]"));
         println!(
             "  {:<5} {:<5} {:<48} {detail}",
             r.engine.name(),
             r.dtype.name(),
-            r.case
+            format!("{}{kernel}", r.case)
         );
     }
 }
@@ -849,7 +854,9 @@ fn bench_cmd(
                     bench::SMALL_SIZE
                 };
                 for case in bench::cases(&ops, size.unwrap_or(default), hardware_gpu) {
-                    plan.push((e.as_ref(), case));
+                    if case.runs_on(e.kind()) {
+                        plan.push((e.as_ref(), case));
+                    }
                 }
             }
             Slot::Absent { kind, reason } if kinds.contains(kind) => {
@@ -882,12 +889,12 @@ fn bench_cmd(
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         println!(
-            "{:<6} {:<36} {:>11} {:>10} {:>10} {:>9}  timing",
+            "{:<6} {:<44} {:>11} {:>10} {:>10} {:>9}  timing",
             "engine", "case", "median", "GB/s", "copy GB/s", "% of copy"
         );
         for r in &results {
             println!(
-                "{:<6} {:<36} {:>8.1} us {:>10.1} {:>10} {:>9}  {:?}",
+                "{:<6} {:<44} {:>8.1} us {:>10.1} {:>10} {:>9}  {:?}",
                 r.engine.name(),
                 r.case,
                 r.median_us,

@@ -6,7 +6,7 @@
 use crate::check::{self, CheckReport};
 use crate::dtype::DType;
 use crate::engine::{Engine, EngineError, EngineKind};
-use crate::ops::{Op, OpKind, OpRequest, Reference, Tensor};
+use crate::ops::{KernelVariant, Op, OpKind, OpRequest, Reference, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal, Uniform};
@@ -410,6 +410,8 @@ pub struct CaseResult {
     pub engine: EngineKind,
     pub dtype: DType,
     pub shape: (usize, usize),
+    /// The kernel variant the GPU engine ran (`None`: the CPU, or an op with one kernel).
+    pub kernel: Option<KernelVariant>,
     pub expect: Expect,
     #[serde(serialize_with = "us")]
     pub kernel_time: Duration,
@@ -427,6 +429,20 @@ impl CaseResult {
     }
 }
 
+/// The requests to check `req` with on `engine`: on a GPU engine, once per kernel variant when the
+/// op has a simple and a fast kernel ([`Op::has_kernel_variants`]); otherwise `req` alone (the CPU
+/// engine has one implementation).
+pub fn kernel_variants(engine: &dyn Engine, req: &OpRequest) -> Vec<OpRequest> {
+    if engine.kind() != EngineKind::Cpu && req.op.has_kernel_variants() {
+        KernelVariant::ALL
+            .into_iter()
+            .map(|k| req.clone().with_kernel(k))
+            .collect()
+    } else {
+        vec![req.clone()]
+    }
+}
+
 /// Run one case on one engine against a reference computed once by the caller.
 pub fn run_case(
     engine: &dyn Engine,
@@ -434,8 +450,10 @@ pub fn run_case(
     req: &OpRequest,
     reference: &Reference,
 ) -> CaseResult {
+    let variants = engine.kind() != EngineKind::Cpu && req.op.has_kernel_variants();
     let mut result = CaseResult {
         case: case.name.clone(),
+        kernel: variants.then_some(req.kernel),
         op: case.op.kind(),
         engine: engine.kind(),
         dtype: case.dtype,

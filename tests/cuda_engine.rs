@@ -634,3 +634,191 @@ fn storage_types_are_written_once() {
         }
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// The fast kernels (issue #8) against the simple ones and the reference.
+// ------------------------------------------------------------------------------------------------
+
+use kernelbook::ops::KernelVariant;
+
+/// The fast softmax kernel on every path: rows held in registers with 16-byte vectors (cols a
+/// multiple of 4 or 8), scalar (ragged cols), rows longer than the registers (online softmax),
+/// temperatures, special values; each against the reference and against the simple kernel.
+#[test]
+fn fast_softmax_matches_the_simple_kernel_and_the_reference() {
+    let Some(engine) = engine() else { return };
+    let shapes = [
+        (1, 1),
+        (3, 7),
+        (5, 256),
+        (4, 1000),
+        (2, 4096),
+        (3, 32000),
+        (2, 32768),
+        (2, 32769),
+        (2, 50304),
+        (1, 100_003),
+        (70_000, 8),
+    ];
+    for (rows, cols) in shapes {
+        for dtype in DType::ALL {
+            for (op, t) in [
+                (
+                    Op::Softmax {
+                        temperature: 1.0,
+                        stable: true,
+                    },
+                    1.0,
+                ),
+                (
+                    Op::Softmax {
+                        temperature: 0.37,
+                        stable: true,
+                    },
+                    0.37,
+                ),
+                (Op::LogSoftmax { temperature: 1.0 }, 1.0),
+                (Op::LogSoftmax { temperature: 3.0 }, 3.0),
+            ] {
+                let x = uniform(rows * cols, -20.0 * t as f32, 20.0 * t as f32, (rows * cols) as u64);
+                let req = request(op, dtype, rows, cols, x);
+                let fast = engine.run(&req.clone().with_kernel(KernelVariant::Fast)).unwrap();
+                let simple = engine.run(&req.clone().with_kernel(KernelVariant::Simple)).unwrap();
+                if let Err(e) = compare(&req, &fast.values) {
+                    panic!("fast kernel, {rows}x{cols}: {e}");
+                }
+                // Same algorithm per element: only the order of the sum's additions differs.
+                let report = check(
+                    &req,
+                    &simple.values.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+                    &fast.values,
+                );
+                assert!(report.passed, "fast vs simple {rows}x{cols} {dtype}: {report}");
+            }
+        }
+    }
+    // Special rows take the same NaN pattern on both kernels, in registers and online.
+    let ninf = f32::NEG_INFINITY;
+    for cols in [8usize, 40_000] {
+        let mut x = vec![0.5f32; 4 * cols];
+        x[1] = f32::NAN; // row 0: NaN -> all NaN
+        x[cols + 2] = f32::INFINITY; // row 1: +inf -> all NaN
+        for v in &mut x[2 * cols..3 * cols] {
+            *v = ninf; // row 2: all -inf -> NaN
+        }
+        x[3 * cols + 3] = ninf; // row 3: one -inf -> probability 0
+        let req = request(
+            Op::Softmax {
+                temperature: 1.0,
+                stable: true,
+            },
+            DType::F32,
+            4,
+            cols,
+            x,
+        );
+        let fast = engine.run(&req).unwrap().values;
+        let simple = engine
+            .run(&req.clone().with_kernel(KernelVariant::Simple))
+            .unwrap()
+            .values;
+        for (i, (a, b)) in fast.iter().zip(&simple).enumerate() {
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()) || (a - b).abs() < 1e-6,
+                "cols {cols}, element {i}: fast {a}, simple {b}"
+            );
+        }
+        assert!(fast[..3 * cols].iter().all(|v| v.is_nan()));
+        assert_eq!(fast[3 * cols + 3], 0.0);
+    }
+}
+
+/// The fast rope kernel computes each angle once per token and moves 16-byte chunks, with the
+/// same f32 operations per element: bit-identical to the simple kernel.
+#[test]
+fn fast_rope_is_bit_identical_to_the_simple_kernel() {
+    let Some(engine) = engine() else { return };
+    for (layout, fraction) in [
+        ("half_split", "1"),
+        ("interleaved", "1"),
+        ("half_split", "0.5"),
+        ("interleaved", "0.25"),
+    ] {
+        for dtype in ["f32", "f16", "bf16"] {
+            for precise in ["true", "false"] {
+                let kv: Vec<(String, String)> = [
+                    ("layout", layout),
+                    ("rotary_fraction", fraction),
+                    ("dtype", dtype),
+                    ("precise_angles", precise),
+                ]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+                let (op, dt) = Op::parse("rope", &kv).unwrap();
+                let shape = vec![2, 37, 3, 64];
+                let n = shape.iter().product();
+                let x = Tensor::new(shape, uniform(n, -2.0, 2.0, 9)).unwrap();
+                let positions = Tensor::new(
+                    vec![2, 37],
+                    (0..74).map(|i| ((i * 977) % 40_000) as f32).collect(),
+                )
+                .unwrap();
+                let req =
+                    OpRequest::with_inputs(op, dt, x, vec![("positions".into(), positions)])
+                        .unwrap();
+                let fast = engine.run(&req).unwrap();
+                let simple = engine
+                    .run(&req.clone().with_kernel(KernelVariant::Simple))
+                    .unwrap();
+                let what = format!("rope {layout} rotary_fraction={fraction} {dtype} precise={precise}");
+                assert_eq!(
+                    fast.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    simple.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{what}"
+                );
+                let reference = req.reference_full();
+                let report = kernelbook::check::check_output(&req, &reference, &fast);
+                assert!(report.passed, "{what}: {report}");
+            }
+        }
+    }
+}
+
+/// The fused cross-entropy (one read of the logits) returns the four-step program's outputs, each
+/// within the op's tolerance, and special rows become NaN as there.
+#[test]
+fn fused_cross_entropy_matches_the_four_step_kernels() {
+    let Some(engine) = engine() else { return };
+    for (rows, v) in [(1usize, 1usize), (3, 7), (5, 1000), (4, 50304), (2, 50305)] {
+        for dtype in ["f32", "f16", "bf16"] {
+            let kv = vec![
+                ("ranks".to_string(), "1".to_string()),
+                ("dtype".to_string(), dtype.to_string()),
+            ];
+            let (op, dt) = Op::parse("vocab_parallel_cross_entropy", &kv).unwrap();
+            let x = Tensor::new(vec![rows, v], uniform(rows * v, -9.0, 9.0, 3)).unwrap();
+            let targets = Tensor::new(
+                vec![rows],
+                (0..rows).map(|i| ((i * 7919) % v) as f32).collect(),
+            )
+            .unwrap();
+            let req =
+                OpRequest::with_inputs(op, dt, x, vec![("targets".into(), targets)]).unwrap();
+            let fast = engine.run(&req).unwrap();
+            let steps = engine
+                .run(&req.clone().with_kernel(KernelVariant::Simple))
+                .unwrap();
+            let reference = req.reference_full();
+            let report = kernelbook::check::check_output(&req, &reference, &fast);
+            assert!(report.passed, "fused {rows}x{v} {dtype}: {report}");
+            let names = |o: &kernelbook::engine::OpOutput| {
+                o.aux.iter().map(|a| a.name.clone()).collect::<Vec<_>>()
+            };
+            assert_eq!(names(&fast), names(&steps), "the same outputs in the same order");
+            for (a, b) in fast.aux.iter().zip(&steps.aux) {
+                assert_eq!(a.shape, b.shape, "{}", a.name);
+            }
+        }
+    }
+}

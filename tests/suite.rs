@@ -21,17 +21,18 @@ fn run_suite_on(kind: EngineKind, require: bool) {
     for case in suite::cases(false) {
         let req = case.request().expect("suite cases are valid");
         let reference = req.reference_full();
-        let r = suite::run_case(engine, &case, &req, &reference);
-        match &r.outcome {
-            Outcome::Pass { .. } => ran += 1,
-            Outcome::Fail { report } => {
-                failures.push(format!("{} {}: {report}", case.dtype, case.name))
-            }
-            Outcome::Error { message } => {
-                failures.push(format!("{} {}: {message}", case.dtype, case.name))
-            }
-            Outcome::Skipped { reason } => {
-                failures.push(format!("{} {}: skipped ({reason})", case.dtype, case.name))
+        // On a GPU engine, every kernel variant of the op (simple and fast) is checked.
+        for req in suite::kernel_variants(engine, &req) {
+            let r = suite::run_case(engine, &case, &req, &reference);
+            let name = match r.kernel {
+                Some(k) => format!("{} {} [{k}]", case.dtype, case.name),
+                None => format!("{} {}", case.dtype, case.name),
+            };
+            match &r.outcome {
+                Outcome::Pass { .. } => ran += 1,
+                Outcome::Fail { report } => failures.push(format!("{name}: {report}")),
+                Outcome::Error { message } => failures.push(format!("{name}: {message}")),
+                Outcome::Skipped { reason } => failures.push(format!("{name}: skipped ({reason})")),
             }
         }
     }

@@ -13,7 +13,7 @@
 use super::{CudaEngine, failed};
 use crate::dtype::DType;
 use crate::engine::{AuxOutput, EngineError, OpOutput, TimingSource};
-use crate::ops::OpRequest;
+use crate::ops::{KernelVariant, OpRequest};
 use crate::ops::tensor_parallel::{
     self as tp, BufId, BufKind, BufferSpec, Collective, Program, ReduceOp, Step, TpOp,
 };
@@ -39,6 +39,11 @@ pub(super) fn execute(
     op: &TpOp,
 ) -> Result<OpOutput, EngineError> {
     let started = Instant::now();
+    if let TpOp::VocabParallelCrossEntropy { ranks: 1 } = op
+        && req.kernel == KernelVariant::Fast
+    {
+        return fused_cross_entropy(engine, req, started);
+    }
     let program = tp::program(op, req);
     let (outputs, kernel_time) = run(engine, &program, req.dtype)?;
     let unsplit = match op.unsplit() {
@@ -639,4 +644,147 @@ fn copy(
     // values.
     unsafe { launch.launch(cfg) }.map_err(failed("launch reduce_copy"))?;
     Ok(())
+}
+
+/// Threads per block of `ce_fused_*` (`CE_THREADS` in the kernel file).
+const CE_THREADS: u32 = 512;
+
+/// vocab_parallel_cross_entropy on one rank with the fast kernel: `ce_fused_*` reads every logit
+/// once (online max and sum-exp) and writes the row's loss, max, predicted logit and sum-exp. The
+/// outputs are the four-step program's (`local_*` equal the global values at k = 1, and `unsplit`
+/// is the loss itself), each rounded once to the dtype as the program's finish step does.
+fn fused_cross_entropy(
+    engine: &CudaEngine,
+    req: &OpRequest,
+    started: Instant,
+) -> Result<OpOutput, EngineError> {
+    let dtype = req.dtype;
+    let (rows, cols) = (req.x.rows(), req.x.cols());
+    let rows32 = u32_of(rows, "rows")?;
+    let cols32 = u32_of(cols, "columns")?;
+    u32_of(req.x.len(), "logits")?;
+    let needed = req.x.len() * dtype.size_bytes() + rows * (4 + dtype.size_bytes() + 3 * 4);
+    let (free, total) = engine.memory()?;
+    if needed > free {
+        return Err(EngineError::Unsupported(format!(
+            "the logits need {:.1} MiB of device memory, but only {:.1} of {:.1} MiB is free",
+            needed as f64 / 1048576.0,
+            free as f64 / 1048576.0,
+            total as f64 / 1048576.0
+        )));
+    }
+    let suffix = match dtype {
+        DType::F32 => "f32",
+        DType::F16 => "f16",
+        DType::Bf16 => "bf16",
+    };
+    let func = engine.function(TOPIC, &format!("ce_fused_{suffix}"))?;
+    let targets: Vec<u32> = req
+        .input("targets")
+        .map(|t| t.data.iter().map(|&v| v as u32).collect())
+        .ok_or_else(|| EngineError::Failed("cross-entropy without targets".into()))?;
+    let cfg = LaunchConfig {
+        grid_dim: (rows32.clamp(1, engine.max_blocks()), 1, 1),
+        block_dim: (CE_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let ((loss, max, predicted, sum), kernel_time) = engine.timed(
+        |stream| {
+            let x = upload(
+                stream,
+                &BufferSpec {
+                    label: "logits",
+                    rank: Some(0),
+                    kind: BufKind::Stored,
+                    len: req.x.len(),
+                    init: Some(std::borrow::Cow::Borrowed(req.x.data.as_slice())),
+                },
+                dtype,
+            )?;
+            let zeros = |n: usize| {
+                stream
+                    .alloc_zeros::<f32>(n.max(1))
+                    .map_err(failed("allocate a buffer"))
+            };
+            let loss = if dtype == DType::F32 {
+                DevBuf::F32(zeros(rows)?)
+            } else {
+                DevBuf::U16(
+                    stream
+                        .alloc_zeros::<u16>(rows.max(1))
+                        .map_err(failed("allocate the loss"))?,
+                )
+            };
+            let t = stream
+                .clone_htod(&targets)
+                .map_err(failed("upload the targets"))?;
+            Ok((x, t, loss, zeros(rows)?, zeros(rows)?, zeros(rows)?))
+        },
+        |stream, (x, t, loss, max, predicted, sum)| {
+            let mut launch = stream.launch_builder(&func);
+            arg_in(&mut launch, x);
+            launch.arg(&*t);
+            arg_out(&mut launch, loss);
+            launch
+                .arg(max)
+                .arg(predicted)
+                .arg(sum)
+                .arg(&rows32)
+                .arg(&cols32);
+            // SAFETY: the arguments match `ce_fused_*(const T* x, const unsigned* targets, T*
+            // loss, float* max_out, float* predicted_out, float* sum_out, unsigned rows, unsigned
+            // cols)`: x holds rows * cols logits of the storage type, targets rows ids below cols
+            // (checked by the op), loss rows values of the storage type, the others rows f32.
+            unsafe { launch.launch(cfg) }.map_err(failed("launch the fused cross-entropy"))?;
+            Ok(())
+        },
+        |stream, (_, _, loss, max, predicted, sum)| {
+            let down = |b: &CudaSlice<f32>| -> Result<Vec<f32>, EngineError> {
+                let mut v = stream
+                    .clone_dtoh(b)
+                    .map_err(failed("download a result"))?;
+                v.truncate(rows);
+                Ok(v)
+            };
+            let mut loss = match &loss {
+                DevBuf::F32(b) => down(b)?,
+                DevBuf::U16(b) => dtype.decode_u16(
+                    &stream
+                        .clone_dtoh(b)
+                        .map_err(failed("download the loss"))?,
+                ),
+                DevBuf::U32(_) => Vec::new(),
+            };
+            loss.truncate(rows);
+            Ok((loss, down(&max)?, down(&predicted)?, down(&sum)?))
+        },
+    )?;
+    let round = |v: Vec<f32>| -> Vec<f32> { v.into_iter().map(|x| dtype.round(x)).collect() };
+    let (max, predicted, sum) = (round(max), round(predicted), round(sum));
+    let n = vec![rows];
+    let aux = [
+        ("local_max", vec![1, rows], max.clone()),
+        ("local_sum_exp", vec![1, rows], sum.clone()),
+        ("max", n.clone(), max),
+        ("predicted", n.clone(), predicted),
+        ("sum_exp", n.clone(), sum),
+        ("unsplit", req.output_shape(), loss.clone()),
+    ];
+    let mut out = OpOutput::new(
+        req.output_shape(),
+        dtype,
+        loss,
+        kernel_time,
+        TimingSource::CudaEvents,
+        started.elapsed(),
+    );
+    out.aux = aux
+        .into_iter()
+        .map(|(name, shape, values)| AuxOutput {
+            name: name.into(),
+            shape,
+            values,
+        })
+        .collect();
+    Ok(out)
 }
