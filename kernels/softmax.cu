@@ -166,9 +166,10 @@ softmax_bf16(const unsigned short* x, unsigned short* y, unsigned int rows, unsi
 // to it (when the max grows, s is rescaled by e^(m_old - m_new)), merges the threads' (m, s)
 // pairs, and pass 2 reads the row again and writes it: two reads, one write.
 //
-// Same algorithm and rounding as the simple kernel per element (z = x / T in f32, expf, f32
-// sums, y = e / s rounded once to the storage type); only the order of the additions in s
-// differs. NaN, +inf and all -inf rows give NaN, as in the simple kernel and the reference.
+// Same algorithm as the simple kernel (z = x / T correctly rounded to f32, expf, f32 sums, the
+// output rounded once to the storage type), with two differences in rounding: the additions in s
+// come in another order, and y = e * (1 / s) (one division per row instead of one per element:
+// at most one more rounding, far inside the check's tolerance). NaN, +inf and all -inf rows give NaN, as in the simple kernel and the reference.
 // The naive (unstable) mode is a teaching demo and always runs the simple kernel.
 // =============================================================================================
 

@@ -1,9 +1,25 @@
 #!/usr/bin/env python3
 """The ratios issue #8 asks for, from one run on one GPU: kernelbook bench --json (BENCH.json) and
 torch_bench.py's anchors (TORCH.json). Prints one line per target: measured, target, met or not.
-Usage: bench_ratios.py BENCH.json TORCH.json"""
+Usage: bench_ratios.py BENCH.json TORCH.json
+       bench_ratios.py --table BENCH.json   (the results as a table)"""
 import json
 import sys
+
+if sys.argv[1] == "--table":
+    # The bench results as a table (gpu-check runs the bench once, as JSON).
+    doc = json.load(open(sys.argv[2]))
+    print(f"{'engine':6} {'case':52} {'median':>12} {'GB/s':>9} {'copy GB/s':>10} {'% of copy':>9}")
+    for r in doc.get("results", []):
+        copy = r.get("copy_gb_per_s")
+        pct = r.get("percent_of_copy")
+        print(f"{r['engine']:6} {r['case']:52} {r['median_us']:9.1f} us {r['gb_per_s']:9.1f} "
+              f"{'-' if copy is None else f'{copy:.1f}':>10} {'-' if pct is None else f'{pct:.0f}%':>9}")
+    devices = sorted({f"{r['engine']:5} {r['device']}" for r in doc.get("results", [])})
+    print("\n".join(devices))
+    for f in doc.get("failures", []):
+        print(f"FAIL {f}")
+    sys.exit(0)
 
 bench = json.load(open(sys.argv[1]))
 torch = json.load(open(sys.argv[2]))

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU machine's check, in one go (see ../shared/GPU.md): the engines found, `kernelbook check` on
 # every engine (4096x32000 included on a real GPU), a second opinion from PyTorch on the same
-# inputs, `kernelbook bench` and the torch timing anchors measured in the same call, and the ratios
-# issue #8 sets as targets, printed last. Logs go to the folder given as $1 (or $OUT).
+# inputs, the prebuilt GPU test binaries if present (scripts/build-gpu-tests.sh), `kernelbook bench`
+# and the torch timing anchors measured in the same call, and the ratios issue #8 sets as targets,
+# printed last. Logs go to the folder given as $1 (or $OUT).
 # Needs: a built kernelbook binary (target/release/kernelbook, or $KERNELBOOK), python3 with numpy
 # (torch optional: without it the torch comparison is skipped with a message).
 set -uo pipefail
@@ -45,10 +46,25 @@ else
   status=1
 fi
 
+# The GPU tests of the Rust test suite, built on a machine with Rust by scripts/build-gpu-tests.sh
+# (the GPU machine has no toolchain): they compare the fast kernels with the simple ones bit for
+# bit where they must agree, and run every topic's CUDA tests with a device present.
+if ls target/gpu-tests/* > /dev/null 2>&1; then
+  for t in target/gpu-tests/*; do
+    step "GPU tests: $(basename "$t")"
+    KERNELBOOK_REQUIRE_CUDA=1 "$t" --test-threads 1 > "$out/test-$(basename "$t").txt" 2>&1
+    rc=$?
+    grep -E '^test |test result|panicked' "$out/test-$(basename "$t").txt" | tail -n 40
+    [ $rc -eq 0 ] || status=1
+    summary+=("$(printf '%-24s exit %d  %s' "$(basename "$t")" "$rc" "$(grep 'test result' "$out/test-$(basename "$t").txt" | tail -n 1)")")
+  done
+else
+  step "GPU tests: none built (scripts/build-gpu-tests.sh builds them where Rust is)"
+fi
+
 step "bench (cuda, wgpu, cpu)"
 "$bin" bench --json > "$out/bench.json" 2> "$out/bench.err" || status=1
-"$bin" bench > "$out/bench.txt" 2>> "$out/bench.err" || status=1
-cat "$out/bench.txt"
+python3 scripts/bench_ratios.py --table "$out/bench.json" | tee "$out/bench.txt"
 
 step "torch timing anchors (same GPU, same call)"
 python3 scripts/torch_bench.py "$out/torch-bench.json" > "$out/torch-bench.txt" 2>&1 || status=1

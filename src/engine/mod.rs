@@ -124,6 +124,19 @@ pub struct AuxOutput {
 }
 
 impl OpOutput {
+    /// The same output with named auxiliary outputs `(name, shape, values)`, in order.
+    pub fn with_aux(mut self, aux: Vec<(String, Vec<usize>, Vec<f32>)>) -> Self {
+        self.aux = aux
+            .into_iter()
+            .map(|(name, shape, values)| AuxOutput {
+                name,
+                shape,
+                values,
+            })
+            .collect();
+        self
+    }
+
     /// An output with no auxiliary values.
     pub fn new(
         shape: Vec<usize>,

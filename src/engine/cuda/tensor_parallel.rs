@@ -12,7 +12,7 @@
 
 use super::{CudaEngine, failed};
 use crate::dtype::DType;
-use crate::engine::{AuxOutput, EngineError, OpOutput, TimingSource};
+use crate::engine::{EngineError, OpOutput, TimingSource};
 use crate::ops::{KernelVariant, OpRequest};
 use crate::ops::tensor_parallel::{
     self as tp, BufId, BufKind, BufferSpec, Collective, Program, ReduceOp, Step, TpOp,
@@ -44,33 +44,17 @@ pub(super) fn execute(
     {
         return fused_cross_entropy(engine, req, started);
     }
-    let program = tp::program(op, req);
-    let (outputs, kernel_time) = run(engine, &program, req.dtype)?;
-    let unsplit = match op.unsplit() {
-        None => None,
-        Some(_) if op.ranks() == 1 => outputs.first().cloned(),
-        Some(one) => run(engine, &tp::program(&one, req), req.dtype)?
-            .0
-            .into_iter()
-            .next(),
-    };
-    let (values, aux) = tp::assemble(op, &program.outputs, outputs, unsplit);
-    let mut out = OpOutput::new(
+    let ((values, aux), kernel_time) =
+        tp::run_and_assemble(op, req, |program| run(engine, program, req.dtype))?;
+    let out = OpOutput::new(
         req.output_shape(),
         req.dtype,
         values,
         kernel_time,
         TimingSource::CudaEvents,
         started.elapsed(),
-    );
-    out.aux = aux
-        .into_iter()
-        .map(|(name, shape, values)| AuxOutput {
-            name,
-            shape,
-            values,
-        })
-        .collect();
+    )
+    .with_aux(aux);
     Ok(out)
 }
 
@@ -770,21 +754,17 @@ fn fused_cross_entropy(
         ("sum_exp", n.clone(), sum),
         ("unsplit", req.output_shape(), loss.clone()),
     ];
-    let mut out = OpOutput::new(
+    Ok(OpOutput::new(
         req.output_shape(),
         dtype,
         loss,
         kernel_time,
         TimingSource::CudaEvents,
         started.elapsed(),
-    );
-    out.aux = aux
-        .into_iter()
-        .map(|(name, shape, values)| AuxOutput {
-            name: name.into(),
-            shape,
-            values,
-        })
-        .collect();
-    Ok(out)
+    )
+    .with_aux(
+        aux.into_iter()
+            .map(|(name, shape, values)| (name.to_string(), shape, values))
+            .collect(),
+    ))
 }

@@ -10,7 +10,7 @@
 
 use super::{BufferInit, Dispatch, WgpuEngine, decode_values, encode_values};
 use crate::dtype::DType;
-use crate::engine::{AuxOutput, EngineError, OpOutput, TimingSource};
+use crate::engine::{EngineError, OpOutput, TimingSource};
 use crate::ops::OpRequest;
 use crate::ops::tensor_parallel::{
     self as tp, BufId, BufKind, Collective, LANES, Program, ReduceOp, Step, TpOp,
@@ -29,33 +29,18 @@ pub(super) fn execute(
     op: &TpOp,
 ) -> Result<OpOutput, EngineError> {
     let started = Instant::now();
-    let program = tp::program(op, req);
-    let (outputs, kernel_time, timing) = run(engine, &program, req.dtype)?;
-    let unsplit = match op.unsplit() {
-        None => None,
-        Some(_) if op.ranks() == 1 => outputs.first().cloned(),
-        Some(one) => run(engine, &tp::program(&one, req), req.dtype)?
-            .0
-            .into_iter()
-            .next(),
-    };
-    let (values, aux) = tp::assemble(op, &program.outputs, outputs, unsplit);
-    let mut out = OpOutput::new(
+    let ((values, aux), (kernel_time, timing)) = tp::run_and_assemble(op, req, |program| {
+        run(engine, program, req.dtype).map(|(outputs, time, timing)| (outputs, (time, timing)))
+    })?;
+    let out = OpOutput::new(
         req.output_shape(),
         req.dtype,
         values,
         kernel_time,
         timing,
         started.elapsed(),
-    );
-    out.aux = aux
-        .into_iter()
-        .map(|(name, shape, values)| AuxOutput {
-            name,
-            shape,
-            values,
-        })
-        .collect();
+    )
+    .with_aux(aux);
     Ok(out)
 }
 

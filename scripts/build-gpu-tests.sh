@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the test binaries that exercise CUDA (tests/cuda_engine.rs and the topic tests) in release
+# mode and copies them to target/gpu-tests/, so scripts/gpu-check.sh can run them on a GPU machine
+# that has no Rust toolchain (carry target/gpu-tests with the kernelbook binary). Stripped of debug
+# info to keep them small.
+# Usage: scripts/build-gpu-tests.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tests=(cuda_engine gumbel rope tensor_parallel)
+args=()
+for t in "${tests[@]}"; do args+=(--test "$t"); done
+mkdir -p target/gpu-tests
+rm -f target/gpu-tests/*
+cargo test --release --no-run --message-format=json "${args[@]}" 2>/dev/null \
+  | python3 -c '
+import json, sys, shutil, os
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        dst = os.path.join("target/gpu-tests", m["target"]["name"])
+        shutil.copy(m["executable"], dst)
+        print(dst)
+'
+strip target/gpu-tests/* 2>/dev/null || true
+ls -la target/gpu-tests
