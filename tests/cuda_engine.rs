@@ -139,6 +139,13 @@ fn nvrtc_errors_carry_the_log() {
     )
     .unwrap_err();
     assert!(err.contains("unknown architecture"), "{err}");
+
+    // An error in a topic file names its line in that file, not in the program NVRTC saw
+    // (kernels/dtype.cuh in front of it).
+    let topic = "// line 1\n// line 2\nextern \"C\" __global__ void k(float* y) { y[0] = undefined_here; }\n";
+    let program = format!("{}\n{topic}", kernelbook::sources::CUDA_PRELUDE);
+    let err = cuda::compile("kernels/broken.cu", &program, "compute_80").unwrap_err();
+    assert!(err.contains("kernels/broken.cu(3)"), "line 3 of the topic file: {err}");
 }
 
 #[test]

@@ -235,7 +235,7 @@ pub fn compile(file: &str, source: &str, arch: &str) -> Result<CompiledKernel, S
         // SAFETY: `prog` is a live program; the options are plain ASCII strings.
         let compiled = unsafe { nvrtc_result::compile_program(prog.0, &options) };
         let compile_time = started.elapsed();
-        let log = program_log(&prog);
+        let log = relocate_log(&program_log(&prog), file, source);
         if let Err(e) = compiled {
             let log = if log.is_empty() {
                 "(NVRTC gave no log)".to_string()
@@ -378,6 +378,42 @@ pub fn compile_all(arch: &str) -> Result<Vec<CompiledKernel>, String> {
 /// What NVRTC compiles for an embedded topic: `kernels/dtype.cuh`, then `kernels/<topic>.cu`.
 fn program(topic: &str) -> String {
     sources::cuda_program(topic).unwrap_or_default()
+}
+
+/// NVRTC numbers the lines of the whole program it was given. A topic's program is
+/// `kernels/dtype.cuh` then a newline then `kernels/<topic>.cu` ([`sources::cuda_program`]), so
+/// `file(N)` in the log is turned back into the line of the file a person would open:
+/// `kernels/dtype.cuh(N)` inside the prelude, `file(N - prelude lines)` after it. Logs of other
+/// sources are returned as they are.
+fn relocate_log(log: &str, file: &str, source: &str) -> String {
+    if !source.starts_with(sources::CUDA_PRELUDE) {
+        return log.to_string();
+    }
+    let prelude_lines = sources::CUDA_PRELUDE.matches('\n').count() + 1;
+    let marker = format!("{file}(");
+    let mut out = String::with_capacity(log.len());
+    let mut rest = log;
+    while let Some(at) = rest.find(&marker) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + marker.len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        match after[..digits].parse::<usize>() {
+            Ok(line) if after[digits..].starts_with(')') => {
+                if line > prelude_lines {
+                    out.push_str(&format!("{file}({})", line - prelude_lines));
+                } else {
+                    out.push_str(&format!("kernels/dtype.cuh({line})"));
+                }
+                rest = &after[digits + 1..];
+            }
+            _ => {
+                out.push_str(&marker);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn get_cubin(prog: &Program) -> Result<Vec<u8>, String> {
@@ -1031,6 +1067,27 @@ fn mib(bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_lines_point_into_the_file_a_person_opens() {
+        let program = sources::cuda_program("softmax").unwrap();
+        let prelude = sources::CUDA_PRELUDE.matches('\n').count() + 1;
+        // Program line prelude + 3 is line 3 of softmax.cu; line 5 is in dtype.cuh.
+        let log = format!(
+            "kernels/softmax.cu({}): error: x is undefined\nkernels/softmax.cu(5): warning: w\nkernels/softmax.cu(oops)",
+            prelude + 3
+        );
+        assert_eq!(
+            relocate_log(&log, "kernels/softmax.cu", &program),
+            "kernels/softmax.cu(3): error: x is undefined\nkernels/dtype.cuh(5): warning: w\nkernels/softmax.cu(oops)"
+        );
+        // The error is really on that line of the file.
+        let lines: Vec<&str> = program.lines().collect();
+        let own: Vec<&str> = sources::cuda("softmax").unwrap().lines().collect();
+        assert_eq!(lines[prelude + 3 - 1], own[3 - 1]);
+        // A source without the prelude is left alone.
+        assert_eq!(relocate_log(&log, "kernels/softmax.cu", "int x;"), log);
+    }
 
     #[test]
     fn compile_errors_fold_to_one_line() {
