@@ -409,7 +409,8 @@ pub struct CaseResult {
     pub op: OpKind,
     pub engine: EngineKind,
     pub dtype: DType,
-    pub shape: (usize, usize),
+    /// The primary input's shape (e.g. `[rows, cols]`, or rope's `[batch, seq, heads, head_dim]`).
+    pub shape: Vec<usize>,
     /// The kernel variant the GPU engine ran (`None`: the CPU, or an op with one kernel).
     pub kernel: Option<KernelVariant>,
     pub expect: Expect,
@@ -457,7 +458,7 @@ pub fn run_case(
         op: case.op.kind(),
         engine: engine.kind(),
         dtype: case.dtype,
-        shape: case.input.shape(),
+        shape: req.x.shape.clone(),
         expect: case.expect,
         kernel_time: Duration::ZERO,
         outcome: Outcome::Skipped {
