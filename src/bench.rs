@@ -30,6 +30,8 @@ pub const SMALL_SIZE: (usize, usize) = (256, 8192);
 pub struct BenchCase {
     pub name: String,
     pub op: OpKind,
+    /// The op with its parameters (what decides whether an engine has two kernels for it).
+    pub definition: Op,
     pub dtype: DType,
     pub shape: Vec<usize>,
     /// The GPU kernel the request asks for, for ops that have a simple and a fast one; `None`
@@ -40,10 +42,11 @@ pub struct BenchCase {
 }
 
 impl BenchCase {
-    /// Whether `engine` should measure this case: the CPU engine ignores the kernel variant, so
-    /// measuring its `Simple` case would only repeat the `Fast` one.
+    /// Whether `engine` should measure this case: an engine with one implementation of the op
+    /// (the CPU engine always) ignores the kernel variant, so measuring its `Simple` case would
+    /// only repeat the `Fast` one.
     pub fn runs_on(&self, engine: EngineKind) -> bool {
-        !(engine == EngineKind::Cpu && self.kernel == Some(KernelVariant::Simple))
+        self.kernel != Some(KernelVariant::Simple) || engine.has_kernel_variants(&self.definition)
     }
 
     /// The same case for each kernel variant, simple first: `make(kernel)` builds one.
@@ -100,6 +103,7 @@ fn parsed_case(
     Some(BenchCase {
         name,
         op: kind,
+        definition: op.clone(),
         dtype,
         shape,
         kernel,
@@ -193,6 +197,7 @@ fn row_cases(ops: &[OpKind], size: (usize, usize)) -> Vec<BenchCase> {
         out.push(BenchCase {
             name: label(&op.describe(), dtype, &[rows, cols], kernel),
             op: kind,
+            definition: op.clone(),
             dtype,
             shape: vec![rows, cols],
             kernel,
@@ -408,6 +413,12 @@ mod tests {
             assert!(!on_cpu[i + 1..].contains(a), "{a:?} twice on the CPU");
         }
         assert!(all.iter().all(|c| c.runs_on(EngineKind::Cuda)));
+        // wgpu has a fast kernel for softmax only: rope's simple case is not measured twice.
+        let rope_simple = all
+            .iter()
+            .find(|c| c.op == OpKind::Rope && c.kernel == Some(KernelVariant::Simple))
+            .unwrap();
+        assert!(!rope_simple.runs_on(EngineKind::Wgpu));
     }
 
     #[test]

@@ -430,11 +430,11 @@ impl CaseResult {
     }
 }
 
-/// The requests to check `req` with on `engine`: on a GPU engine, once per kernel variant when the
-/// op has a simple and a fast kernel ([`Op::has_kernel_variants`]); otherwise `req` alone (the CPU
-/// engine has one implementation).
+/// The requests to check `req` with on `engine`: once per kernel variant when the engine has a
+/// simple and a fast kernel for the op ([`EngineKind::has_kernel_variants`]); otherwise `req`
+/// alone.
 pub fn kernel_variants(engine: &dyn Engine, req: &OpRequest) -> Vec<OpRequest> {
-    if engine.kind() != EngineKind::Cpu && req.op.has_kernel_variants() {
+    if engine.kind().has_kernel_variants(&req.op) {
         KernelVariant::ALL
             .into_iter()
             .map(|k| req.clone().with_kernel(k))
@@ -451,7 +451,7 @@ pub fn run_case(
     req: &OpRequest,
     reference: &Reference,
 ) -> CaseResult {
-    let variants = engine.kind() != EngineKind::Cpu && req.op.has_kernel_variants();
+    let variants = engine.kind().has_kernel_variants(&req.op);
     let mut result = CaseResult {
         case: case.name.clone(),
         kernel: variants.then_some(req.kernel),

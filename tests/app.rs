@@ -241,3 +241,133 @@ fn remembered_state_restores_lesson_step_and_theme() {
     assert_eq!(app.remembered(), saved);
     assert_eq!(saved.theme.as_deref(), Some("dark"));
 }
+
+/// A lesson with one tiny roofline cell (its own 4 x 256 input on every engine), written to a
+/// temporary folder.
+fn roofline_lesson() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("roofline.md"),
+        r#"+++
+id = "fixture-roofline"
+order = 95
+title = "Fixture: roofline"
+summary = "A tiny roofline cell"
++++
+
+## How close to a copy?
+
+```cell softmax
+title = "tiny"
+input = { normal = 3.0, rows = 4, cols = 256, seed = 1 }
+kernel = { choices = ["simple", "fast"], default = "simple" }
+show = ["roofline", "check"]
+roofline = { kernels = ["simple", "fast"] }
+```
+"#,
+    )
+    .unwrap();
+    dir
+}
+
+fn roofline_harness(dir: &tempfile::TempDir) -> Harness<'static, KernelbookApp> {
+    let mut opts = options(Some(dir.path().to_path_buf()));
+    opts.lesson = Some("fixture-roofline".into());
+    harness((1280.0, 900.0), opts)
+}
+
+#[test]
+fn roofline_says_what_it_will_measure_then_draws_the_bars() {
+    let dir = roofline_lesson();
+    let mut h = roofline_harness(&dir);
+    h.run();
+    // Before measuring: nothing is timed, the view says what Measure will do and how long.
+    assert!(
+        h.state().measurements().is_empty(),
+        "nothing measured on its own"
+    );
+    assert!(!labels_containing(&h, "Measure times softmax").is_empty());
+    assert!(!labels_containing(&h, "warm-up and 20 timed runs per kernel").is_empty());
+    let notes = labels_containing(&h, "measure this computer's processor");
+    assert!(!notes.is_empty(), "the CPU is named as a CPU");
+    // The cell's GPU engines say which kernel ran.
+    let headers = labels_containing(&h, "simple kernel");
+    assert!(
+        headers.iter().any(|t| t.starts_with("wgpu")),
+        "wgpu's column names its kernel: {headers:?}"
+    );
+    assert!(labels_containing(&h, "% of copy").is_empty());
+
+    h.get_by_label("▶ Measure (M)").click();
+    h.run();
+    h.run();
+    assert!(!h.state().is_measuring());
+    // wgpu measures both kernels, the CPU its one implementation.
+    assert_eq!(
+        h.state().measurements().len(),
+        3,
+        "wgpu simple, wgpu fast, CPU"
+    );
+    let bars = labels_containing(&h, "% of copy");
+    for label in ["simple: ", "fast: ", "CPU code: "] {
+        assert!(
+            bars.iter().any(|b| b.starts_with(label)),
+            "a bar for {label}: {bars:?}"
+        );
+    }
+    assert!(
+        bars.iter()
+            .all(|b| b.contains("GB/s") && (b.contains("µs") || b.contains(" ms")))
+    );
+    assert!(!labels_containing(&h, "100% = copy: ").is_empty());
+    assert!(!labels_containing(&h, "measured in").is_empty());
+    assert!(
+        !labels_containing(&h, "software adapter, a CPU running Vulkan").is_empty(),
+        "lavapipe is named as a CPU"
+    );
+    h.get_by_label("▶ Measure again (M)");
+}
+
+#[test]
+fn the_kernel_choice_and_the_m_key() {
+    let dir = roofline_lesson();
+    let mut h = roofline_harness(&dir);
+    h.run();
+    // The kernel choice: a button per kernel.
+    h.get_by_role_and_label(egui::accesskit::Role::Button, "fast")
+        .click();
+    h.run();
+    assert!(
+        labels_containing(&h, "fast kernel")
+            .iter()
+            .any(|t| t.starts_with("wgpu")),
+        "the header follows the choice"
+    );
+    let cells = h.state().current_cells();
+    assert_eq!(
+        cells[0].request().unwrap().kernel,
+        kernelbook::ops::KernelVariant::Fast
+    );
+    // M measures the step's roofline, in classroom mode too.
+    let ctx = h.ctx.clone();
+    h.state_mut().enter_classroom(&ctx);
+    h.run();
+    h.key_press(Key::M);
+    h.run();
+    assert_eq!(h.state().measurements().len(), 3);
+    // A step without a roofline says so.
+    let logits = h
+        .state()
+        .lessons()
+        .iter()
+        .position(|l| l.as_ref().is_ok_and(|l| l.id == "logits"))
+        .unwrap();
+    h.state_mut().go_to(logits, 0);
+    h.run();
+    assert!(!h.state_mut().measure_roofline());
+    let toast = h.state().classroom.toast.clone().map(|t| t.text);
+    assert_eq!(
+        toast.as_deref(),
+        Some("This step has no roofline to measure.")
+    );
+}

@@ -69,7 +69,7 @@ fn presentation_keys_step_blank_and_leave() {
         (Key::PageDown, 3), // a clicker's "next"
         (Key::PageUp, 2),   // a clicker's "back"
         (Key::ArrowLeft, 1),
-        (Key::End, 7),
+        (Key::End, 8),
         (Key::Home, 0),
     ] {
         press(&mut h, key);
@@ -108,7 +108,7 @@ fn presenter_view_shows_the_notes_and_the_next_step() {
     press(&mut h, Key::P);
     assert!(h.state().classroom.presenter);
     let info = h.state().presenter_info();
-    assert_eq!((info.step, info.steps), (1, 8));
+    assert_eq!((info.step, info.steps), (1, 9));
     assert!(!info.notes.is_empty(), "step 1 of softmax has notes");
     let next = info.next.clone().expect("a next step");
     // The notes and the next step's title are on screen (the presenter window), the notes block
@@ -232,4 +232,46 @@ fn an_unwritable_screenshot_folder_is_a_toast_not_a_crash() {
         toast.iter().any(|t| t.contains("cannot create")),
         "{toast:?}"
     );
+}
+
+/// M measures the roofline of lesson 2's fast-kernel step in front of the class: the CPU engine
+/// times its one implementation at the CPU's size, and the bar says it measured a CPU.
+#[test]
+fn the_m_key_measures_the_roofline() {
+    let mut h = harness(options("softmax"));
+    h.run();
+    press(&mut h, Key::F5);
+    let lesson = h.state().position().0;
+    let step = h
+        .state()
+        .lessons()
+        .get(lesson)
+        .and_then(|l| l.as_ref().ok())
+        .and_then(|l| {
+            l.steps
+                .iter()
+                .position(|s| s.title.starts_with("The fast kernel"))
+        })
+        .expect("lesson 2 has the fast-kernel step");
+    h.state_mut().go_to(lesson, step);
+    h.run();
+    assert!(h.state().measurements().is_empty());
+    assert!(!texts_containing(&h, "Measure times softmax").is_empty());
+    press(&mut h, Key::M);
+    h.run();
+    assert!(!h.state().is_measuring());
+    let measured: Vec<_> = h.state().measurements().iter().collect();
+    assert_eq!(measured.len(), 1, "the CPU's one implementation");
+    let (key, m) = measured[0];
+    assert_eq!(key.shape, vec![32, 32000], "the CPU gets the small size");
+    match m {
+        kernelbook::ui::roofline::Measurement::Done(d) => {
+            let r = d.result.as_ref().expect("the CPU measures");
+            assert!(r.median_us > 0.0 && r.gb_per_s > 0.0, "{r:?}");
+            assert!(r.percent_of_copy.is_some(), "{r:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!texts_containing(&h, "CPU code: ").is_empty());
+    assert!(!texts_containing(&h, "not a GPU").is_empty());
 }

@@ -134,7 +134,9 @@ fn figures_are_svg_for_every_plot_cell() {
                 c.show.iter().any(|v| {
                     !matches!(
                         v,
-                        kernelbook::lesson::View::Table | kernelbook::lesson::View::Check
+                        kernelbook::lesson::View::Table
+                            | kernelbook::lesson::View::Check
+                            | kernelbook::lesson::View::Roofline
                     )
                 })
             })

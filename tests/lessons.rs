@@ -288,3 +288,102 @@ fn an_author_lesson_may_not_reuse_a_builtin_id() {
         .expect("the author's copy is an error");
     assert!(err.message.contains("already used"), "{err}");
 }
+
+/// Every built-in roofline cell can be measured: its request builds at the size the CPU and
+/// software adapters measure (the GPU size only differs in its leading axes), and the kernels it
+/// lists run through `OpRequest::kernel`.
+#[test]
+fn every_builtin_roofline_cell_builds_its_measurement() {
+    use kernelbook::lesson::{RooflineSpec, View};
+    use kernelbook::ui::cell::CellState;
+    use kernelbook::ui::roofline::generated_request;
+    let mut problems = Vec::new();
+    let mut found = 0;
+    for l in builtin_lessons() {
+        for step in &l.steps {
+            for cell in step.cells() {
+                let at = format!("{}:{} ({})", l.source.display_name(), cell.line, cell.op);
+                let Some(spec) = &cell.roofline else {
+                    if cell.show.contains(&View::Roofline) {
+                        problems.push(format!("{at}: shows a roofline without a plan"));
+                    }
+                    continue;
+                };
+                found += 1;
+                let state = CellState::new(cell);
+                let req = match state.request() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        problems.push(format!("{at}: {e}"));
+                        continue;
+                    }
+                };
+                if let Some(size) = &spec.size {
+                    let small = RooflineSpec::small_shape(size);
+                    match generated_request(&req.op, req.dtype, &small) {
+                        Ok(r) => {
+                            assert_eq!(r.x.shape, small, "{at}");
+                            assert!(r.x.len() <= RooflineSpec::SMALL_ELEMENTS, "{at}");
+                        }
+                        Err(e) => problems.push(format!("{at}: at {small:?}: {e}")),
+                    }
+                    assert_eq!(small.last(), size.last(), "{at}: the row is kept");
+                }
+                if spec.kernels.is_empty() {
+                    problems.push(format!("{at}: no kernel to measure"));
+                }
+            }
+        }
+    }
+    assert!(found > 0, "lesson 2 measures its kernels");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Lesson 2 shows the simple kernel where it explains the three passes, and compares the simple
+/// and the fast kernel against a copy in the step after online softmax.
+#[test]
+fn the_softmax_lesson_teaches_the_step_from_simple_to_fast() {
+    use kernelbook::lesson::View;
+    use kernelbook::ops::KernelVariant;
+    let lessons = builtin_lessons();
+    let softmax = lessons.iter().find(|l| l.id == "softmax").unwrap();
+    let step = |title: &str| {
+        softmax
+            .steps
+            .iter()
+            .position(|s| s.title.contains(title))
+            .unwrap_or_else(|| panic!("no step titled '{title}'"))
+    };
+    let simple = step("three passes");
+    let online = step("Online softmax");
+    let fast = step("The fast kernel");
+    assert!(simple < online && online + 1 == fast);
+    let cell = softmax.steps[simple].cells().next().unwrap();
+    let kernel = cell
+        .kernel
+        .as_ref()
+        .expect("the three-pass step fixes its kernel");
+    assert_eq!(
+        (kernel.default, kernel.choices.is_empty()),
+        (KernelVariant::Simple, true)
+    );
+    let state = kernelbook::ui::cell::CellState::new(cell);
+    assert_eq!(state.request().unwrap().kernel, KernelVariant::Simple);
+    let roofline = softmax.steps[fast]
+        .cells()
+        .find(|c| c.show.contains(&View::Roofline))
+        .expect("a roofline cell");
+    let spec = roofline.roofline.as_ref().unwrap();
+    assert_eq!(
+        spec.kernels,
+        vec![KernelVariant::Simple, KernelVariant::Fast]
+    );
+    assert_eq!(spec.size.as_deref(), Some(&[4096, 32000][..]));
+    assert!(
+        softmax.steps[fast]
+            .blocks
+            .iter()
+            .any(|b| matches!(b, Block::Predict(_))),
+        "the step asks for a prediction before measuring"
+    );
+}

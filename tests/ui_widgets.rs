@@ -329,3 +329,166 @@ fn math_glyphs_render_in_every_font() {
     }
     results.unwrap();
 }
+
+/// A softmax cell that shows the roofline, and the engines of a machine with an H200, lavapipe
+/// and a CPU.
+fn roofline_cell_and_engines() -> (
+    kernelbook::ui::cell::CellState,
+    Vec<kernelbook::engine::BackendInfo>,
+) {
+    let text = r#"+++
+id = "r"
+order = 1
+title = "R"
+summary = "S"
++++
+
+## Step
+```cell softmax
+input = { normal = 3.0, rows = 8, cols = 600, seed = 7 }
+show = ["roofline"]
+roofline = { size = [4096, 32000], kernels = ["simple", "fast"] }
+```
+"#;
+    let lesson =
+        kernelbook::lesson::parse_lesson(text, kernelbook::lesson::LessonSource::Builtin("r.md"))
+            .expect("the lesson parses");
+    let spec = lesson.steps[0].cells().next().unwrap().clone();
+    let backend = |engine, device: &str, software| kernelbook::engine::BackendInfo {
+        engine,
+        available: true,
+        device: Some(device.into()),
+        software,
+        reason: None,
+    };
+    let engines = vec![
+        backend(EngineKind::Cuda, "NVIDIA H200 (sm_90)", false),
+        backend(
+            EngineKind::Wgpu,
+            "llvmpipe (LLVM 19.1.7, 256 bits) · Vulkan · software",
+            true,
+        ),
+        backend(
+            EngineKind::Cpu,
+            "x86_64 · 2 thread(s) · f32 arithmetic",
+            false,
+        ),
+    ];
+    (kernelbook::ui::cell::CellState::new(&spec), engines)
+}
+
+/// A measured result with the given time and copy bandwidth (bytes as the bench counts them).
+fn bench_result(
+    engine: EngineKind,
+    shape: &[usize],
+    median_us: f64,
+    copy_gb_per_s: f64,
+) -> kernelbook::bench::BenchResult {
+    let bytes = shape.iter().product::<usize>() * 4 * 2;
+    let gb_per_s = bytes as f64 / (median_us * 1e-6) / 1e9;
+    kernelbook::bench::BenchResult {
+        engine,
+        device: String::new(),
+        case: String::new(),
+        op: "softmax",
+        dtype: kernelbook::dtype::DType::F32,
+        kernel: None,
+        shape: shape.to_vec(),
+        runs: 20,
+        timing: kernelbook::engine::TimingSource::WallClock,
+        median_us,
+        min_us: median_us,
+        bytes,
+        gb_per_s,
+        copy_gb_per_s: Some(copy_gb_per_s),
+        percent_of_copy: Some(100.0 * gb_per_s / copy_gb_per_s),
+    }
+}
+
+/// The roofline before anything is measured (what Measure will do) and with results: the
+/// CUDA simple kernel at GPU.md's measured H200 numbers (647 µs, copy 4194 GB/s), its fast kernel
+/// still measuring, and made-up CPU-side numbers for lavapipe and the CPU.
+#[test]
+fn roofline_view_before_and_after_measuring() {
+    use kernelbook::ui::roofline::{Measured, Measurement, Measurements, plan, roofline_ui};
+    let (state, engines) = roofline_cell_and_engines();
+    let plan = plan(&state, &engines).expect("a plan");
+    assert_eq!(
+        plan.engines[0].shape,
+        vec![4096, 32000],
+        "the H200 gets the full size"
+    );
+    assert_eq!(
+        plan.engines[1].shape,
+        vec![32, 32000],
+        "lavapipe a CPU-sized one"
+    );
+    assert_eq!(
+        plan.engines[2].jobs.len(),
+        1,
+        "the CPU has one implementation"
+    );
+    let mut measured = Measurements::new();
+    let done = |r| {
+        Measurement::Done(Measured {
+            result: Ok(r),
+            seconds: 1.0,
+        })
+    };
+    let jobs: Vec<_> = plan.jobs().map(|j| j.key.clone()).collect();
+    measured.insert(
+        jobs[0].clone(),
+        done(bench_result(
+            EngineKind::Cuda,
+            &[4096, 32000],
+            647.0,
+            4194.0,
+        )),
+    );
+    measured.insert(jobs[1].clone(), Measurement::Pending);
+    measured.insert(
+        jobs[2].clone(),
+        done(bench_result(EngineKind::Wgpu, &[32, 32000], 9000.0, 5.0)),
+    );
+    measured.insert(
+        jobs[3].clone(),
+        Measurement::Done(Measured {
+            result: Err("failed: device lost".into()),
+            seconds: 0.1,
+        }),
+    );
+    measured.insert(
+        jobs[4].clone(),
+        done(bench_result(EngineKind::Cpu, &[32, 32000], 1500.0, 5.0)),
+    );
+    let mut results = SnapshotResults::new();
+    for theme in themes() {
+        for (name, measurements) in [("before", Measurements::new()), ("after", measured.clone())] {
+            let size = size_for(&theme, Vec2::new(760.0, 560.0));
+            let mut harness = harness(&theme, size, |ui| {
+                roofline_ui(ui, &state, Some(&engines), &measurements, &theme);
+            });
+            // A measurement in progress shows a spinner, which repaints for ever.
+            harness.run_steps(4);
+            if name == "before" {
+                harness.get_by_label("▶ Measure (M)");
+                harness.get_by_label_contains("Measure times softmax T=1 stable · f32 on:");
+                harness.get_by_label_contains(
+                    "CUDA (NVIDIA H200 (sm_90)): the simple kernel and the fast kernel at 4096 × 32000",
+                );
+                harness.get_by_label_contains("these numbers measure a CPU, not a GPU");
+            } else {
+                // 1.05 GB in 647 µs is 1621 GB/s, 39% of the 4194 GB/s copy.
+                harness.get_by_label("simple: 39% of copy · 1621 GB/s · 647 µs");
+                harness.get_by_label("fast: measuring…");
+                harness.get_by_label("fast: ✘ failed: device lost");
+                harness.get_by_label_contains("100% = copy: 4194 GB/s");
+                // The CPU beat its own copy here (caches): its scale runs past 100%.
+                harness.get_by_label("CPU code: 109% of copy · 5.46 GB/s · 1500 µs");
+            }
+            harness.snapshot(format!("roofline_{name}_{}", theme.name));
+            results.extend_harness(&mut harness);
+        }
+    }
+    results.unwrap();
+}

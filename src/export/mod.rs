@@ -49,6 +49,8 @@ pub struct CellProvenance {
     pub dtype: String,
     /// The parameters as `name=value`, as `kernelbook run --param` takes them.
     pub params: Vec<String>,
+    /// The kernel the GPU engines ran ("simple" or "fast"), when the lesson chose one.
+    pub kernel: Option<String>,
     /// The seed of the cell's random input.
     pub seed: u64,
     pub input_shape: Vec<usize>,
@@ -73,6 +75,13 @@ impl CellProvenance {
             .zip(&cell.values)
             .filter_map(|(p, v)| v.to_param_string().map(|s| format!("{}={s}", p.name)))
             .collect();
+        let kernel = cell.spec.kernel.as_ref().map(|_| {
+            let ran = cell
+                .result
+                .as_ref()
+                .map_or(cell.kernel, |r| r.request.kernel);
+            ran.name().to_string()
+        });
         let (op, dtype, engines) = match &cell.result {
             Some(r) => (
                 r.request.op.describe(),
@@ -85,6 +94,7 @@ impl CellProvenance {
             op,
             dtype,
             params,
+            kernel,
             seed: cell.seed,
             input_shape: cell
                 .spec
@@ -120,8 +130,13 @@ impl Provenance {
             .iter()
             .enumerate()
             .map(|(i, c)| {
+                let kernel = c
+                    .kernel
+                    .as_ref()
+                    .map(|k| format!(" ({k} kernel on the GPU engines)"))
+                    .unwrap_or_default();
                 format!(
-                    "cell {}: {} {} {}",
+                    "cell {}: {} {} {}{kernel}",
                     i + 1,
                     c.op,
                     c.dtype,
@@ -320,7 +335,8 @@ pub fn cell_charts(show: &[View], result: &Comparison) -> Vec<(String, Chart)> {
                     }
                 }
             }
-            View::Table | View::Check => {}
+            // Measured on demand in the app; an export does not time kernels.
+            View::Table | View::Check | View::Roofline => {}
         }
     }
     // A figure file stands alone: say what it shows when the on-screen chart left it to its column.
@@ -503,6 +519,7 @@ mod tests {
                 op: "softmax T=0.5 stable".into(),
                 dtype: "f32".into(),
                 params: vec!["temperature=0.5".into(), "dtype=f32".into()],
+                kernel: Some("simple".into()),
                 seed: 7,
                 input_shape: vec![1, 4],
                 engines: vec![EngineProvenance {
@@ -531,6 +548,11 @@ mod tests {
         assert_eq!(get("kernelbook:lesson"), "softmax");
         assert_eq!(get("kernelbook:step"), "3");
         assert!(get("kernelbook:parameters").contains("temperature=0.5"));
+        assert!(
+            get("kernelbook:parameters").ends_with("(simple kernel on the GPU engines)"),
+            "{}",
+            get("kernelbook:parameters")
+        );
         assert_eq!(get("kernelbook:seed"), "cell 1: 7");
         assert!(get("kernelbook:engines").contains("cpu: x86_64"));
         assert!(get("kernelbook:checks").contains("PASS"));

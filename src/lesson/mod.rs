@@ -29,8 +29,18 @@
 //! stable = { default = false }                                   # a toggle
 //! dtype = { choices = ["f32", "f16", "bf16"], default = "f16" }   # a choice
 //! # a plain value fixes a parameter without a widget: temperature = 0.5, stable = true, dtype = "f16"
-//! show = ["bars", "check"]      # views, in order: bars | line | heatmap | table | check,
-//!                                # or a topic's own view (`crate::views`, e.g. "histogram")
+//! kernel = "simple"              # which kernel the GPU engines run: "simple" (the readable first
+//!                                # one) or "fast" (the default); or a choice for the learner:
+//!                                # kernel = { choices = ["simple", "fast"], default = "simple" }
+//!                                # (the CPU engine has one implementation and ignores it)
+//! show = ["bars", "check"]      # views, in order: bars | line | heatmap | table | check |
+//!                                # roofline, or a topic's own view (`crate::views`, e.g. "histogram")
+//! roofline = { size = [4096, 32000], kernels = ["simple", "fast"] }
+//!                                # what the roofline view measures when the learner presses
+//!                                # Measure (M): each kernel listed (default: the cell's kernel, or
+//!                                # its choices), on every engine, at `size` on a hardware GPU and
+//!                                # at a smaller size with the same last axis on the CPU and
+//!                                # software adapters (default: the cell's own input everywhere)
 //! sweep = { param = "temperature", from = 10.0, to = 0.05, seconds = 8.0 }
 //!                                # a sweep of a slider, started and stopped with S (classroom)
 //! # ops with more inputs (see `OpKind::inputs`): the first is `input`, the others by name
@@ -42,6 +52,7 @@
 //! ```kernel                      <- kernel source, CUDA and WGSL tabs
 //! topic = "softmax"              # kernels/<topic>.cu and shaders/<topic>.wgsl
 //! marks = ["step 1: max-reduce"] # lines containing these texts (and the code under them) are marked
+//! # cuda_marks = [".."], wgsl_marks = [".."]: marks found in one of the two sources only
 //! ```
 //!
 //! ```predict                     <- "predict, then reveal"
@@ -60,21 +71,25 @@
 //! front matter first with all four keys; at least one step; nothing but blank lines between the front
 //! matter and the first `## `; no `# ` (h1) headings (the title comes from the front matter); fences
 //! closed; block kinds known; `cell` names a known op (see `OpKind::name`); only that op's parameters
-//! (plus `title`, `input`, `show`, `shape`, `sweep`, and `inputs`/`shapes` for ops with more inputs)
-//! as keys; shapes that hold exactly the input's values; every required input given; topic views
-//! that apply to the cell's op; a sweep over one of the cell's sliders, inside its range, lasting
-//! 0 < seconds <= 600; slider bounds inside the op's own bounds
+//! (plus `title`, `input`, `show`, `shape`, `sweep`, `kernel`, `roofline`, and `inputs`/`shapes`
+//! for ops with more inputs) as keys; shapes that hold exactly the input's values; every required
+//! input given; topic views that apply to the cell's op; `kernel` and roofline `kernels` naming
+//! "simple" or "fast", each once; `roofline` only on a cell that shows the roofline view, with a
+//! `size` of at most 2^29 values, and only for ops whose other inputs the view can generate at that
+//! size ([`RooflineSpec::check_size`]); a sweep over one of the cell's sliders, inside its range,
+//! lasting 0 < seconds <= 600; slider bounds inside the op's own bounds
 //! (`OpKind::params`), `min < max`, `min <= default <= max`, `log = true` only with `min > 0`;
 //! choices a subset of the op's; inputs finite numbers (NaN/inf are written as the strings "nan",
 //! "inf", "-inf"), rows of equal length, at most [`MAX_CELL_ELEMENTS`] values; random/linspace counts
-//! at least 1; `kernel` topics that exist, with every mark found in both sources; `predict` with 2-6
+//! at least 1; `kernel` topics that exist, with every mark found in both sources (`cuda_marks` in the CUDA
+//! one, `wgsl_marks` in the WGSL one); `predict` with 2-6
 //! choices and `answer` in range; unknown keys are errors (a typo must not pass silently).
 
 mod parse;
 
 pub use parse::{LessonError, parse_lesson, parse_typed_values};
 
-use crate::ops::{OpKind, Tensor};
+use crate::ops::{KernelVariant, OpKind, Tensor};
 use std::path::{Path, PathBuf};
 
 /// Largest lesson file read from an author's folder, in bytes.
@@ -171,6 +186,11 @@ pub struct CellSpec {
     /// `eps` is `ParamValue::Absent`).
     pub params: Vec<ParamControl>,
     pub show: Vec<View>,
+    /// Which kernel the GPU engines run, when the cell says (`kernel = ...`); absent: the default
+    /// ([`KernelVariant::Fast`]).
+    pub kernel: Option<KernelSetting>,
+    /// What the roofline view measures; `Some` exactly when `show` holds [`View::Roofline`].
+    pub roofline: Option<RooflineSpec>,
 }
 
 impl CellSpec {
@@ -206,6 +226,79 @@ impl CellSpec {
                 (e.name.clone(), t)
             })
             .collect()
+    }
+}
+
+/// A cell's `kernel` key: a fixed kernel, or a choice the learner makes (like a dtype choice).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelSetting {
+    pub default: KernelVariant,
+    /// The kernels the learner can pick between (at least 2); empty when the kernel is fixed.
+    pub choices: Vec<KernelVariant>,
+}
+
+/// What the roofline view measures: each of `kernels` on every engine present.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RooflineSpec {
+    /// The primary input's shape on a hardware GPU (CPU and software adapters get
+    /// [`RooflineSpec::small_shape`] of it); `None`: the cell's own input on every engine.
+    pub size: Option<Vec<usize>>,
+    /// In the order the bars are drawn.
+    pub kernels: Vec<KernelVariant>,
+}
+
+impl RooflineSpec {
+    /// Most values measured on the CPU and software adapters: 2^20 (4 MiB of f32; lavapipe takes
+    /// about 0.1 s per softmax run of that size).
+    pub const SMALL_ELEMENTS: usize = 1 << 20;
+
+    /// `shape` made small enough for the CPU and software adapters: the last axis (the row a
+    /// kernel works on, whose length picks its code path) is kept and the leading axes shrink,
+    /// first to last, to powers of two, until at most [`Self::SMALL_ELEMENTS`] values remain
+    /// (or every leading axis is 1). [4096, 32000] -> [32, 32000]; [16, 4096, 32, 128] ->
+    /// [1, 256, 32, 128].
+    pub fn small_shape(shape: &[usize]) -> Vec<usize> {
+        let mut out = shape.to_vec();
+        let n = out.len();
+        for i in 0..n.saturating_sub(1) {
+            let rest: usize = out
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, d)| *d)
+                .product::<usize>()
+                .max(1);
+            let fits = (Self::SMALL_ELEMENTS / rest).max(1);
+            if out[i] > fits {
+                // The largest power of two that fits.
+                out[i] = 1usize << (usize::BITS - 1 - fits.leading_zeros());
+            }
+        }
+        out
+    }
+
+    /// Whether the roofline view can generate `op`'s inputs at a size of its own: the primary
+    /// input must be floats (seeded random values), and of the other inputs only the optional
+    /// ones (left out) and cross-entropy's `targets` (one per row) can be made up. `Err` says why
+    /// not.
+    pub fn check_size(op: OpKind) -> Result<(), String> {
+        let decls = op.inputs();
+        if decls[0].int {
+            return Err(format!(
+                "{op}'s input '{}' holds integers; measure the cell's own input (leave out size)",
+                decls[0].name
+            ));
+        }
+        for d in &decls[1..] {
+            let made_up = op == OpKind::VocabParallelCrossEntropy && d.name == "targets";
+            if !(d.optional || made_up) {
+                return Err(format!(
+                    "{op} needs its input '{}' at the size measured, which the roofline view cannot make up; measure the cell's own inputs (leave out size)",
+                    d.name
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -403,18 +496,21 @@ pub enum View {
     Table,
     /// The check against the f64 reference, per engine.
     Check,
+    /// Measured on demand: each kernel's throughput as a share of the engine's own copy bandwidth.
+    Roofline,
     /// A topic's own figure (`crate::views`), by name.
     Topic(&'static str),
 }
 
 impl View {
     /// The views every op can show.
-    pub const GENERIC: [View; 5] = [
+    pub const GENERIC: [View; 6] = [
         View::Bars,
         View::Line,
         View::Heatmap,
         View::Table,
         View::Check,
+        View::Roofline,
     ];
 
     pub fn name(self) -> &'static str {
@@ -424,6 +520,7 @@ impl View {
             View::Heatmap => "heatmap",
             View::Table => "table",
             View::Check => "check",
+            View::Roofline => "roofline",
             View::Topic(name) => name,
         }
     }
@@ -441,7 +538,23 @@ pub struct KernelSpec {
     pub line: usize,
     /// `kernels/<topic>.cu` and `shaders/<topic>.wgsl` (see `crate::sources`).
     pub topic: String,
+    /// Marks found in both sources.
     pub marks: Vec<String>,
+    /// Marks for the CUDA tab only (`cuda_marks`: the two languages' kernels may be organised
+    /// differently, e.g. a fast kernel that reads once in CUDA and twice in WGSL).
+    pub cuda_marks: Vec<String>,
+    /// Marks for the WGSL tab only (`wgsl_marks`).
+    pub wgsl_marks: Vec<String>,
+}
+
+impl KernelSpec {
+    /// Every mark: a line containing one is marked in whichever tab holds it.
+    pub fn all_marks(&self) -> Vec<String> {
+        let mut all = self.marks.clone();
+        all.extend(self.cuda_marks.iter().cloned());
+        all.extend(self.wgsl_marks.iter().cloned());
+        all
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

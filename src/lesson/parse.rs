@@ -9,10 +9,10 @@
 //! crate's spanned tables, so errors inside a block point at the key or value that is wrong.
 
 use super::{
-    Block, CellSpec, Control, InputSpec, KernelSpec, Lesson, LessonSource, MAX_CELL_ELEMENTS,
-    ParamControl, ParamValue, PredictSpec, Step, View,
+    Block, CellSpec, Control, InputSpec, KernelSetting, KernelSpec, Lesson, LessonSource,
+    MAX_CELL_ELEMENTS, ParamControl, ParamValue, PredictSpec, RooflineSpec, Step, View,
 };
-use crate::ops::{OpKind, ParamKind, ParamSpec};
+use crate::ops::{KernelVariant, OpKind, ParamKind, ParamSpec};
 use std::fmt;
 use std::ops::Range;
 use toml::Spanned;
@@ -887,7 +887,9 @@ fn parse_cell(
 ) -> Res<CellSpec> {
     let specs = op.params();
     let decls = op.inputs();
-    let mut allowed = vec!["title", "input", "show", "shape", "sweep"];
+    let mut allowed = vec![
+        "title", "input", "show", "shape", "sweep", "kernel", "roofline",
+    ];
     if decls.len() > 1 {
         allowed.extend(["inputs", "shapes"]);
     }
@@ -897,6 +899,8 @@ fn parse_cell(
     let mut show = None;
     let mut shape: Option<(Vec<usize>, Range<usize>)> = None;
     let mut sweep: Option<(SweepSpec, Range<usize>)> = None;
+    let mut kernel: Option<KernelSetting> = None;
+    let mut roofline: Option<(&Spanned<DeValue<'_>>, Range<usize>)> = None;
     let mut extra: Vec<(String, InputSpec, Range<usize>)> = Vec::new();
     let mut shapes: Vec<(String, Vec<usize>, Range<usize>)> = Vec::new();
     let mut given: Vec<Option<ParamControl>> = vec![None; specs.len()];
@@ -907,6 +911,8 @@ fn parse_cell(
             "show" => show = Some(parse_show(op, body, value)?),
             "shape" => shape = Some((parse_shape(body, "shape", value)?, value.span())),
             "sweep" => sweep = Some((parse_sweep(op, body, value)?, value.span())),
+            "kernel" => kernel = Some(parse_kernel_setting(body, value)?),
+            "roofline" => roofline = Some((value, span)),
             "inputs" | "shapes" if decls.len() > 1 => {
                 let DeValue::Table(t) = value.get_ref() else {
                     return body.fail(
@@ -1041,6 +1047,21 @@ fn parse_cell(
             }
         })
         .collect();
+    let show = show.unwrap_or_else(|| DEFAULT_SHOW.to_vec());
+    let roofline = match roofline {
+        Some((_, key_span)) if !show.contains(&View::Roofline) => {
+            return body.fail(
+                &key_span,
+                "roofline: this cell does not show the roofline view (add \"roofline\" to show)",
+            );
+        }
+        Some((value, _)) => Some(parse_roofline(op, kernel.as_ref(), body, value)?),
+        None if show.contains(&View::Roofline) => Some(RooflineSpec {
+            size: None,
+            kernels: default_roofline_kernels(kernel.as_ref()),
+        }),
+        None => None,
+    };
     Ok(CellSpec {
         line,
         op,
@@ -1050,8 +1071,166 @@ fn parse_cell(
         sweep: sweep.map(|(s, _)| s),
         extra,
         params,
-        show: show.unwrap_or_else(|| DEFAULT_SHOW.to_vec()),
+        show,
+        kernel,
+        roofline,
     })
+}
+
+const KERNEL_NAMES: &str = "simple, fast";
+
+/// "simple" or "fast", or an error at the value naming both.
+fn kernel_variant(body: &TomlBody, what: &str, v: &Spanned<DeValue<'_>>) -> Res<KernelVariant> {
+    let s = string(body, what, v)?;
+    KernelVariant::from_name(s).or_else(|_| {
+        body.fail(
+            &v.span(),
+            format!("{what}: '{s}' is not a kernel (expected one of: {KERNEL_NAMES})"),
+        )
+    })
+}
+
+/// A list of distinct kernels: `what = ["simple", "fast"]`, at least `min` of them.
+fn kernel_list(
+    body: &TomlBody,
+    what: &str,
+    min: usize,
+    v: &Spanned<DeValue<'_>>,
+) -> Res<Vec<KernelVariant>> {
+    let a = array(
+        body,
+        what,
+        "a list of kernels such as [\"simple\", \"fast\"]",
+        v,
+    )?;
+    let mut list = Vec::new();
+    for item in a.iter() {
+        let k = kernel_variant(body, what, item)?;
+        if list.contains(&k) {
+            return body.fail(&item.span(), format!("{what}: '{k}' is listed twice"));
+        }
+        list.push(k);
+    }
+    if list.len() < min {
+        return body.fail(
+            &v.span(),
+            format!("{what}: expected at least {min} of: {KERNEL_NAMES}"),
+        );
+    }
+    Ok(list)
+}
+
+/// `kernel = "simple"` (fixed) or `kernel = { choices = ["simple", "fast"], default = "simple" }`.
+fn parse_kernel_setting(body: &TomlBody, v: &Spanned<DeValue<'_>>) -> Res<KernelSetting> {
+    match v.get_ref() {
+        DeValue::String(_) => Ok(KernelSetting {
+            default: kernel_variant(body, "kernel", v)?,
+            choices: Vec::new(),
+        }),
+        DeValue::Table(t) => {
+            let mut choices = None;
+            let mut default = None;
+            for (key, span, item) in entries(t) {
+                match key {
+                    "choices" => choices = Some(kernel_list(body, "kernel: choices", 2, item)?),
+                    "default" => {
+                        default = Some((kernel_variant(body, "kernel: default", item)?, item))
+                    }
+                    _ => {
+                        return unknown_key(
+                            body,
+                            "kernel: choice",
+                            key,
+                            &span,
+                            &["choices", "default"],
+                        );
+                    }
+                }
+            }
+            let Some(choices) = choices else {
+                return body.fail(
+                    &v.span(),
+                    "kernel: a choice needs choices (expected { choices = [\"simple\", \"fast\"], default = \"simple\" })",
+                );
+            };
+            let default = match default {
+                Some((d, _)) if choices.contains(&d) => d,
+                Some((d, item)) => {
+                    return body.fail(
+                        &item.span(),
+                        format!("kernel: default '{d}' is not one of the choices"),
+                    );
+                }
+                None if choices.contains(&KernelVariant::default()) => KernelVariant::default(),
+                None => choices[0],
+            };
+            Ok(KernelSetting { default, choices })
+        }
+        other => body.fail(
+            &v.span(),
+            format!(
+                "kernel: expected \"simple\", \"fast\" or a choice {{ choices = [..], default = .. }}, found {}",
+                other.type_str()
+            ),
+        ),
+    }
+}
+
+/// The kernels a roofline measures when the lesson does not list them: the cell's choices, its
+/// fixed kernel, or the default one.
+fn default_roofline_kernels(kernel: Option<&KernelSetting>) -> Vec<KernelVariant> {
+    match kernel {
+        Some(k) if !k.choices.is_empty() => k.choices.clone(),
+        Some(k) => vec![k.default],
+        None => vec![KernelVariant::default()],
+    }
+}
+
+/// `roofline = { size = [4096, 32000], kernels = ["simple", "fast"] }`, both keys optional.
+fn parse_roofline(
+    op: OpKind,
+    kernel: Option<&KernelSetting>,
+    body: &TomlBody,
+    v: &Spanned<DeValue<'_>>,
+) -> Res<RooflineSpec> {
+    const KEYS: [&str; 2] = ["size", "kernels"];
+    let DeValue::Table(t) = v.get_ref() else {
+        return body.fail(
+            &v.span(),
+            format!(
+                "roofline: expected {{ size = [4096, 32000], kernels = [\"simple\", \"fast\"] }}, found {}",
+                v.get_ref().type_str()
+            ),
+        );
+    };
+    let mut spec = RooflineSpec {
+        size: None,
+        kernels: default_roofline_kernels(kernel),
+    };
+    for (key, span, item) in entries(t) {
+        match key {
+            "size" => {
+                let dims = parse_shape(body, "roofline: size", item)?;
+                let total = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                if total.is_none_or(|n| n > crate::ops::MAX_ELEMENTS) {
+                    return body.fail(
+                        &item.span(),
+                        format!(
+                            "roofline: size {dims:?} holds more than the limit of {} values (2^29)",
+                            crate::ops::MAX_ELEMENTS
+                        ),
+                    );
+                }
+                if let Err(why) = RooflineSpec::check_size(op) {
+                    return body.fail(&span, format!("roofline: size: {why}"));
+                }
+                spec.size = Some(dims);
+            }
+            "kernels" => spec.kernels = kernel_list(body, "roofline: kernels", 1, item)?,
+            _ => return unknown_key(body, "roofline", key, &span, &KEYS),
+        }
+    }
+    Ok(spec)
 }
 
 /// `sweep = { param = "temperature", from = 10.0, to = 0.05, seconds = 8.0 }`.
@@ -1875,9 +2054,9 @@ fn kernel_topics() -> Vec<&'static str> {
 }
 
 fn parse_kernel(line: usize, col: usize, body: &TomlBody, table: &DeTable<'_>) -> Res<KernelSpec> {
-    const KEYS: [&str; 2] = ["topic", "marks"];
+    const KEYS: [&str; 4] = ["topic", "marks", "cuda_marks", "wgsl_marks"];
     let mut topic = None;
-    let mut marks_value = None;
+    let mut mark_values = Vec::new();
     for (key, span, value) in entries(table) {
         match key {
             "topic" => {
@@ -1893,7 +2072,7 @@ fn parse_kernel(line: usize, col: usize, body: &TomlBody, table: &DeTable<'_>) -
                 }
                 topic = Some(t.to_string());
             }
-            "marks" => marks_value = Some(value),
+            "marks" | "cuda_marks" | "wgsl_marks" => mark_values.push((key, value)),
             _ => return unknown_key(body, "kernel", key, &span, &KEYS),
         }
     }
@@ -1907,40 +2086,57 @@ fn parse_kernel(line: usize, col: usize, body: &TomlBody, table: &DeTable<'_>) -
             ),
         );
     };
-    let mut marks = Vec::new();
-    if let Some(value) = marks_value {
+    let mut spec = KernelSpec {
+        line,
+        topic,
+        marks: Vec::new(),
+        cuda_marks: Vec::new(),
+        wgsl_marks: Vec::new(),
+    };
+    if mark_values.is_empty() {
+        return Ok(spec);
+    }
+    let find = |list: &[(&str, &'static str, &'static str)]| {
+        list.iter()
+            .find(|(t, _, _)| *t == spec.topic)
+            .map(|(_, file, src)| (*file, *src))
+    };
+    let (Some((cu_file, cu)), Some((wgsl_file, wgsl))) =
+        (find(crate::sources::CUDA), find(crate::sources::WGSL))
+    else {
+        return fail(
+            line,
+            col,
+            format!("kernel: no sources for topic '{}'", spec.topic),
+        );
+    };
+    for (key, value) in mark_values {
+        let what = format!("kernel: {key}");
         let a = array(
             body,
-            "kernel: marks",
+            &what,
             "a list of strings found in the kernel sources",
             value,
         )?;
-        let find = |list: &[(&str, &'static str, &'static str)]| {
-            list.iter()
-                .find(|(t, _, _)| *t == topic)
-                .map(|(_, file, src)| (*file, *src))
-        };
-        let (Some((cu_file, cu)), Some((wgsl_file, wgsl))) =
-            (find(crate::sources::CUDA), find(crate::sources::WGSL))
-        else {
-            return fail(line, col, format!("kernel: no sources for topic '{topic}'"));
-        };
+        let mut marks = Vec::new();
         for item in a.iter() {
-            let mark = string(body, "kernel: marks", item)?;
+            let mark = string(body, &what, item)?;
             if mark.trim().is_empty() {
                 return body.fail(&item.span(), "kernel: a mark must not be empty");
             }
             let in_cu = cu.lines().any(|l| l.contains(mark));
             let in_wgsl = wgsl.lines().any(|l| l.contains(mark));
-            let missing = match (in_cu, in_wgsl) {
-                (true, true) => None,
-                (false, false) => Some(format!("{cu_file} or {wgsl_file}")),
-                (false, true) => Some(format!(
-                    "{cu_file} (it is in {wgsl_file}; a mark must be in both)"
+            let missing = match (key, in_cu, in_wgsl) {
+                ("cuda_marks", false, _) => Some(cu_file.to_string()),
+                ("wgsl_marks", _, false) => Some(wgsl_file.to_string()),
+                ("marks", false, false) => Some(format!("{cu_file} or {wgsl_file}")),
+                ("marks", false, true) => Some(format!(
+                    "{cu_file} (it is in {wgsl_file}; a mark must be in both, or in wgsl_marks)"
                 )),
-                (true, false) => Some(format!(
-                    "{wgsl_file} (it is in {cu_file}; a mark must be in both)"
+                ("marks", true, false) => Some(format!(
+                    "{wgsl_file} (it is in {cu_file}; a mark must be in both, or in cuda_marks)"
                 )),
+                _ => None,
             };
             if let Some(where_) = missing {
                 return body.fail(
@@ -1950,8 +2146,13 @@ fn parse_kernel(line: usize, col: usize, body: &TomlBody, table: &DeTable<'_>) -
             }
             marks.push(mark.to_string());
         }
+        match key {
+            "cuda_marks" => spec.cuda_marks = marks,
+            "wgsl_marks" => spec.wgsl_marks = marks,
+            _ => spec.marks = marks,
+        }
     }
-    Ok(KernelSpec { line, topic, marks })
+    Ok(spec)
 }
 
 fn parse_predict(
@@ -2191,6 +2392,8 @@ input = { linspace = [0.0, 1.0], count = 11 }
                 line: 22,
                 topic: "softmax".into(),
                 marks: vec!["stable softmax".into(), "log_softmax".into()],
+                cuda_marks: vec![],
+                wgsl_marks: vec![],
             })
         );
         let Block::Predict(p) = &s.blocks[4] else {
@@ -2727,14 +2930,14 @@ input = { linspace = [0.0, 1.0], count = 11 }
             "input = [1.0]\ntemprature = 1.0",
             2,
             1,
-            "cell 'softmax': 'temprature' is not a parameter of softmax (expected one of: title, input, show, shape, sweep, temperature, stable, dtype)",
+            "cell 'softmax': 'temprature' is not a parameter of softmax (expected one of: title, input, show, shape, sweep, kernel, roofline, temperature, stable, dtype)",
         );
         assert_block_err(
             "cell sigmoid",
             "input = [1.0]\n  [x]",
             2,
             4,
-            "'x' is not a parameter of sigmoid (expected one of: title, input, show, shape, sweep, dtype)",
+            "'x' is not a parameter of sigmoid (expected one of: title, input, show, shape, sweep, kernel, roofline, dtype)",
         );
         assert_err(
             &block("cell softmax", "title = \"x\""),
@@ -2789,7 +2992,7 @@ input = { linspace = [0.0, 1.0], count = 11 }
             &c("[\"bars\", \"bar\"]"),
             2,
             17,
-            "show: unknown view 'bar' (expected one of: bars, line, heatmap, table, check)",
+            "show: unknown view 'bar' (expected one of: bars, line, heatmap, table, check, roofline)",
         );
         assert_block_err(
             "cell softmax",
@@ -2804,6 +3007,212 @@ input = { linspace = [0.0, 1.0], count = 11 }
             2,
             9,
             "show: expected a string, found integer",
+        );
+    }
+
+    #[test]
+    fn kernel_and_roofline_keys() {
+        use crate::ops::KernelVariant::{Fast, Simple};
+        // No kernel key: none set, no roofline.
+        let c = cell("softmax", "input = [1.0]");
+        assert_eq!((c.kernel.clone(), c.roofline.clone()), (None, None));
+        // A fixed kernel.
+        let c = cell("softmax", "input = [1.0]\nkernel = \"simple\"");
+        assert_eq!(
+            c.kernel,
+            Some(KernelSetting {
+                default: Simple,
+                choices: vec![]
+            })
+        );
+        // A choice; the default is the one written, else fast.
+        let c = cell(
+            "softmax",
+            "input = [1.0]\nkernel = { choices = [\"simple\", \"fast\"], default = \"simple\" }",
+        );
+        let k = c.kernel.clone().unwrap();
+        assert_eq!((k.default, k.choices), (Simple, vec![Simple, Fast]));
+        let c = cell(
+            "softmax",
+            "input = [1.0]\nkernel = { choices = [\"simple\", \"fast\"] }",
+        );
+        assert_eq!(c.kernel.unwrap().default, Fast);
+        // The roofline view without a roofline key measures the cell's kernels at its own input.
+        let c = cell(
+            "softmax",
+            "input = [1.0]\nkernel = { choices = [\"simple\", \"fast\"] }\nshow = [\"roofline\", \"check\"]",
+        );
+        assert_eq!(c.show, vec![View::Roofline, View::Check]);
+        assert_eq!(
+            c.roofline,
+            Some(RooflineSpec {
+                size: None,
+                kernels: vec![Simple, Fast]
+            })
+        );
+        let c = cell(
+            "softmax",
+            "input = [1.0]\nkernel = \"simple\"\nshow = [\"roofline\"]",
+        );
+        assert_eq!(c.roofline.unwrap().kernels, vec![Simple]);
+        let c = cell("sigmoid", "input = [1.0]\nshow = [\"roofline\"]");
+        assert_eq!(c.roofline.unwrap().kernels, vec![Fast]);
+        // Both keys given.
+        let c = cell(
+            "softmax",
+            "input = [1.0]\nshow = [\"roofline\"]\nroofline = { size = [4096, 32000], kernels = [\"fast\", \"simple\"] }",
+        );
+        assert_eq!(
+            c.roofline,
+            Some(RooflineSpec {
+                size: Some(vec![4096, 32000]),
+                kernels: vec![Fast, Simple]
+            })
+        );
+        // Cross-entropy's targets are made up at the size measured.
+        let c = cell(
+            "vocab_parallel_cross_entropy",
+            "input = [[1.0, 2.0]]\ninputs = { targets = [1] }\nshow = [\"roofline\"]\nroofline = { size = [4096, 50304] }",
+        );
+        assert_eq!(c.roofline.unwrap().size, Some(vec![4096, 50304]));
+    }
+
+    #[test]
+    fn small_roofline_shapes_keep_the_row() {
+        let small = RooflineSpec::small_shape;
+        assert_eq!(small(&[4096, 32000]), vec![32, 32000]);
+        assert_eq!(small(&[16, 4096, 32, 128]), vec![1, 256, 32, 128]);
+        assert_eq!(small(&[8192, 50304]), vec![16, 50304]);
+        assert_eq!(small(&[8, 600]), vec![8, 600], "small shapes stay");
+        assert_eq!(small(&[1 << 22]), vec![1 << 22], "a lone row is kept");
+        assert_eq!(small(&[3, 1 << 22]), vec![1, 1 << 22]);
+        for shape in [
+            vec![4096, 32000],
+            vec![16, 4096, 32, 128],
+            vec![100, 100, 100],
+        ] {
+            let n: usize = small(&shape).iter().product();
+            assert!(n <= RooflineSpec::SMALL_ELEMENTS, "{shape:?}");
+        }
+    }
+
+    #[test]
+    fn kernel_and_roofline_errors() {
+        let c = |s: &str| format!("input = [1.0]\n{s}");
+        assert_block_err(
+            "cell softmax",
+            &c("kernel = \"turbo\""),
+            2,
+            10,
+            "kernel: 'turbo' is not a kernel (expected one of: simple, fast)",
+        );
+        assert_block_err(
+            "cell softmax",
+            &c("kernel = 1"),
+            2,
+            10,
+            "kernel: expected \"simple\", \"fast\" or a choice",
+        );
+        assert_block_err(
+            "cell softmax",
+            &c("kernel = { choices = [\"simple\"] }"),
+            2,
+            22,
+            "kernel: choices: expected at least 2 of: simple, fast",
+        );
+        assert_block_err(
+            "cell softmax",
+            &c("kernel = { choices = [\"simple\", \"simple\"] }"),
+            2,
+            33,
+            "kernel: choices: 'simple' is listed twice",
+        );
+        assert_block_err(
+            "cell softmax",
+            &c("kernel = { choices = [\"simple\", \"fastest\"] }"),
+            2,
+            33,
+            "kernel: choices: 'fastest' is not a kernel",
+        );
+        assert_block_err(
+            "cell softmax",
+            &c("kernel = { default = \"simple\" }"),
+            2,
+            10,
+            "kernel: a choice needs choices",
+        );
+        assert_block_err(
+            "cell softmax",
+            &c("kernel = { choices = [\"simple\", \"fast\"], options = 1 }"),
+            2,
+            42,
+            "kernel: choice: unknown key 'options' (expected one of: choices, default)",
+        );
+        // A roofline key on a cell that does not show the view.
+        assert_block_err(
+            "cell softmax",
+            &c("roofline = { size = [4, 8] }"),
+            2,
+            1,
+            "roofline: this cell does not show the roofline view (add \"roofline\" to show)",
+        );
+        let r = |s: &str| format!("input = [1.0]\nshow = [\"roofline\"]\n{s}");
+        assert_block_err(
+            "cell softmax",
+            &r("roofline = [4, 8]"),
+            3,
+            12,
+            "roofline: expected { size = [4096, 32000], kernels = [\"simple\", \"fast\"] }, found array",
+        );
+        assert_block_err(
+            "cell softmax",
+            &r("roofline = { sizes = [4, 8] }"),
+            3,
+            14,
+            "roofline: unknown key 'sizes' (expected one of: size, kernels)",
+        );
+        assert_block_err(
+            "cell softmax",
+            &r("roofline = { size = [4, 0] }"),
+            3,
+            25,
+            "roofline: size: sizes are whole numbers >= 1",
+        );
+        assert_block_err(
+            "cell softmax",
+            &r("roofline = { size = [65536, 65536] }"),
+            3,
+            21,
+            "roofline: size [65536, 65536] holds more than the limit of 536870912 values (2^29)",
+        );
+        assert_block_err(
+            "cell softmax",
+            &r("roofline = { kernels = [] }"),
+            3,
+            24,
+            "roofline: kernels: expected at least 1 of: simple, fast",
+        );
+        assert_block_err(
+            "cell softmax",
+            &r("roofline = { kernels = [\"fast\", \"slow\"] }"),
+            3,
+            33,
+            "roofline: kernels: 'slow' is not a kernel (expected one of: simple, fast)",
+        );
+        // Ops whose other inputs cannot be made up at another size.
+        assert_block_err(
+            "cell linear",
+            "input = [[1.0, 2.0]]\ninputs = { w = [[1.0, 2.0]] }\nshow = [\"roofline\"]\nroofline = { size = [4096, 4096] }",
+            4,
+            14,
+            "roofline: size: linear needs its input 'w' at the size measured",
+        );
+        assert_block_err(
+            "cell rope_freqs",
+            "input = [1.0]\nshow = [\"roofline\"]\nroofline = { size = [4096] }",
+            3,
+            14,
+            "input 'positions' holds integers",
         );
     }
 
@@ -3332,7 +3741,7 @@ input = { linspace = [0.0, 1.0], count = 11 }
             "topic = \"softmax\"\nmark = []",
             2,
             1,
-            "kernel: unknown key 'mark' (expected one of: topic, marks)",
+            "kernel: unknown key 'mark' (expected one of: topic, marks, cuda_marks, wgsl_marks)",
         );
         assert_block_err(
             "kernel",
@@ -3388,7 +3797,7 @@ input = { linspace = [0.0, 1.0], count = 11 }
             "topic = \"softmax\"\nmarks = [\"__global__\"]",
             2,
             10,
-            "is not found on any line of shaders/softmax.wgsl (it is in kernels/softmax.cu; a mark must be in both)",
+            "is not found on any line of shaders/softmax.wgsl (it is in kernels/softmax.cu; a mark must be in both, or in cuda_marks)",
         );
         assert_block_err(
             "kernel",
@@ -3404,6 +3813,45 @@ input = { linspace = [0.0, 1.0], count = 11 }
         ))
         .unwrap();
         assert_eq!(l.steps[0].blocks.len(), 1);
+        // Marks for one language are looked for in that language's source only.
+        let l = parse(&block(
+            "kernel",
+            "topic = \"softmax\"\ncuda_marks = [\"__global__\"]\nwgsl_marks = [\"@compute\"]",
+        ))
+        .unwrap();
+        let Block::Kernel(k) = &l.steps[0].blocks[0] else {
+            panic!("{:?}", l.steps[0].blocks)
+        };
+        assert_eq!(
+            (k.marks.len(), k.cuda_marks.clone(), k.wgsl_marks.clone()),
+            (
+                0,
+                vec!["__global__".to_string()],
+                vec!["@compute".to_string()]
+            )
+        );
+        assert_eq!(k.all_marks(), vec!["__global__", "@compute"]);
+        assert_block_err(
+            "kernel",
+            "topic = \"softmax\"\ncuda_marks = [\"@compute\"]",
+            2,
+            15,
+            "kernel: mark '@compute' is not found on any line of kernels/softmax.cu",
+        );
+        assert_block_err(
+            "kernel",
+            "topic = \"softmax\"\nwgsl_marks = [\"__global__\"]",
+            2,
+            15,
+            "kernel: mark '__global__' is not found on any line of shaders/softmax.wgsl",
+        );
+        assert_block_err(
+            "kernel",
+            "topic = \"softmax\"\nwgsl_marks = \"x\"",
+            2,
+            14,
+            "kernel: wgsl_marks: expected a list of strings",
+        );
     }
 
     #[test]

@@ -26,9 +26,10 @@ use serde::Serialize;
 use std::fmt;
 use thiserror::Error;
 
-/// Largest number of elements one request may hold (2^28 = 268M; 1 GiB in f32). Larger inputs are
-/// refused before any engine allocates.
-pub const MAX_ELEMENTS: usize = 1 << 28;
+/// Largest number of elements one request may hold (2^29 = 537M; 2 GiB in f32: room for issue #8's
+/// cross-entropy benchmark, [8192, 50304] = 412M logits). Larger inputs are refused before any
+/// engine allocates.
+pub const MAX_ELEMENTS: usize = 1 << 29;
 
 /// Bad input: a parameter out of range, an unknown op or param, a malformed shape. The CLI prints
 /// it on one line and exits with code 2; the UI shows it next to the widget.
@@ -779,7 +780,7 @@ impl OpRequest {
             return Err(OpError::BadInput {
                 name: primary.name.into(),
                 reason: format!(
-                    "{total} elements in all is more than the limit of {MAX_ELEMENTS} (2^28)"
+                    "{total} elements in all is more than the limit of {MAX_ELEMENTS} (2^29)"
                 ),
             });
         }

@@ -691,7 +691,7 @@ pub fn geometry(op: &RopeOp, req: &OpRequest) -> Result<Geometry, OpError> {
     match out {
         Some(n) if n <= MAX_ELEMENTS => Ok(g),
         _ => Err(bad_x(format!(
-            "the output [{batch}, {seq}, {heads}, {head_dim}] is more than the limit of {MAX_ELEMENTS} (2^28) values"
+            "the output [{batch}, {seq}, {heads}, {head_dim}] is more than the limit of {MAX_ELEMENTS} (2^29) values"
         ))),
     }
 }
@@ -773,7 +773,7 @@ impl TopicOp for RopeOp {
                     return Err(OpError::BadInput {
                         name: "positions".into(),
                         reason: format!(
-                            "{} positions x {n_freq} frequencies is more than the limit of {MAX_ELEMENTS} (2^28) table entries",
+                            "{} positions x {n_freq} frequencies is more than the limit of {MAX_ELEMENTS} (2^29) table entries",
                             req.x.len()
                         ),
                     });

@@ -341,7 +341,7 @@ fn check_size(what: &str, shape: &[usize]) -> Result<(), OpError> {
         _ => Err(bad_input(
             "x",
             format!(
-                "the {what} {shape:?} would hold more than the limit of {MAX_ELEMENTS} (2^28) values"
+                "the {what} {shape:?} would hold more than the limit of {MAX_ELEMENTS} (2^29) values"
             ),
         )),
     }

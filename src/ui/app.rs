@@ -4,9 +4,10 @@
 //! folder). Classroom mode, the presenter view, sweeps, autoplay and screenshots are in
 //! `classroom.rs`; this file wires them into the frame.
 
-use super::cell::{CellOptions, CellState, cell_ui};
+use super::cell::{CellOptions, CellState, RooflineData, cell_ui};
 use super::classroom::{self, Classroom, Keys, PresenterInfo, RunningSweep};
 use super::kernel_view::kernel_ui;
+use super::roofline::{self, Measurement, Measurements};
 use super::theme::Theme;
 use super::worker::{CellKey, Worker, WorkerMsg};
 use crate::engine::{BackendInfo, EngineKind};
@@ -92,6 +93,8 @@ pub struct KernelbookApp {
     answers: HashMap<(String, usize, usize), usize>,
     worker: Worker,
     backends: Option<Vec<BackendInfo>>,
+    /// Roofline measurements, per (engine, kernel, parameters, size), shared by every cell.
+    measurements: Measurements,
     markdown: CommonMarkCache,
     options: AppOptions,
     fonts_installed: bool,
@@ -149,6 +152,7 @@ impl KernelbookApp {
             answers: HashMap::new(),
             worker,
             backends: None,
+            measurements: Measurements::new(),
             markdown: CommonMarkCache::default(),
             options,
             fonts_installed: false,
@@ -543,6 +547,68 @@ impl KernelbookApp {
         self.cells.values().any(|c| c.pending)
     }
 
+    /// Whether a roofline measurement is queued or running.
+    pub fn is_measuring(&self) -> bool {
+        self.measurements
+            .values()
+            .any(|m| matches!(m, Measurement::Pending))
+    }
+
+    /// Measure the roofline of the current step's first cell that shows one, for its current
+    /// parameters (again, if it was measured). Returns whether measurements were sent; a toast
+    /// says why not.
+    pub fn measure_roofline(&mut self) -> bool {
+        let Some(lesson) = self.lesson() else {
+            return false;
+        };
+        let id = lesson.id.clone();
+        let step = self.step;
+        let cell = self
+            .current_cells()
+            .into_iter()
+            .position(|c| c.spec.show.contains(&crate::lesson::View::Roofline));
+        let Some(cell) = cell else {
+            self.classroom
+                .toast("This step has no roofline to measure.", false);
+            return false;
+        };
+        self.start_measure(&CellKey {
+            lesson: id,
+            step,
+            cell,
+        })
+    }
+
+    /// Send the roofline jobs of cell `key` to the worker (unless they are running already).
+    fn start_measure(&mut self, key: &CellKey) -> bool {
+        let (Some(cell), Some(backends)) = (self.cells.get(key), self.backends.as_deref()) else {
+            return false;
+        };
+        let plan = match roofline::plan(cell, backends) {
+            Ok(p) => p,
+            Err(e) => {
+                self.classroom.toast(format!("Cannot measure: {e}"), true);
+                return false;
+            }
+        };
+        if roofline::is_measuring(&plan, &self.measurements) {
+            return false;
+        }
+        for job in plan.jobs() {
+            self.measurements
+                .insert(job.key.clone(), Measurement::Pending);
+        }
+        for job in plan.jobs() {
+            self.worker.measure(job.clone());
+        }
+        true
+    }
+
+    /// The roofline measurements made so far.
+    pub fn measurements(&self) -> &Measurements {
+        &self.measurements
+    }
+
     fn receive(&mut self) {
         for msg in self.worker.poll() {
             match msg {
@@ -558,6 +624,9 @@ impl KernelbookApp {
                         cell.result = Some(result);
                         cell.pending = false;
                     }
+                }
+                WorkerMsg::Measured { key, measured } => {
+                    self.measurements.insert(key, Measurement::Done(measured));
                 }
             }
         }
@@ -602,6 +671,9 @@ impl KernelbookApp {
         }
         if keys.sweep {
             self.toggle_sweep();
+        }
+        if keys.measure {
+            self.measure_roofline();
         }
         if keys.autoplay {
             self.classroom.autoplay = match self.classroom.autoplay {
@@ -922,7 +994,7 @@ impl KernelbookApp {
                     .button("Classroom")
                     .on_hover_text(
                         "Full screen for a projector (F5). Keys: → Space PageDown next, ← PageUp back, \
-                         B blank, F full screen, P presenter view, S sweep, A autoplay, Esc leave",
+                         B blank, F full screen, P presenter view, S sweep, M measure, A autoplay, Esc leave",
                     )
                     .clicked()
                 {
@@ -1216,12 +1288,19 @@ impl KernelbookApp {
                         sweeping: self.classroom.sweep.as_ref().is_some_and(|s| s.cell == key),
                         compact: self.classroom.active,
                     },
+                    RooflineData {
+                        backends: self.backends.as_deref(),
+                        measurements: &self.measurements,
+                    },
                 );
                 if events.changed {
                     Self::submit(&mut self.worker, &key, state);
                 }
                 if events.toggle_sweep {
                     *sweep_toggled = true;
+                }
+                if events.measure {
+                    self.start_measure(&key);
                 }
             }
             Block::Kernel(k) => {
@@ -1237,7 +1316,7 @@ impl KernelbookApp {
                     &title,
                     cuda,
                     wgsl,
-                    &k.marks,
+                    &k.all_marks(),
                     &self.theme,
                 );
             }

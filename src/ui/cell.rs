@@ -1,15 +1,17 @@
-//! An op cell: its live state (parameter values, the input the learner edited, the latest result)
-//! and its UI: input editor, parameter widgets, and one column per engine with the result and its
-//! check against the f64 reference. The cell never computes: it sends requests to the worker and
-//! draws the `Comparison` that comes back.
+//! An op cell: its live state (parameter values, the kernel, the input the learner edited, the
+//! latest result) and its UI: input editor, parameter widgets, one column per engine with the
+//! result and its check against the f64 reference, and the roofline view when the cell shows it.
+//! The cell never computes: it sends requests to the worker and draws the `Comparison` (and the
+//! measurements) that come back.
 
 use super::plots::chart_ui;
+use super::roofline::{Measurements, roofline_ui};
 use super::theme::Theme;
 use crate::chart::{Chart, format_significant, format_value};
 use crate::compare::{Comparison, EngineRun};
-use crate::engine::EngineError;
+use crate::engine::{BackendInfo, EngineError};
 use crate::lesson::{CellSpec, Control, InputSpec, MAX_CELL_ELEMENTS, ParamValue, View};
-use crate::ops::{Op, OpRequest, Tensor};
+use crate::ops::{KernelVariant, Op, OpRequest, Tensor};
 use egui::{RichText, Ui};
 use std::sync::Arc;
 
@@ -25,6 +27,8 @@ pub struct CellState {
     pub spec: CellSpec,
     /// Current value per parameter, parallel to `spec.params`.
     pub values: Vec<ParamValue>,
+    /// The kernel the GPU engines run (the cell's `kernel`, or the default).
+    pub kernel: KernelVariant,
     pub input: Tensor,
     pub input_text: String,
     pub input_error: Option<String>,
@@ -47,6 +51,7 @@ impl CellState {
         };
         CellState {
             values: spec.params.iter().map(|p| p.default.clone()).collect(),
+            kernel: spec.kernel.as_ref().map(|k| k.default).unwrap_or_default(),
             input_text: format_input(&input),
             input,
             input_error: None,
@@ -71,7 +76,9 @@ impl CellState {
             .collect();
         let (op, dtype) = Op::parse(self.spec.op.name(), &pairs).map_err(|e| e.to_string())?;
         let x = self.spec.shaped_input(&self.input)?;
-        OpRequest::with_inputs(op, dtype, x, self.spec.extra_tensors()).map_err(|e| e.to_string())
+        OpRequest::with_inputs(op, dtype, x, self.spec.extra_tensors())
+            .map(|req| req.with_kernel(self.kernel))
+            .map_err(|e| e.to_string())
     }
 
     /// Move the first slider to fraction `t` of its range (log-spaced on a log slider), as a
@@ -258,6 +265,15 @@ pub struct CellEvents {
     pub changed: bool,
     /// The sweep button was pressed: start or stop this cell's sweep.
     pub toggle_sweep: bool,
+    /// The roofline view's Measure button was pressed.
+    pub measure: bool,
+}
+
+/// What the roofline view needs from the app: the engines found and every measurement so far.
+#[derive(Clone, Copy)]
+pub struct RooflineData<'a> {
+    pub backends: Option<&'a [BackendInfo]>,
+    pub measurements: &'a Measurements,
 }
 
 /// Options that affect how cells draw.
@@ -279,6 +295,7 @@ pub fn cell_ui(
     state: &mut CellState,
     theme: &Theme,
     options: CellOptions,
+    roofline: RooflineData<'_>,
 ) -> CellEvents {
     let mut events = CellEvents::default();
     let frame = egui::Frame::group(ui.style())
@@ -340,6 +357,10 @@ pub fn cell_ui(
                 ui.label(RichText::new("computing on every engine…").color(theme.text_weak));
             }
             None => {}
+        }
+        if state.spec.show.contains(&View::Roofline) {
+            let r = roofline_ui(ui, state, roofline.backends, roofline.measurements, theme);
+            events.measure |= r.measure;
         }
     });
     events
@@ -451,11 +472,18 @@ fn extra_inputs_ui(ui: &mut Ui, state: &CellState, theme: &Theme) {
 }
 
 fn params_ui(ui: &mut Ui, state: &mut CellState, theme: &Theme, events: &mut CellEvents) {
-    let adjustable = state
+    let kernel_choices = state
         .spec
-        .params
-        .iter()
-        .any(|p| p.control != Control::Fixed);
+        .kernel
+        .as_ref()
+        .map(|k| k.choices.clone())
+        .unwrap_or_default();
+    let adjustable = !kernel_choices.is_empty()
+        || state
+            .spec
+            .params
+            .iter()
+            .any(|p| p.control != Control::Fixed);
     if !adjustable {
         return;
     }
@@ -512,6 +540,20 @@ fn params_ui(ui: &mut Ui, state: &mut CellState, theme: &Theme, events: &mut Cel
                 _ => {}
             }
         }
+        if !kernel_choices.is_empty() {
+            ui.label("kernel")
+                .on_hover_text("Which kernel the GPU engines run; the CPU engine has one");
+            for k in kernel_choices {
+                // Named by its own text ("fast"), so a screen reader says which kernel it is.
+                let r = ui
+                    .selectable_label(state.kernel == k, k.name())
+                    .on_hover_text(format!("Run the {k} kernel on the GPU engines"));
+                if r.clicked() && state.kernel != k {
+                    state.kernel = k;
+                    events.changed = true;
+                }
+            }
+        }
     });
 }
 
@@ -563,6 +605,7 @@ fn results_ui(
                         &per_engine,
                         theme,
                         options,
+                        state.spec.kernel.is_some(),
                     );
                 },
             );
@@ -633,6 +676,7 @@ fn topic_view_ui(ui: &mut Ui, id: egui::Id, name: &str, result: &Comparison, the
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn engine_column_ui(
     ui: &mut Ui,
     id: egui::Id,
@@ -641,11 +685,15 @@ fn engine_column_ui(
     views: &[View],
     theme: &Theme,
     options: CellOptions,
+    show_kernel: bool,
 ) {
     let name = run.kind.display_name();
     match &run.result {
         Ok((out, report)) => {
             let mut header = name.to_string();
+            if show_kernel && run.kind.has_kernel_variants(&result.request.op) {
+                header.push_str(&format!(" · {} kernel", result.request.kernel));
+            }
             if !options.hide_timings {
                 header.push_str(&format!(" · {}", fmt_time(out.kernel_time.as_secs_f64())));
             }

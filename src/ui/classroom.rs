@@ -9,6 +9,8 @@
 //! - Sweeps (S): a cell's `sweep = { param, from, to, seconds }` moves its slider over time while
 //!   the results and checks update live. Autoplay (A, or `--autoplay SECONDS`) steps through the
 //!   lessons on a timer and starts each step's sweep (an open day, a kiosk).
+//! - Measure (M): times the step's roofline view (the first cell that shows one) on every engine,
+//!   as its Measure button does.
 //! - Screenshots (F12 or the top bar's button) are saved as PNG with provenance text chunks to the
 //!   folder the user chose, with a toast naming the file.
 //!
@@ -41,6 +43,8 @@ pub struct Keys {
     pub classroom: bool,
     pub presenter: bool,
     pub sweep: bool,
+    /// Measure the step's roofline (M).
+    pub measure: bool,
     pub autoplay: bool,
     pub screenshot: bool,
 }
@@ -69,6 +73,7 @@ impl Keys {
             keys.escape = i.key_pressed(Key::Escape);
             keys.presenter = p(Key::P);
             keys.sweep = p(Key::S);
+            keys.measure = p(Key::M);
             keys.autoplay = p(Key::A);
             keys
         })
@@ -241,7 +246,7 @@ pub fn presenter_ui(ui: &mut Ui, info: &PresenterInfo, theme: &Theme, cache: &mu
     }
     ui.add_space(theme.block_gap * 0.5);
     ui.label(
-        RichText::new("→ Space PageDown: next · ← PageUp: back · B: blank · S: sweep · F: full screen · Esc: leave")
+        RichText::new("→ Space PageDown: next · ← PageUp: back · B: blank · S: sweep · M: measure · F: full screen · Esc: leave")
             .size(theme.text_small)
             .color(theme.text_weak),
     );

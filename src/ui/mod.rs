@@ -7,6 +7,7 @@ pub mod cell;
 pub mod classroom;
 pub mod kernel_view;
 pub mod plots;
+pub mod roofline;
 pub mod theme;
 pub mod worker;
 

@@ -1,11 +1,16 @@
 //! The compute worker: probes the engines once and runs op cells' requests off the UI thread, so
 //! dragging a slider never waits for a kernel. Only the newest request per cell is computed; older
-//! ones are dropped. Tests use the inline mode, which computes on the calling thread.
+//! ones are dropped. Roofline measurements (`roofline::MeasureJob`, one kernel on one engine
+//! each) run on the same thread, in the order asked, one at a time, and cell requests that arrive
+//! meanwhile go first: a slider stays live while a measurement is queued, and a measurement never
+//! shares the device with a cell's run. Tests use the inline mode, which computes on the calling
+//! thread.
 
+use super::roofline::{self, BuildCache, MeasureJob, MeasureKey, Measured};
 use crate::compare::{Comparison, compare_all};
 use crate::engine::{BackendInfo, EngineKind, Registry};
 use crate::ops::OpRequest;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 
@@ -27,6 +32,8 @@ pub enum WorkerMsg {
         generation: u64,
         result: Arc<Comparison>,
     },
+    /// One roofline measurement finished.
+    Measured { key: MeasureKey, measured: Measured },
 }
 
 struct Job {
@@ -35,9 +42,14 @@ struct Job {
     request: OpRequest,
 }
 
+enum Task {
+    Compute(Job),
+    Measure(MeasureJob),
+}
+
 enum Mode {
     Thread {
-        jobs: Option<Sender<Job>>,
+        jobs: Option<Sender<Task>>,
         results: Receiver<WorkerMsg>,
         handle: Option<std::thread::JoinHandle<()>>,
     },
@@ -55,7 +67,7 @@ impl Worker {
     /// Start the worker thread; it probes `engines` first. `repaint` is called whenever a message
     /// is ready (the UI passes `ctx.request_repaint`).
     pub fn spawn(engines: Vec<EngineKind>, repaint: impl Fn() + Send + 'static) -> Worker {
-        let (jobs_tx, jobs_rx) = channel::<Job>();
+        let (jobs_tx, jobs_rx) = channel::<Task>();
         let (results_tx, results_rx) = channel::<WorkerMsg>();
         let spawned = std::thread::Builder::new()
             .name("kernelbook-compute".into())
@@ -68,20 +80,36 @@ impl Worker {
                     return;
                 }
                 repaint();
-                while let Ok(first) = jobs_rx.recv() {
+                let mut measures: VecDeque<MeasureJob> = VecDeque::new();
+                let mut built = BuildCache::default();
+                loop {
+                    // Wait only when nothing is queued.
+                    let first = if measures.is_empty() {
+                        match jobs_rx.recv() {
+                            Ok(task) => Some(task),
+                            Err(_) => return,
+                        }
+                    } else {
+                        None
+                    };
                     // Keep only the newest request per cell.
                     let mut latest: HashMap<CellKey, Job> = HashMap::new();
                     let mut order: Vec<CellKey> = Vec::new();
-                    let mut push = |job: Job| {
-                        if !latest.contains_key(&job.key) {
-                            order.push(job.key.clone());
+                    let mut push = |task: Task| match task {
+                        Task::Compute(job) => {
+                            if !latest.contains_key(&job.key) {
+                                order.push(job.key.clone());
+                            }
+                            latest.insert(job.key.clone(), job);
                         }
-                        latest.insert(job.key.clone(), job);
+                        Task::Measure(m) => measures.push_back(m),
                     };
-                    push(first);
+                    if let Some(task) = first {
+                        push(task);
+                    }
                     loop {
                         match jobs_rx.try_recv() {
-                            Ok(job) => push(job),
+                            Ok(task) => push(task),
                             Err(TryRecvError::Empty) => break,
                             Err(TryRecvError::Disconnected) => return,
                         }
@@ -99,6 +127,21 @@ impl Worker {
                             }
                             repaint();
                         }
+                    }
+                    // Then one measurement, and look for cell requests again.
+                    if let Some(job) = measures.pop_front() {
+                        let measured = roofline::run_job(&registry, &job, &mut built);
+                        if measures.is_empty() {
+                            built = BuildCache::default(); // free a large input
+                        }
+                        let msg = WorkerMsg::Measured {
+                            key: job.key,
+                            measured,
+                        };
+                        if results_tx.send(msg).is_err() {
+                            return;
+                        }
+                        repaint();
                     }
                 }
             });
@@ -132,11 +175,11 @@ impl Worker {
             } => {
                 // A closed channel means the worker thread ended; the cell then stays pending and
                 // `poll` reports nothing, which the UI shows as "computing".
-                let _ = jobs.send(Job {
+                let _ = jobs.send(Task::Compute(Job {
                     key,
                     generation,
                     request,
-                });
+                }));
             }
             Mode::Thread { jobs: None, .. } => {}
             Mode::Inline { registry, done } => {
@@ -145,6 +188,26 @@ impl Worker {
                     key,
                     generation,
                     result,
+                });
+            }
+        }
+    }
+
+    /// Ask for one roofline measurement; its `WorkerMsg::Measured` comes back when done (at once
+    /// in the inline mode).
+    pub fn measure(&mut self, job: MeasureJob) {
+        match &mut self.mode {
+            Mode::Thread {
+                jobs: Some(jobs), ..
+            } => {
+                let _ = jobs.send(Task::Measure(job));
+            }
+            Mode::Thread { jobs: None, .. } => {}
+            Mode::Inline { registry, done } => {
+                let measured = roofline::run_job(registry, &job, &mut BuildCache::default());
+                done.push(WorkerMsg::Measured {
+                    key: job.key,
+                    measured,
                 });
             }
         }

@@ -65,7 +65,7 @@ pub const FAST_THREADS: u32 = 1024;
 const MAX_BLOCKS: u32 = 65_535;
 
 /// Largest element count the kernels index with 32-bit unsigned integers (with room for the
-/// grid-stride step). `ops::MAX_ELEMENTS` (2^28) is well inside it.
+/// grid-stride step). `ops::MAX_ELEMENTS` (2^29) is well inside it.
 const MAX_KERNEL_ELEMENTS: usize = (u32::MAX / 2) as usize;
 
 /// The entry points the logits and softmax files must export, per dtype (f32, f16, bf16). Later

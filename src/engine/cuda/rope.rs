@@ -155,7 +155,7 @@ fn int_values(t: &Tensor) -> Vec<i32> {
     t.data.iter().map(|&p| p as i32).collect()
 }
 
-/// Most values the kernels index with 32-bit unsigned integers (ops::MAX_ELEMENTS is 2^28).
+/// Most values the kernels index with 32-bit unsigned integers (ops::MAX_ELEMENTS is 2^29).
 fn count(n: usize, what: &str) -> Result<u32, EngineError> {
     u32::try_from(n).map_err(|_| {
         EngineError::Unsupported(format!("{n} {what} do not fit the kernels' 32-bit indices"))

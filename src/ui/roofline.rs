@@ -1,0 +1,714 @@
+//! The roofline view of a cell (`show = ["roofline"]`): on demand (the Measure button, or M), each
+//! kernel the cell lists is timed on every engine present with `bench::measure`, and drawn as one
+//! horizontal bar per engine and kernel: its throughput as a share of the same engine's
+//! device-to-device copy of as many bytes (the 100% line). An op that reads each input once and
+//! writes its output once cannot beat that copy, so the bar says "this kernel reached 78% of what
+//! this device can move".
+//!
+//! This file holds the plan (what is measured where: the lesson's size on a hardware GPU, a
+//! smaller one with the same rows on the CPU and software adapters), the job the compute worker
+//! runs (never the UI thread), the cache of results per (engine, kernel, parameters, size), and
+//! the drawing. Nothing here panics on a failed measurement: errors are shown as text.
+
+use super::cell::CellState;
+use super::theme::Theme;
+use crate::bench::{self, BenchCase, BenchResult};
+use crate::dtype::DType;
+use crate::engine::{BackendInfo, EngineKind, Registry, TimingSource};
+use crate::lesson::RooflineSpec;
+use crate::ops::{KernelVariant, Op, OpKind, OpRequest, Tensor};
+use egui::accesskit::Role;
+use egui::{Align2, RichText, Sense, Stroke, StrokeKind, Ui, WidgetInfo, pos2, vec2};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One measurement's identity: the cache key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MeasureKey {
+    pub engine: EngineKind,
+    pub kernel: KernelVariant,
+    /// The op with its parameters (`Op`'s Debug form: every parameter, exactly).
+    pub op: String,
+    pub dtype: DType,
+    /// The primary input's shape.
+    pub shape: Vec<usize>,
+    /// Inputs made up at `shape` (a lesson's `size`), or the cell's own inputs.
+    pub generated: bool,
+}
+
+/// Where a measurement's inputs come from.
+#[derive(Clone, Debug)]
+pub enum MeasureInputs {
+    /// The cell's own request, as it ran.
+    Cell(Arc<OpRequest>),
+    /// Seeded random inputs of `shape`, built on the worker thread (they may be large).
+    Generated {
+        op: Op,
+        dtype: DType,
+        shape: Vec<usize>,
+    },
+}
+
+impl MeasureInputs {
+    /// Identifies the request this builds (kernel aside), so the worker builds it once for all
+    /// kernels and engines.
+    fn id(&self) -> String {
+        match self {
+            MeasureInputs::Cell(req) => format!("cell {:?} {} {:?}", req.op, req.dtype, req.x),
+            MeasureInputs::Generated { op, dtype, shape } => {
+                format!("generated {op:?} {dtype} {shape:?}")
+            }
+        }
+    }
+
+    /// The request, with the kernel left at its default.
+    pub fn build(&self) -> Result<OpRequest, String> {
+        match self {
+            MeasureInputs::Cell(req) => Ok((**req).clone()),
+            MeasureInputs::Generated { op, dtype, shape } => generated_request(op, *dtype, shape),
+        }
+    }
+}
+
+/// `op` at `shape` with seeded inputs: N(0, 3²) logits (U(0, 1) for logit), the optional other
+/// inputs left out, cross-entropy targets spread over the vocabulary. Fails for ops the
+/// roofline cannot feed at another size ([`RooflineSpec::check_size`]).
+pub fn generated_request(op: &Op, dtype: DType, shape: &[usize]) -> Result<OpRequest, String> {
+    let kind = op.kind();
+    RooflineSpec::check_size(kind)?;
+    let n: usize = shape.iter().product();
+    if n == 0 || n > crate::ops::MAX_ELEMENTS {
+        return Err(format!("cannot measure at {shape:?}"));
+    }
+    let input = if kind == OpKind::Logit {
+        crate::suite::Input::Uniform {
+            rows: 1,
+            cols: n,
+            lo: 0.0,
+            hi: 1.0,
+            seed: 11,
+        }
+    } else {
+        crate::suite::Input::Normal {
+            rows: 1,
+            cols: n,
+            scale: 3.0,
+            seed: 11,
+        }
+    };
+    let x = Tensor::new(shape.to_vec(), input.tensor().data).map_err(|e| e.to_string())?;
+    let mut extra = Vec::new();
+    if kind == OpKind::VocabParallelCrossEntropy {
+        let vocab = *shape.last().unwrap_or(&1);
+        let rows: Vec<usize> = match &shape[..shape.len().saturating_sub(1)] {
+            [] => vec![1],
+            lead => lead.to_vec(),
+        };
+        let count: usize = rows.iter().product();
+        let targets = (0..count).map(|i| ((i * 7919) % vocab) as f32).collect();
+        extra.push((
+            "targets".to_string(),
+            Tensor::new(rows, targets).map_err(|e| e.to_string())?,
+        ));
+    }
+    OpRequest::with_inputs(op.clone(), dtype, x, extra).map_err(|e| e.to_string())
+}
+
+/// A job for the compute worker: one kernel on one engine.
+#[derive(Clone, Debug)]
+pub struct MeasureJob {
+    pub key: MeasureKey,
+    pub inputs: MeasureInputs,
+}
+
+/// A finished measurement: the result or why there is none, and how long it took in all.
+#[derive(Clone, Debug)]
+pub struct Measured {
+    pub result: Result<BenchResult, String>,
+    pub seconds: f64,
+}
+
+/// The state of one measurement in the app's cache.
+#[derive(Clone, Debug)]
+pub enum Measurement {
+    /// Sent to the worker; not finished.
+    Pending,
+    Done(Measured),
+}
+
+/// Every measurement made since the app started, shared by all cells.
+pub type Measurements = HashMap<MeasureKey, Measurement>;
+
+/// The last request the worker built, reused for the next kernel or engine of the same plan.
+#[derive(Default)]
+pub struct BuildCache {
+    last: Option<(String, Arc<OpRequest>)>,
+}
+
+/// Run one job on the worker thread: build the request (or reuse the last one), then
+/// `bench::measure` it with the job's kernel. A panic in an engine becomes an error message.
+pub fn run_job(registry: &Registry, job: &MeasureJob, cache: &mut BuildCache) -> Measured {
+    let start = Instant::now();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        measure_job(registry, job, cache)
+    }))
+    .unwrap_or_else(|_| Err("the measurement stopped with an internal error".into()));
+    Measured {
+        result,
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+fn measure_job(
+    registry: &Registry,
+    job: &MeasureJob,
+    cache: &mut BuildCache,
+) -> Result<BenchResult, String> {
+    let engine = registry.get(job.key.engine).map_err(|e| e.to_string())?;
+    let id = job.inputs.id();
+    let built = match &cache.last {
+        Some((last, req)) if *last == id => req.clone(),
+        _ => {
+            cache.last = None; // free the previous (maybe large) request first
+            let req = Arc::new(job.inputs.build()?);
+            cache.last = Some((id, req.clone()));
+            req
+        }
+    };
+    let req = (*built).clone().with_kernel(job.key.kernel);
+    let shape = req.x.shape.clone();
+    let template = built.clone();
+    let job_kernel = job.key.kernel;
+    let case = BenchCase {
+        name: format!(
+            "{} {} {} kernel",
+            req.op.describe(),
+            shape_text(&shape),
+            job.key.kernel
+        ),
+        op: req.op.kind(),
+        definition: req.op.clone(),
+        dtype: req.dtype,
+        shape,
+        kernel: Some(job.key.kernel),
+        build: Box::new(move || Ok((*template).clone().with_kernel(job_kernel))),
+    };
+    bench::measure(engine, &case, &req, bench::RUNS).map_err(|e| e.to_string())
+}
+
+/// "4096 × 32000".
+pub fn shape_text(shape: &[usize]) -> String {
+    shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(" × ")
+}
+
+/// Whether an engine is real GPU hardware (measured at the lesson's full size), rather than the
+/// CPU engine or a software adapter (a CPU running Vulkan).
+fn hardware_gpu(b: &BackendInfo) -> bool {
+    b.engine != EngineKind::Cpu && !b.software
+}
+
+/// What one engine measures.
+#[derive(Clone, Debug)]
+pub struct EnginePlan {
+    pub engine: EngineKind,
+    pub device: String,
+    pub hardware: bool,
+    pub shape: Vec<usize>,
+    /// Whether this engine has a simple and a fast kernel for the op
+    /// ([`EngineKind::has_kernel_variants`]).
+    pub variants: bool,
+    /// One job per kernel (one where the engine has one implementation of the op).
+    pub jobs: Vec<MeasureJob>,
+}
+
+/// What pressing Measure measures for a cell's current parameters.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// `Op::describe` and the dtype, e.g. "softmax T=1 stable · f32".
+    pub what: String,
+    pub dtype: DType,
+    pub engines: Vec<EnginePlan>,
+    /// Whether any engine has a simple and a fast kernel for this op.
+    pub variants: bool,
+}
+
+impl Plan {
+    pub fn jobs(&self) -> impl Iterator<Item = &MeasureJob> {
+        self.engines.iter().flat_map(|e| &e.jobs)
+    }
+
+    /// A rough guess of the time the whole plan takes, in seconds: 3 warm-up and 20 timed runs
+    /// of each kernel (each run uploads its input and downloads its output) and 21 copies, with
+    /// the inputs built once per size. Rates seen in this project's runs: a hardware GPU's runs are
+    /// bound by host transfers (~8 GB/s, copies on the device ~1 TB/s); the CPU engine in a debug
+    /// build moves ~0.3 GB/s per run (copies ~3 GB/s); lavapipe ~0.08 GB/s (copies ~0.4 GB/s).
+    pub fn estimate_seconds(&self) -> f64 {
+        let runs = (bench::WARMUP + bench::RUNS) as f64;
+        let copies = (bench::RUNS + 1) as f64;
+        let mut total = 0.0;
+        let mut built: Vec<&[usize]> = Vec::new();
+        for e in &self.engines {
+            let n: usize = e.shape.iter().product();
+            let bytes = (n * self.dtype.size_bytes() * 2) as f64;
+            let (run_rate, copy_rate) = match (e.engine, e.hardware) {
+                (EngineKind::Cpu, _) => (0.3e9, 3e9),
+                (_, true) => (8e9, 1e12),
+                (_, false) => (0.08e9, 0.4e9),
+            };
+            if !built.contains(&e.shape.as_slice()) {
+                built.push(&e.shape);
+                total += n as f64 * 30e-9; // random inputs, rounded to the dtype
+            }
+            let per_kernel = runs * (bytes / run_rate + 1e-3) + copies * (bytes / copy_rate + 1e-4);
+            total += e.jobs.len() as f64 * per_kernel;
+        }
+        total
+    }
+}
+
+/// The plan for `state`'s current parameters on the engines present, or why there is none.
+pub fn plan(state: &CellState, backends: &[BackendInfo]) -> Result<Plan, String> {
+    let spec = state
+        .spec
+        .roofline
+        .as_ref()
+        .ok_or("this cell has no roofline view")?;
+    let req = state.request()?;
+    let own = Arc::new(req.clone());
+    let mut engines = Vec::new();
+    for b in backends.iter().filter(|b| b.available) {
+        let hardware = hardware_gpu(b);
+        let (shape, inputs) = match &spec.size {
+            Some(size) => {
+                let shape = if hardware {
+                    size.clone()
+                } else {
+                    RooflineSpec::small_shape(size)
+                };
+                let inputs = MeasureInputs::Generated {
+                    op: req.op.clone(),
+                    dtype: req.dtype,
+                    shape: shape.clone(),
+                };
+                (shape, inputs)
+            }
+            None => (req.x.shape.clone(), MeasureInputs::Cell(own.clone())),
+        };
+        // The CPU engine has one implementation, and so do the GPU engines for some ops: one
+        // measurement each.
+        let kernels = if !b.engine.has_kernel_variants(&req.op) {
+            vec![KernelVariant::default()]
+        } else {
+            spec.kernels.clone()
+        };
+        let jobs = kernels
+            .into_iter()
+            .map(|kernel| MeasureJob {
+                key: MeasureKey {
+                    engine: b.engine,
+                    kernel,
+                    op: format!("{:?}", req.op),
+                    dtype: req.dtype,
+                    shape: shape.clone(),
+                    generated: spec.size.is_some(),
+                },
+                inputs: inputs.clone(),
+            })
+            .collect();
+        engines.push(EnginePlan {
+            engine: b.engine,
+            device: b.device.clone().unwrap_or_default(),
+            hardware,
+            shape,
+            variants: b.engine.has_kernel_variants(&req.op),
+            jobs,
+        });
+    }
+    if engines.is_empty() {
+        return Err("no engine is available to measure".into());
+    }
+    Ok(Plan {
+        what: format!("{} · {}", req.op.describe(), req.dtype),
+        dtype: req.dtype,
+        variants: engines.iter().any(|e| e.variants),
+        engines,
+    })
+}
+
+/// What the roofline view asks of the app this frame.
+#[derive(Default)]
+pub struct RooflineEvents {
+    /// Measure (again): send the plan's jobs.
+    pub measure: bool,
+}
+
+/// Whether any job of the plan is still being measured.
+pub fn is_measuring(plan: &Plan, measurements: &Measurements) -> bool {
+    plan.jobs()
+        .any(|j| matches!(measurements.get(&j.key), Some(Measurement::Pending)))
+}
+
+fn fmt_gb(gb_per_s: f64) -> String {
+    if gb_per_s >= 100.0 {
+        format!("{gb_per_s:.0} GB/s")
+    } else if gb_per_s >= 10.0 {
+        format!("{gb_per_s:.1} GB/s")
+    } else {
+        format!("{gb_per_s:.2} GB/s")
+    }
+}
+
+fn fmt_us(us: f64) -> String {
+    if us >= 10_000.0 {
+        format!("{:.1} ms", us / 1e3)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+fn fmt_bytes(bytes: f64) -> String {
+    if bytes >= 1e9 {
+        format!("{:.2} GB", bytes / 1e9)
+    } else if bytes >= 1e6 {
+        format!("{:.1} MB", bytes / 1e6)
+    } else {
+        format!("{:.0} kB", bytes / 1e3)
+    }
+}
+
+/// The name a bar carries: the kernel on a GPU engine ("kernel" for ops with one), "CPU code" on
+/// the CPU.
+fn kernel_label(engine: EngineKind, kernel: KernelVariant, variants: bool) -> String {
+    match (engine, variants) {
+        (EngineKind::Cpu, _) => "CPU code".into(),
+        (_, true) => kernel.name().into(),
+        (_, false) => "kernel".into(),
+    }
+}
+
+/// A finished measurement in words: "simple: 38% of copy · 1273 GB/s · 824 µs".
+pub fn result_text(label: &str, r: &BenchResult) -> String {
+    match r.percent_of_copy {
+        Some(p) => format!(
+            "{label}: {p:.0}% of copy · {} · {}",
+            fmt_gb(r.gb_per_s),
+            fmt_us(r.median_us)
+        ),
+        None => format!(
+            "{label}: {} · {} (this engine cannot time a copy)",
+            fmt_gb(r.gb_per_s),
+            fmt_us(r.median_us)
+        ),
+    }
+}
+
+/// Why an engine's numbers are not a GPU's, when they are not.
+fn honesty_note(e: &EnginePlan) -> Option<String> {
+    match (e.engine, e.hardware) {
+        (EngineKind::Cpu, _) => Some(
+            "CPU: these numbers measure this computer's processor against its own memory copy, not a GPU."
+                .into(),
+        ),
+        (engine, false) => Some(format!(
+            "{} runs on a software adapter, a CPU running Vulkan: these numbers measure a CPU, not a GPU.",
+            engine.display_name()
+        )),
+        _ => None,
+    }
+}
+
+/// The roofline view: what Measure will do, the button, and the bars measured so far.
+pub fn roofline_ui(
+    ui: &mut Ui,
+    state: &CellState,
+    backends: Option<&[BackendInfo]>,
+    measurements: &Measurements,
+    theme: &Theme,
+) -> RooflineEvents {
+    let mut events = RooflineEvents::default();
+    ui.add_space(theme.block_gap * 0.5);
+    ui.label(
+        RichText::new("Roofline: each kernel against a copy of the same bytes")
+            .strong()
+            .size(theme.text_body),
+    );
+    let Some(backends) = backends else {
+        ui.label(RichText::new("probing engines…").color(theme.text_weak));
+        return events;
+    };
+    let plan = match plan(state, backends) {
+        Ok(p) => p,
+        Err(e) => {
+            ui.label(RichText::new(format!("✘ cannot measure: {e}")).color(theme.fail));
+            return events;
+        }
+    };
+    let measuring = is_measuring(&plan, measurements);
+    let any_done = plan
+        .jobs()
+        .any(|j| matches!(measurements.get(&j.key), Some(Measurement::Done(_))));
+    ui.horizontal_wrapped(|ui| {
+        let text = if any_done {
+            "▶ Measure again (M)"
+        } else {
+            "▶ Measure (M)"
+        };
+        let button = ui.add_enabled(!measuring, egui::Button::new(text));
+        if button
+            .on_hover_text("Times each kernel on every engine, off the UI thread")
+            .clicked()
+        {
+            events.measure = true;
+        }
+        if measuring {
+            ui.add(egui::Spinner::new().size(theme.text_body));
+            let done = plan
+                .jobs()
+                .filter(|j| matches!(measurements.get(&j.key), Some(Measurement::Done(_))))
+                .count();
+            let total = plan.jobs().count();
+            ui.label(
+                RichText::new(format!("measuring: {done} of {total} done…")).color(theme.text_weak),
+            );
+        }
+    });
+    if !any_done && !measuring {
+        before_ui(ui, &plan, theme);
+        return events;
+    }
+    for e in &plan.engines {
+        engine_bars_ui(ui, e, e.variants, measurements, theme);
+    }
+    let seconds: f64 = plan
+        .jobs()
+        .filter_map(|j| match measurements.get(&j.key) {
+            Some(Measurement::Done(m)) => Some(m.seconds),
+            _ => None,
+        })
+        .sum();
+    if !measuring {
+        ui.label(
+            RichText::new(format!(
+                "Median of {} runs after {} warm-up runs, then {} copies of as many bytes; measured in {seconds:.1} s.",
+                bench::RUNS,
+                bench::WARMUP,
+                bench::RUNS
+            ))
+            .size(theme.text_small)
+            .color(theme.text_weak),
+        );
+    }
+    events
+}
+
+/// Before anything is measured: what Measure will measure, where, and about how long it takes.
+fn before_ui(ui: &mut Ui, plan: &Plan, theme: &Theme) {
+    ui.label(
+        RichText::new(
+            "An op that reads each input once and writes its output once cannot move bytes faster \
+             than a copy of the same bytes on the same device: that copy is 100%.",
+        )
+        .color(theme.text_weak),
+    );
+    let mut lines = Vec::new();
+    for e in &plan.engines {
+        let kernels = if e.engine == EngineKind::Cpu {
+            "its one implementation".to_string()
+        } else if !e.variants {
+            "its kernel".to_string()
+        } else {
+            e.jobs
+                .iter()
+                .map(|j| format!("the {} kernel", j.key.kernel))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        };
+        lines.push(format!(
+            "{} ({}): {} at {}",
+            e.engine.display_name(),
+            e.device,
+            kernels,
+            shape_text(&e.shape)
+        ));
+    }
+    ui.label(RichText::new(format!("Measure times {} on:", plan.what)).size(theme.text_body));
+    for line in lines {
+        ui.label(RichText::new(format!("· {line}")).size(theme.text_small));
+    }
+    let estimate = plan.estimate_seconds().ceil().max(1.0);
+    ui.label(
+        RichText::new(format!(
+            "{} warm-up and {} timed runs per kernel, then {} copies: about {estimate:.0} s; the cells keep working meanwhile.",
+            bench::WARMUP,
+            bench::RUNS,
+            bench::RUNS
+        ))
+        .size(theme.text_small)
+        .color(theme.text_weak),
+    );
+    for e in &plan.engines {
+        if let Some(note) = honesty_note(e) {
+            ui.label(
+                RichText::new(format!("⚠ {note}"))
+                    .size(theme.text_small)
+                    .color(theme.warning),
+            );
+        }
+    }
+}
+
+/// One engine: its name and device, the note when it is not a GPU, a bar per kernel, and the
+/// 100% line labelled with the copy's GB/s.
+fn engine_bars_ui(
+    ui: &mut Ui,
+    e: &EnginePlan,
+    variants: bool,
+    measurements: &Measurements,
+    theme: &Theme,
+) {
+    ui.add_space(theme.block_gap * 0.5);
+    let done: Vec<&BenchResult> = e
+        .jobs
+        .iter()
+        .filter_map(|j| match measurements.get(&j.key) {
+            Some(Measurement::Done(Measured { result: Ok(r), .. })) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let mut header = format!(
+        "{} · {} · {}",
+        e.engine.display_name(),
+        e.device,
+        shape_text(&e.shape)
+    );
+    if let Some(r) = done.first() {
+        header.push_str(&format!(" · {} per run", fmt_bytes(r.bytes as f64)));
+    }
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing.x = (theme.text_body * 0.3).round();
+        ui.label(RichText::new("■").color(theme.engine_color(e.engine)));
+        ui.label(RichText::new(header).strong());
+    });
+    if let Some(note) = honesty_note(e) {
+        ui.label(
+            RichText::new(format!("⚠ {note}"))
+                .size(theme.text_small)
+                .color(theme.warning),
+        );
+    }
+    // The bars share one scale: 0 to 100% of copy, or further when a kernel beat the copy
+    // (caches can do that at small sizes).
+    let top = done
+        .iter()
+        .filter_map(|r| r.percent_of_copy)
+        .fold(100.0f64, f64::max);
+    let mut copies: Vec<f64> = done.iter().filter_map(|r| r.copy_gb_per_s).collect();
+    copies.sort_by(f64::total_cmp);
+    for job in &e.jobs {
+        let label = kernel_label(e.engine, job.key.kernel, variants);
+        match measurements.get(&job.key) {
+            None => {
+                ui.label(
+                    RichText::new(format!("{label}: not measured yet")).color(theme.text_weak),
+                );
+            }
+            Some(Measurement::Pending) => {
+                ui.label(RichText::new(format!("{label}: measuring…")).color(theme.text_weak));
+            }
+            Some(Measurement::Done(Measured {
+                result: Err(err), ..
+            })) => {
+                ui.label(RichText::new(format!("{label}: ✘ {err}")).color(theme.fail));
+            }
+            Some(Measurement::Done(Measured { result: Ok(r), .. })) => {
+                let text = result_text(&label, r);
+                let timing = match r.timing {
+                    TimingSource::CudaEvents => "CUDA events",
+                    TimingSource::GpuTimestamps => "GPU timestamps",
+                    TimingSource::WallClock => "the host clock (includes launch overhead)",
+                };
+                ui.label(RichText::new(&text).size(theme.text_body))
+                    .on_hover_text(format!(
+                        "{} bytes moved per run (each input read once, the output written once); timed with {timing}",
+                        r.bytes
+                    ));
+                if let Some(p) = r.percent_of_copy {
+                    bar_ui(ui, &text, p, top, job.key.kernel, e.engine, theme);
+                }
+            }
+        }
+    }
+    if let (Some(lo), Some(hi)) = (copies.first(), copies.last()) {
+        let copy = if hi / lo > 1.05 {
+            format!("100% = copy: {}–{}", fmt_gb(*lo), fmt_gb(*hi))
+        } else {
+            format!("100% = copy: {}", fmt_gb((lo + hi) / 2.0))
+        };
+        copy_label_ui(ui, &copy, top, theme);
+    }
+}
+
+/// One bar: a track for 0 to `top` percent, filled to `percent`, with the 100% line.
+fn bar_ui(
+    ui: &mut Ui,
+    text: &str,
+    percent: f64,
+    top: f64,
+    kernel: KernelVariant,
+    engine: EngineKind,
+    theme: &Theme,
+) {
+    let width = ui.available_width().max(40.0);
+    let height = (theme.text_body * 1.1).round();
+    let (rect, response) = ui.allocate_exact_size(vec2(width, height), Sense::hover());
+    response.widget_info(|| WidgetInfo::labeled(Role::Meter, true, format!("bar: {text}")));
+    let painter = ui.painter_at(rect.expand(theme.line_width));
+    painter.rect(
+        rect,
+        2.0,
+        theme.plot_background,
+        Stroke::new((theme.line_width * 0.5).max(1.0), theme.grid),
+        StrokeKind::Inside,
+    );
+    let frac = (percent.max(0.0) / top) as f32;
+    let mut fill = rect;
+    fill.set_width(rect.width() * frac.clamp(0.0, 1.0));
+    // The simple kernel's bar is lighter: the label says which is which, the shade helps.
+    let color = match kernel {
+        KernelVariant::Simple if engine != EngineKind::Cpu => {
+            theme.engine_color(engine).gamma_multiply(0.55)
+        }
+        _ => theme.engine_color(engine),
+    };
+    painter.rect_filled(fill, 2.0, color);
+    let x = rect.left() + rect.width() * (100.0 / top) as f32;
+    painter.line_segment(
+        [pos2(x, rect.top() - 3.0), pos2(x, rect.bottom() + 3.0)],
+        Stroke::new(theme.line_width, theme.text),
+    );
+}
+
+/// "100% = copy: 4194 GB/s" under the bars, ending at the 100% line.
+fn copy_label_ui(ui: &mut Ui, text: &str, top: f64, theme: &Theme) {
+    let width = ui.available_width().max(40.0);
+    let font = theme.small_font();
+    let galley = ui
+        .painter()
+        .layout_no_wrap(text.to_string(), font.clone(), theme.text);
+    let (rect, response) =
+        ui.allocate_exact_size(vec2(width, galley.size().y + 2.0), Sense::hover());
+    response.widget_info(|| WidgetInfo::labeled(Role::Label, true, text));
+    let x = rect.left() + rect.width() * (100.0 / top) as f32;
+    // Right-aligned at the line when it fits, else from the left edge.
+    let (anchor, at) = if x - galley.size().x >= rect.left() {
+        (Align2::RIGHT_TOP, pos2(x, rect.top()))
+    } else {
+        (Align2::LEFT_TOP, pos2(rect.left(), rect.top()))
+    };
+    ui.painter().text(at, anchor, text, font, theme.text);
+}
