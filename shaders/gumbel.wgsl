@@ -8,13 +8,13 @@
 //     WGSL has no 64-bit integers, so Philox's 32x32 -> 64-bit products are built from four
 //     16x16-bit products (mulhi below).
 //   * word -> U = (2 (w >> 8) + 1) / 2^25, strictly inside (0, 1) -> g = -ln(-ln U), evaluated in
-//     integer fixed point (shift-and-add logarithm, a short series near U = 1), so g is the same
-//     f32 on CUDA, WGSL and the CPU, bit for bit. WGSL's own log is not used: its accuracy differs
-//     from driver to driver.
+//     integer fixed point (a 256-entry logarithm table, a short series near U = 1; 64-bit values
+//     as (lo, hi) pairs of u32), so g is the same f32 on CUDA, WGSL and the CPU, bit for bit.
+//     WGSL's own log is not used: its accuracy differs from driver to driver.
 //   * gumbel_softmax, per sample row s (logits row r = s / draws):
 //       a_j = l_rj + g_sj;  m = max_j a_j;  hot = first j with a_j = m     (the Gumbel-max sample)
 //       d_j = max((a_j - m) * (1/tau), -128)                                  (<= 0, no overflow)
-//       soft_j = e^(d_j) / sum_i e^(d_i);  hard: y = one_hot(hot), aux soft = soft
+//       soft_j = e^(d_j) / sum_i e^(d_i);  hard: y = one_hot(hot), aux soft = soft when asked for
 //
 // Entry points:
 //   gumbel_main            gumbel_noise: one invocation per Philox call (4 neighbouring columns)
@@ -23,7 +23,9 @@
 //   philox_kat, gumbel_words   the tests: raw Philox blocks and the word -> g map
 //
 // Storage: every buffer is an array<u32>, one element per word: an f32 as its bits, an f16 or
-// bf16 in the low 16 bits (the conversions are the same as in softmax.wgsl).
+// bf16 in the low 16 bits (the conversions are the same as in softmax.wgsl). The logarithm table
+// (256 pairs (-ln r_i, r_i), src/ops/gumbel.rs) comes from the host at binding 0 of every entry
+// point that draws noise: the Rust constants are its only copy.
 
 // ---------------------------------------------------------------------------------------------
 // Bindings. Each entry point uses its own set (the host binds exactly those).
@@ -36,12 +38,13 @@ struct SampleParams {
     samples: u32,   // rows * draws: output rows
     groups: u32,    // Philox calls per row: ceil(K / 4)
     dtype: u32,     // 0 = f32, 1 = f16, 2 = bf16
-    hard: u32,      // 1: y = one-hot, soft sample to `soft`
+    hard: u32,      // 1: y = one-hot
     inv_tau: f32,   // 1/tau rounded to f32 once, on the host
     key0: u32,      // seed, low 32 bits
     key1: u32,      // seed, high 32 bits
     off0: u32,      // offset, low 32 bits
     off1: u32,      // offset, high 32 bits
+    want_soft: u32, // hard mode: 1 = also write the soft sample to `soft` (return_soft)
 }
 
 struct NoiseParams {
@@ -62,18 +65,26 @@ struct TestParams {
     pad2: u32,
 }
 
+// Every entry point that draws noise: the logarithm table, (-ln r_i in Q0.32, r_i in Q0.24).
+@group(0) @binding(0) var<storage, read> ln_table: array<vec2<u32>>;
+
 // gumbel_softmax_short, gumbel_softmax_rows: logits in, samples out.
-@group(0) @binding(0) var<storage, read> src: array<u32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<u32>;
-@group(0) @binding(2) var<storage, read_write> soft: array<u32>;
-@group(0) @binding(3) var<uniform> sp: SampleParams;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<u32>;
+@group(0) @binding(3) var<storage, read_write> soft: array<u32>;
+@group(0) @binding(4) var<uniform> sp: SampleParams;
 
 // gumbel_main (gumbel_noise): noise out.
-@group(0) @binding(0) var<storage, read_write> noise: array<u32>;
-@group(0) @binding(1) var<uniform> np: NoiseParams;
+@group(0) @binding(1) var<storage, read_write> noise: array<u32>;
+@group(0) @binding(2) var<uniform> np: NoiseParams;
 
-// philox_kat, gumbel_words: src in, dst out.
-@group(0) @binding(2) var<uniform> tp: TestParams;
+// gumbel_words: src in, dst out.
+@group(0) @binding(3) var<uniform> tp: TestParams;
+
+// philox_kat (draws no noise, so no table): blocks in, words out.
+@group(0) @binding(0) var<storage, read> kat_in: array<u32>;
+@group(0) @binding(1) var<storage, read_write> kat_out: array<u32>;
+@group(0) @binding(2) var<uniform> kp: TestParams;
 
 const DTYPE_F16: u32 = 1u;
 const DTYPE_BF16: u32 = 2u;
@@ -125,115 +136,76 @@ fn philox(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
 // gumbel_from_word in src/ops/gumbel.rs and kernels/gumbel.cu).
 // ---------------------------------------------------------------------------------------------
 
-const LN2_Q32: u32 = 0xB17217F8u; // ln 2 in Q0.32
+const LN2_LO: u32 = 0x7217F7D2u;       // ln 2 in Q24.40: 0xB1_7217F7D2 as (lo, hi)
+const LN2_HI: u32 = 0xB1u;
+const THIRD_Q16: u32 = 21845u;         // 1/3 in Q0.16
+const FIVE_24THS_Q32: u32 = 894784853u; // 5/24 in Q0.32
+const SERIES_BELOW: u32 = 0x20000u;    // V = 1 - U = n / 2^25 with n below this: V < 2^-8
+const MINUS_32_LN2_LO: u32 = 0xBD0105C0u; // -32 ln 2 in Q24.40, two's complement (lo, hi)
+const MINUS_32_LN2_HI: u32 = 0xFFFFE9D1u;
 
-// ln f for f in [1, 2) given in Q1.31, as Q0.32. Shift-and-add: while f (1 - 2^-k) stays >= 1,
-// multiply by it (a shift and a subtraction) and add -ln(1 - 2^-k), at most twice per k; ln of
-// what remains, 1 + r with r < 2^-16, is r. The constants are -ln(1 - 2^-k) in Q0.32 (the same
-// table as LN_TABLE in src/ops/gumbel.rs), written out step by step: constant shifts, and no
-// indexing into a constant array (naga and lavapipe copy such an array on every lookup: 7x slower).
-// x and the running sum travel together as a vec2.
-fn ln_step(xs: vec2<u32>, k: u32, ln_factor: u32) -> vec2<u32> {
-    let t = xs.x - ((xs.x >> k) + ((xs.x >> (k - 1u)) & 1u));
-    if t >= 0x80000000u {
-        return vec2<u32>(t, xs.y + ln_factor);
-    }
-    return xs;
+// 64-bit integers as vec2(lo, hi), two's complement.
+fn add64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    let lo = a.x + b.x;
+    return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
 }
 
-fn ln_q32(f31: u32) -> u32 {
-    var xs = vec2<u32>(f31, 0u);
-    xs = ln_step(ln_step(xs, 2u, 1235585093u), 2u, 1235585093u);
-    xs = ln_step(ln_step(xs, 3u, 573512964u), 3u, 573512964u);
-    xs = ln_step(ln_step(xs, 4u, 277190838u), 4u, 277190838u);
-    xs = ln_step(ln_step(xs, 5u, 136359621u), 5u, 136359621u);
-    xs = ln_step(ln_step(xs, 6u, 67638678u), 6u, 67638678u);
-    xs = ln_step(ln_step(xs, 7u, 33686191u), 7u, 33686191u);
-    xs = ln_step(ln_step(xs, 8u, 16810070u), 8u, 16810070u);
-    xs = ln_step(ln_step(xs, 9u, 8396811u), 9u, 8396811u);
-    xs = ln_step(ln_step(xs, 10u, 4196353u), 10u, 4196353u);
-    xs = ln_step(ln_step(xs, 11u, 2097664u), 11u, 2097664u);
-    xs = ln_step(ln_step(xs, 12u, 1048704u), 12u, 1048704u);
-    xs = ln_step(ln_step(xs, 13u, 524320u), 13u, 524320u);
-    xs = ln_step(ln_step(xs, 14u, 262152u), 14u, 262152u);
-    xs = ln_step(ln_step(xs, 15u, 131074u), 15u, 131074u);
-    xs = ln_step(ln_step(xs, 16u, 65537u), 16u, 65537u);
-    return xs.y + ((xs.x - 0x80000000u) << 1u);
+fn sub64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    return vec2<u32>(a.x - b.x, a.y - b.y - select(0u, 1u, a.x < b.x));
 }
 
-// A positive number as mant * 2^(exp - 31), mant in [2^31, 2^32).
-struct Scaled {
-    mant: u32,
-    exp: i32,
+// k ln 2 in Q24.40 for a small k.
+fn times_ln2(k: u32) -> vec2<u32> {
+    return vec2<u32>(k * LN2_LO, mulhi(k, LN2_LO) + k * LN2_HI);
 }
 
-// E = -ln U for U = m / 2^25, m = 2 (w >> 8) + 1.
-fn neg_ln_uniform(w: u32) -> Scaled {
-    let m = ((w >> 8u) << 1u) | 1u;
-    if m < 0x01800000u {
-        // U < 3/4: U = f 2^(b - 26), b = bit length of m: E = (26 - b) ln 2 - ln f (Q32.32).
-        let b = 32u - countLeadingZeros(m);
-        let l = ln_q32(m << (32u - b));
-        let n = 26u - b;
-        let hi = mulhi(n, LN2_Q32) - select(0u, 1u, n * LN2_Q32 < l);
-        let lo = n * LN2_Q32 - l;
-        if hi > 0u {
-            let c = countLeadingZeros(hi);
-            return Scaled((hi << c) | (lo >> (32u - c)), 31 - i32(c));
-        }
-        let c = countLeadingZeros(lo);
-        return Scaled(lo << c, -1 - i32(c));
-    }
-    // U >= 3/4: V = 1 - U = n / 2^25 exactly; E = V (1 + V T), T = sum_{i<14} V^i/(i + 2).
-    let n = 0x02000000u - m;
-    let v = n << 7u; // V in Q0.32
-    // Horner, innermost first: the constants are 1/(i + 2) in Q0.32, i = 13 down to 0.
-    var t = 286331153u; // 1/15
-    t = 306783378u + mulhi(t, v); // 1/14
-    t = 330382100u + mulhi(t, v); // 1/13
-    t = 357913941u + mulhi(t, v); // 1/12
-    t = 390451572u + mulhi(t, v); // 1/11
-    t = 429496730u + mulhi(t, v); // 1/10
-    t = 477218588u + mulhi(t, v); // 1/9
-    t = 536870912u + mulhi(t, v); // 1/8
-    t = 613566757u + mulhi(t, v); // 1/7
-    t = 715827883u + mulhi(t, v); // 1/6
-    t = 858993459u + mulhi(t, v); // 1/5
-    t = 1073741824u + mulhi(t, v); // 1/4
-    t = 1431655765u + mulhi(t, v); // 1/3
-    t = 2147483648u + mulhi(t, v); // 1/2
-    let s = 0x80000000u + (mulhi(v, t) >> 1u); // 1 + V T in Q1.31
-    let c = countLeadingZeros(n);
-    let hi = mulhi(n << c, s);
-    let lo = (n << c) * s;
-    if hi >= 0x80000000u {
-        return Scaled(hi, 7 - i32(c));
-    }
-    return Scaled((hi << 1u) | (lo >> 31u), 6 - i32(c));
+// ln f for f in [1, 2) given in Q1.31, as Q24.40. i = the 8 bits after f's leading 1; the table
+// gives (-ln r_i, r_i) with t = f r_i - 1 in [0, 2^-8), exact: f r_i = 1 + t in Q.55 (a 64-bit
+// product), and the 2^40 of the 1 falls off the low 32 bits of t in Q0.40.
+// ln f = -ln r_i + ln(1 + t), ln(1 + t) = t - t^2 (1/2 - t/3) (the next term is below 2^-34).
+fn ln_q40(f31: u32) -> vec2<u32> {
+    let entry = ln_table[(f31 >> 23u) - 256u];
+    let t = ((f31 * entry.y) >> 15u) | (mulhi(f31, entry.y) << 17u); // Q0.40
+    let q = 0x00800000u - mulhi(t, THIRD_Q16);                      // 1/2 - t/3 in Q0.24
+    let t2q = mulhi(t, mulhi(t, q));                                 // t (t q) in Q0.40
+    return add64(vec2<u32>(entry.x << 8u, entry.x >> 24u), vec2<u32>(t - t2q, 0u));
 }
 
-// g = -ln E = -(e ln 2 + ln M), as a sign and a Q32.32 magnitude, then to f32: the Q6.26 value
-// hi * 2^16 + lo is rounded once by an exact-operand addition, and scaled by 2^-26 exactly.
+// phi(V) = ln(-ln(1 - V) / V) = V/2 + 5V^2/24 + V^3/8 (+ less than 2^-35) for V < 2^-8, Q0.40.
+fn phi_q40(v40: u32) -> u32 {
+    let inner = FIVE_24THS_Q32 + (v40 >> 11u);                 // 5/24 + V/8
+    return mulhi(v40, 0x80000000u + (mulhi(v40, inner) >> 8u)); // V (1/2 + V inner)
+}
+
+// E = -ln U, then g = -ln E, both logarithms by ln_q40:
+//   V = 1 - U < 2^-8:  E = V e^phi(V) with V = n 2^-25 exact (x = n normalised, e its exponent)
+//   otherwise:         U = f 2^-k, E = k ln 2 - ln f (Q24.40), normalised to x 2^(e - 31)
+//   ln E = e ln 2 + ln(x / 2^31) + phi, a signed 64-bit Q.40 value; g = -ln E, rounded to f32
+//   once: hi * 2^23 + lo, both exact in f32, add with one rounding; the scaling is exact.
 fn gumbel_from_word(w: u32) -> f32 {
-    let e = neg_ln_uniform(w);
-    let l = ln_q32(e.mant);
-    var hi: u32;
-    var lo: u32;
-    var negative: bool;
-    if e.exp >= 0 {
-        let n = u32(e.exp);
-        lo = n * LN2_Q32 + l;
-        hi = mulhi(n, LN2_Q32) + select(0u, 1u, lo < l);
-        negative = true; // E >= 1: g <= 0
+    let m = (w >> 7u) | 1u;   // U = m / 2^25
+    let n = 0x02000000u - m; // V = n / 2^25
+    var x: u32;
+    var e32: u32; // e + 32 (>= 0): ln E starts at -32 ln 2 (+ phi), then e32 ln 2 is added
+    var ln_e = vec2<u32>(MINUS_32_LN2_LO, MINUS_32_LN2_HI);
+    if n < SERIES_BELOW {
+        let c = countLeadingZeros(n);
+        x = n << c;
+        e32 = 38u - c;
+        ln_e = add64(ln_e, vec2<u32>(phi_q40(n << 15u), 0u));
     } else {
-        let n = u32(-e.exp);
-        hi = mulhi(n, LN2_Q32) - select(0u, 1u, n * LN2_Q32 < l);
-        lo = n * LN2_Q32 - l;
-        negative = false;
+        let c = countLeadingZeros(m);
+        let e40 = sub64(times_ln2(c - 6u), ln_q40(m << c));
+        let cz = countLeadingZeros(e40.y); // 19..31: E >= 2^-8, so e40 >= 2^32
+        x = (e40.y << cz) | (e40.x >> (32u - cz));
+        e32 = 55u - cz;
     }
-    let q = (hi << 26u) + (lo >> 6u) + ((lo >> 5u) & 1u);
-    let magnitude = (f32(q >> 16u) * 65536.0 + f32(q & 0xffffu)) * bitcast<f32>(0x32800000u);
-    return select(magnitude, -magnitude, negative);
+    ln_e = add64(add64(ln_e, times_ln2(e32)), ln_q40(x));
+    let hi = bitcast<i32>((ln_e.x >> 23u) | (ln_e.y << 9u)); // ln_e >> 23: |hi| < 2^22
+    let lo = ln_e.x & 0x7fffffu;
+    let hi_f = bitcast<f32>(0x4b400000u + bitcast<u32>(hi)) - 12582912.0; // exact
+    let lo_f = bitcast<f32>(0x4b000000u | lo) - 8388608.0;                 // exact
+    return (hi_f * 8388608.0 + lo_f) * bitcast<f32>(0xab800000u);          // * -2^-40
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -346,6 +318,14 @@ fn gumbel_softmax_short(
         }
     }
 
+    // A hard sample alone needs no exponentials: write the one-hot and stop.
+    if sp.hard == 1u && sp.want_soft == 0u {
+        for (var j = 0u; j < sp.cols; j++) {
+            dst[obase + j] = encode(select(0.0, 1.0, j == hot), sp.dtype);
+        }
+        return;
+    }
+
     // step 4: sum the exponentials of the gaps d_j = (a_j - m) / tau <= 0 (e^0 = 1 for the max).
     var total = 0.0;
     for (var j = 0u; j < sp.cols; j++) {
@@ -368,9 +348,9 @@ fn gumbel_softmax_short(
 // ---------------------------------------------------------------------------------------------
 // gumbel_softmax, long rows: one workgroup per sample row. Lane t takes the Philox groups
 // t, t + 256, ... (4 columns each). The noise is drawn once: pass 1 parks a_j in the output
-// buffer (as f32 bits) and passes 2 and 3 read it back. A counter-based generator could instead
-// regenerate the noise in every pass (it keeps no state), but -ln(-ln U) in integer arithmetic
-// costs more than a write and a read of one word.
+// buffer (as f32 bits) and passes 2 and 3 read it back. (A counter-based generator keeps no state,
+// so a kernel could as well redraw the noise in every pass; the fast CUDA kernel keeps a_j in
+// registers instead.)
 // ---------------------------------------------------------------------------------------------
 
 var<workgroup> red_val: array<f32, WORKGROUP_SIZE>;
@@ -450,6 +430,16 @@ fn gumbel_softmax_rows(
     }
     let best = workgroup_argmax(lane, m, hot);
 
+    // A hard sample alone: the one-hot over the parked a_j, no exponentials.
+    if sp.hard == 1u && sp.want_soft == 0u {
+        for (var group = lane; group < sp.groups; group += WORKGROUP_SIZE) {
+            for (var j = group * 4u; j < min(group * 4u + 4u, sp.cols); j++) {
+                dst[obase + j] = encode(select(0.0, 1.0, j == best.index), sp.dtype);
+            }
+        }
+        return;
+    }
+
     // step 4: sum-reduce e^(d_j). Each lane reads back only the a_j it wrote.
     var part = 0.0;
     for (var group = lane; group < sp.groups; group += WORKGROUP_SIZE) {
@@ -479,18 +469,18 @@ fn gumbel_softmax_rows(
 // against the Rust implementation (tests/gumbel.rs).
 // ---------------------------------------------------------------------------------------------
 
-// src holds n blocks of (counter[4], key[2]); dst gets n blocks of 4 output words.
+// kat_in holds n blocks of (counter[4], key[2]); kat_out gets n blocks of 4 output words.
 @compute @workgroup_size(64)
 fn philox_kat(@builtin(global_invocation_id) id: vec3<u32>) {
     let i = id.x;
-    if i >= tp.n {
+    if i >= kp.n {
         return;
     }
-    let c = vec4<u32>(src[6u * i], src[6u * i + 1u], src[6u * i + 2u], src[6u * i + 3u]);
-    let k = vec2<u32>(src[6u * i + 4u], src[6u * i + 5u]);
+    let c = vec4<u32>(kat_in[6u * i], kat_in[6u * i + 1u], kat_in[6u * i + 2u], kat_in[6u * i + 3u]);
+    let k = vec2<u32>(kat_in[6u * i + 4u], kat_in[6u * i + 5u]);
     let out = philox(c, k);
     for (var j = 0u; j < 4u; j++) {
-        dst[4u * i + j] = out[j];
+        kat_out[4u * i + j] = out[j];
     }
 }
 

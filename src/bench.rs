@@ -133,7 +133,8 @@ pub fn cases(ops: &[OpKind], size: (usize, usize), gpu: bool) -> Vec<BenchCase> 
         out.extend(BenchCase::variants(|k| {
             parsed_case(
                 "gumbel_softmax",
-                &[("tau", "0.5"), ("hard", "true")],
+                // The one-hot alone, as torch's F.gumbel_softmax(hard=True) returns one tensor.
+                &[("tau", "0.5"), ("hard", "true"), ("return_soft", "false")],
                 vec![rows, cols],
                 Vec::new,
                 5,

@@ -8,8 +8,13 @@
 //! Without a wgpu adapter the device tests print "skipped: <reason>" and pass, unless
 //! `KERNELBOOK_REQUIRE_WGPU=1`; without a CUDA device likewise unless `KERNELBOOK_REQUIRE_CUDA=1`.
 //! The NVRTC compile of `kernels/gumbel.cu` needs no GPU and runs wherever NVRTC loads (unless
-//! `KERNELBOOK_REQUIRE_NVRTC=1`, a missing NVRTC is a skip).
+//! `KERNELBOOK_REQUIRE_NVRTC=1`, a missing NVRTC is a skip). The CUDA kernels also RUN on the CPU
+//! through the emulator in `tests/cuda_emu` (g++; a skip without it unless
+//! `KERNELBOOK_REQUIRE_EMU=1`): the fast kernel against the simple one and the CPU engine.
 
+mod cuda_emu;
+
+use cuda_emu::{Arg, Elem, Program, Schedule};
 use kernelbook::check::check_output;
 use kernelbook::dtype::DType;
 use kernelbook::engine::cpu::CpuEngine;
@@ -17,7 +22,7 @@ use kernelbook::engine::cuda::{self, CudaEngine};
 use kernelbook::engine::wgpu::WgpuEngine;
 use kernelbook::engine::{Engine, OpOutput};
 use kernelbook::ops::gumbel::{self as gm, GumbelOp};
-use kernelbook::ops::{Op, OpRequest, Tensor};
+use kernelbook::ops::{KernelVariant, Op, OpRequest, Tensor};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -142,6 +147,9 @@ fn nvrtc_compiles_the_gumbel_kernels() {
                 "gumbel_f32",
                 "gumbel_f16",
                 "gumbel_bf16",
+                "gumbel_fast_f32",
+                "gumbel_fast_f16",
+                "gumbel_fast_bf16",
                 "philox_kat",
                 "gumbel_words",
             ] {
@@ -172,8 +180,237 @@ fn cuda_draws_the_same_bits() {
         .filter(|(w, g)| g.to_bits() != gm::gumbel_from_word(**w).to_bits())
         .count();
     assert_eq!(bad, 0, "CUDA words differing from Rust, of {}", words.len());
-    // The ops: every suite case within tolerance, and the same bits as the CPU engine.
+    // The ops: every suite case within tolerance, and the same bits as the CPU engine, with the
+    // fast kernel (the default) and with the simple one.
     compare_engines(engine, &CpuEngine::new());
+    compare_kernels(engine);
+}
+
+/// Every gumbel_softmax suite case with the simple and the fast kernel: both within tolerance,
+/// the same one-hots bit for bit, the same outputs (soft values within the tolerance: only the
+/// order of the additions in the sum differs).
+fn compare_kernels(engine: &dyn Engine) {
+    for case in gm::suite_cases(false) {
+        let req = case.request().unwrap();
+        if !matches!(gumbel_op(&req), GumbelOp::GumbelSoftmax { .. }) {
+            continue;
+        }
+        let reference = req.reference_full();
+        let [simple, fast] = [KernelVariant::Simple, KernelVariant::Fast].map(|k| {
+            let r = req.clone().with_kernel(k);
+            let out = run(engine, &r);
+            let report = check_output(&r, &reference, &out);
+            assert!(report.passed, "{k} {} {}: {report}", case.dtype, case.name);
+            out
+        });
+        assert_eq!(simple.aux.len(), fast.aux.len(), "{}", case.name);
+        if gumbel_op(&req).hard() {
+            assert_eq!(simple.values, fast.values, "{} {}", case.dtype, case.name);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// CUDA on the CPU: the emulator (tests/cuda_emu) runs kernels/gumbel.cu.
+// ------------------------------------------------------------------------------------------------
+
+/// gumbel_softmax on the emulated `gumbel_fast_*` (`fast`) or `gumbel_*`, launched as
+/// `src/engine/cuda/gumbel.rs` launches them (at most `max_blocks` blocks, so the grid-stride loop
+/// over sample rows turns; f16 and bf16 as 16-bit patterns): (y, the soft aux output if any).
+fn emulated_softmax(
+    req: &OpRequest,
+    fast: bool,
+    schedule: Schedule,
+    max_blocks: u32,
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    let op = gumbel_op(req);
+    let GumbelOp::GumbelSoftmax {
+        tau, hard, draws, ..
+    } = *op
+    else {
+        panic!("not gumbel_softmax")
+    };
+    let (rows, cols) = (req.x.rows(), req.x.cols());
+    let samples = rows * draws;
+    let n = samples * cols;
+    let want_soft = op.soft_aux();
+    let key = gm::key_of(op.seed());
+    let dtype = req.dtype;
+    let (elem, suffix) = match dtype {
+        DType::F32 => (Elem::F32, "f32"),
+        DType::F16 => (Elem::U16, "f16"),
+        DType::Bf16 => (Elem::U16, "bf16"),
+    };
+    let mut p = Program::topic("gumbel");
+    p.schedule(schedule);
+    let x = match dtype {
+        DType::F32 => p.input_f32(&req.x.data),
+        _ => p.input_u16(&dtype.encode_u16(&req.x.data)),
+    };
+    let y = p.zeros(elem, n.max(1));
+    let soft = p.zeros(elem, if want_soft { n } else { 1 });
+    let table = p.input_u32(&gm::ln_table_words());
+    let grid = |blocks: usize| (blocks as u32).clamp(1, max_blocks);
+    let params = [
+        Arg::U32(rows as u32),
+        Arg::U32(cols as u32),
+        Arg::U32(draws as u32),
+        Arg::U32(key[0]),
+        Arg::U32(key[1]),
+        Arg::U32(op.offset() as u32),
+        Arg::U32((op.offset() >> 32) as u32),
+        Arg::F32(gm::inv_tau_f32(tau)),
+        Arg::I32(i32::from(hard)),
+        Arg::I32(i32::from(want_soft)),
+    ];
+    if fast {
+        // One thread per Philox group, a multiple of 32, at most 1024 (`fast_threads`).
+        let threads = cols.div_ceil(4).next_multiple_of(32).clamp(32, 1024) as u32;
+        let mut args = vec![x.into(), y.into(), soft.into(), table.into()];
+        args.extend(params);
+        p.launch(
+            &format!("gumbel_fast_{suffix}"),
+            grid(samples),
+            threads,
+            &args,
+        );
+    } else {
+        // MODE_SOFTMAX_SHORT (1) up to 64 classes, MODE_SOFTMAX_ROWS (2) above; 256 threads.
+        let short = cols <= 64;
+        let scratch = p.zeros(Elem::F32, if short { 1 } else { n });
+        let mut args = vec![
+            x.into(),
+            y.into(),
+            soft.into(),
+            scratch.into(),
+            table.into(),
+        ];
+        args.extend(params);
+        args.push(Arg::I32(if short { 1 } else { 2 }));
+        let blocks = if short {
+            samples.div_ceil(256)
+        } else {
+            samples
+        };
+        p.launch(&format!("gumbel_{suffix}"), grid(blocks), 256u32, &args);
+    }
+    let out = p
+        .run()
+        .unwrap_or_else(|e| panic!("{}: {e}", req.op.describe()));
+    let decode = |b| match dtype {
+        DType::F32 => out.f32(b),
+        _ => dtype.decode_u16(&out.u16(b)),
+    };
+    let mut values = decode(y);
+    values.truncate(n);
+    (values, want_soft.then(|| decode(soft)))
+}
+
+/// The emulated CUDA kernels: the word -> Gumbel map bit for bit equal to Rust's (both branches,
+/// every table interval), and the fast kernel (streaming hard samples with 16-byte and scalar
+/// loads and several turns of its loop; soft samples in registers with 1 and 2 groups per thread;
+/// hard with the soft sample) against the simple kernel and the CPU engine: the same one-hots bit
+/// for bit, soft values within the op's tolerance, the same bits under three thread orders.
+#[test]
+fn emulated_cuda_kernels_match_the_cpu() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    // The map: a spread of the 2^24 uniforms, U close to 1 (the series) and both ends.
+    let mut words: Vec<u32> = (0..(1u32 << 24)).step_by(211).map(|k| k << 8).collect();
+    words.extend((0..(1u32 << 18)).step_by(7).map(|k| u32::MAX - (k << 8)));
+    words.extend([0, 0xff, u32::MAX, 0x8000_0000, 0x7fff_ffff, 0xff00_0000]);
+    let mut p = Program::topic("gumbel");
+    let w = p.input_u32(&words);
+    let g = p.zeros(Elem::F32, words.len());
+    let table = p.input_u32(&gm::ln_table_words());
+    let n = words.len() as u32;
+    p.launch(
+        "gumbel_words",
+        n.div_ceil(256).min(64),
+        256u32,
+        &[w.into(), g.into(), table.into(), Arg::U32(n)],
+    );
+    let out = p.run().unwrap_or_else(|e| panic!("{e}"));
+    let bad: Vec<String> = words
+        .iter()
+        .zip(out.f32(g))
+        .filter(|(w, g)| g.to_bits() != gm::gumbel_from_word(**w).to_bits())
+        .map(|(w, g)| format!("{w:#010x}: {g:e} vs {:e}", gm::gumbel_from_word(*w)))
+        .take(10)
+        .collect();
+    assert!(bad.is_empty(), "words differ: {bad:?}");
+
+    let cpu = CpuEngine::new();
+    // (dtype, K, hard, return_soft, rows, draws)
+    for (dtype, k, hard, return_soft, rows, draws) in [
+        (DType::F32, 1000, true, false, 2, 3),
+        (DType::F32, 2049, true, false, 1, 2),
+        (DType::F32, 9001, true, false, 1, 1),
+        (DType::F32, 300, false, true, 2, 2),
+        (DType::F32, 65, true, true, 1, 3),
+        (DType::F32, 4500, false, true, 1, 1),
+        (DType::F16, 1000, true, false, 1, 2),
+        (DType::Bf16, 301, true, true, 1, 2),
+        (DType::F16, 300, false, true, 1, 2),
+    ] {
+        let logits: Vec<f32> = (0..rows * k)
+            .map(|i| ((i * 37) % 101) as f32 * 0.06 - 3.0)
+            .collect();
+        let req = OpRequest::new(
+            Op::Gumbel(GumbelOp::GumbelSoftmax {
+                tau: 0.4,
+                hard,
+                return_soft,
+                seed: 77,
+                offset: 1,
+                draws,
+            }),
+            dtype,
+            Tensor::matrix(rows, k, logits).unwrap(),
+        )
+        .unwrap();
+        let what = req.op.describe() + &format!(" K={k} {dtype}");
+        let reference = req.reference_full();
+        let on_cpu = run(&cpu, &req);
+        let t = Instant::now();
+        let (fast, fast_soft) = emulated_softmax(&req, true, Schedule::Forward, 2);
+        let (simple, simple_soft) = emulated_softmax(&req, false, Schedule::Forward, 3);
+        for (name, values, soft) in [
+            ("fast", &fast, &fast_soft),
+            ("simple", &simple, &simple_soft),
+        ] {
+            let mut out = on_cpu.clone();
+            out.values = values.clone();
+            assert_eq!(soft.is_some(), !on_cpu.aux.is_empty(), "{name} {what}");
+            if let (Some(soft), Some(aux)) = (soft, out.aux.first_mut()) {
+                aux.values = soft.clone();
+            }
+            let report = check_output(&req, &reference, &out);
+            assert!(report.passed, "{name} {what}: {report}");
+            if hard {
+                assert_eq!(
+                    bits(values),
+                    bits(&on_cpu.values),
+                    "{name} {what}: one-hots"
+                );
+            }
+        }
+        for schedule in [Schedule::Reverse, Schedule::Shuffle(5)] {
+            let (again, again_soft) = emulated_softmax(&req, true, schedule, 2);
+            assert_eq!(bits(&again), bits(&fast), "{what}: {schedule:?}");
+            assert_eq!(
+                again_soft.map(|s| bits(&s)),
+                fast_soft.as_ref().map(|s| bits(s)),
+                "{what}: {schedule:?}"
+            );
+        }
+        println!("{what}: emulated in {:?}", t.elapsed());
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -271,6 +508,7 @@ fn hard_request(logits: &[f32], tau: f64, seed: u64, offset: u64, draws: usize) 
         Op::Gumbel(GumbelOp::GumbelSoftmax {
             tau,
             hard: true,
+            return_soft: true,
             seed,
             offset,
             draws,
@@ -375,6 +613,67 @@ fn hard_samples_do_not_depend_on_tau_and_seeds_and_offsets_matter() {
     }
 }
 
+/// `return_soft=false`: hard mode returns the one-hot alone (no aux output on any engine or in the
+/// reference), with the same classes, bit for bit, as with the soft sample; soft mode ignores it.
+#[test]
+fn return_soft_false_drops_the_aux_output_only() {
+    let parse = |kv: &[(&str, &str)]| {
+        let kv: Vec<(String, String)> = kv
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Op::parse("gumbel_softmax", &kv).unwrap().0
+    };
+    let with = parse(&[("hard", "true"), ("tau", "0.5"), ("seed", "3")]);
+    let without = parse(&[
+        ("hard", "true"),
+        ("tau", "0.5"),
+        ("seed", "3"),
+        ("return_soft", "false"),
+    ]);
+    assert!(without.describe().contains("return_soft=false"));
+    let soft_with = parse(&[("seed", "3")]);
+    let soft_without = parse(&[("seed", "3"), ("return_soft", "false")]);
+    let cpu = CpuEngine::new();
+    let mut engines: Vec<&dyn Engine> = vec![&cpu];
+    if let Some(g) = wgpu() {
+        engines.push(g);
+    }
+    // K = 5 (one invocation per row on wgpu) and K = 300 (one workgroup per row).
+    for k in [5usize, 300] {
+        let x = Tensor::matrix(
+            3,
+            k,
+            (0..3 * k)
+                .map(|i| ((i * 7) % 11) as f32 * 0.4 - 2.0)
+                .collect(),
+        )
+        .unwrap();
+        let req = |op: &Op| OpRequest::new(op.clone(), DType::F32, x.clone()).unwrap();
+        let (with, without) = (req(&with), req(&without));
+        assert_eq!(with.reference_full().aux.len(), 1);
+        let reference = without.reference_full();
+        assert!(reference.aux.is_empty());
+        assert_eq!(reference.values, with.reference_full().values);
+        for e in &engines {
+            let a = run(*e, &with);
+            let b = run(*e, &without);
+            assert_eq!(a.aux.len(), 1, "{}", e.kind());
+            assert!(b.aux.is_empty(), "{} K={k}: {:?}", e.kind(), b.aux.len());
+            assert_eq!(a.values, b.values, "{} K={k}", e.kind());
+            assert!(
+                check_output(&without, &reference, &b).passed,
+                "{} K={k}",
+                e.kind()
+            );
+            // Soft mode: the soft sample is the main output either way.
+            let (s1, s2) = (run(*e, &req(&soft_with)), run(*e, &req(&soft_without)));
+            assert_eq!(s1.values, s2.values, "{} K={k}", e.kind());
+            assert!(s1.aux.is_empty() && s2.aux.is_empty());
+        }
+    }
+}
+
 /// Long rows (one workgroup per sample on wgpu) draw the same classes as the CPU, sample for
 /// sample, and their soft values agree within softmax's tolerance.
 #[test]
@@ -389,6 +688,7 @@ fn long_rows_agree_sample_for_sample() {
             Op::Gumbel(GumbelOp::GumbelSoftmax {
                 tau: 0.2,
                 hard,
+                return_soft: true,
                 seed: 11,
                 offset: 2,
                 draws: 6,
@@ -420,6 +720,7 @@ fn mean_soft_sample_differs_from_softmax() {
         Op::Gumbel(GumbelOp::GumbelSoftmax {
             tau: 1.0,
             hard: false,
+            return_soft: true,
             seed: 0,
             offset: 0,
             draws: 100_000,
@@ -464,6 +765,7 @@ fn bad_parameters_and_logits_are_clear_errors() {
     let op = Op::Gumbel(GumbelOp::GumbelSoftmax {
         tau: 1.0,
         hard: true,
+        return_soft: true,
         seed: 1,
         offset: 0,
         draws: 2,
@@ -483,6 +785,7 @@ fn bad_parameters_and_logits_are_clear_errors() {
     let zero = Op::Gumbel(GumbelOp::GumbelSoftmax {
         tau: 0.0,
         hard: false,
+        return_soft: true,
         seed: 1,
         offset: 0,
         draws: 1,
@@ -509,6 +812,7 @@ fn near_ties_are_resolved_honestly_and_wrong_classes_fail() {
     let op = Op::Gumbel(GumbelOp::GumbelSoftmax {
         tau: 0.5,
         hard: true,
+        return_soft: true,
         seed: 5,
         offset: 0,
         draws: 1,

@@ -257,7 +257,7 @@ fn soft_mean(result: &Comparison) -> Result<Figure, String> {
     };
     let soft = s
         .soft(out)
-        .ok_or_else(|| "the engine returned no soft sample".to_string())?;
+        .ok_or_else(|| "the engine returned no soft sample: turn return_soft on".to_string())?;
     let n = soft.len() / s.k;
     let mut mean = vec![0.0f64; s.k];
     for row in soft.chunks(s.k) {
@@ -330,7 +330,7 @@ fn soft_samples(result: &Comparison) -> Result<Figure, String> {
     };
     let soft = s
         .soft(out)
-        .ok_or_else(|| "the engine returned no soft sample".to_string())?;
+        .ok_or_else(|| "the engine returned no soft sample: turn return_soft on".to_string())?;
     let n = soft.len() / s.k;
     let shown = n.min(MAX_SAMPLES_SHOWN);
     let values: Vec<f64> = soft[..shown * s.k].iter().map(|&v| f64::from(v)).collect();
@@ -374,7 +374,7 @@ fn straight_through(result: &Comparison) -> Result<Figure, String> {
     };
     let soft = s
         .soft(out)
-        .ok_or_else(|| "the engine returned no soft sample".to_string())?;
+        .ok_or_else(|| "the engine returned no soft sample: turn return_soft on".to_string())?;
     let hard = &out.values[..s.k];
     let soft = &soft[..s.k];
     // The forward value, in f32 as a framework computes it.
@@ -558,6 +558,7 @@ mod tests {
         GumbelOp::GumbelSoftmax {
             tau: 1.0,
             hard,
+            return_soft: true,
             seed: 3,
             offset: 0,
             draws,

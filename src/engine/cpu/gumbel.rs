@@ -3,7 +3,8 @@
 //! WGSL shader (they are the functions in `ops::gumbel`), so the noise, the perturbed logits
 //! a = l + g, the Gumbel-max choice and the gaps d are the same bits as on the GPUs. Only e^d, the
 //! row sum (pairwise, [`super::pairwise_sum`]) and the quotient are this engine's own f32
-//! arithmetic. Sample rows are split over the engine's threads when there are many.
+//! arithmetic (skipped altogether for a hard sample without `return_soft`). Sample rows are split
+//! over the engine's threads when there are many.
 
 use super::CpuEngine;
 use crate::dtype::DType;
@@ -65,12 +66,13 @@ pub(super) fn execute(
             tau, hard, draws, ..
         } => {
             let inv_tau = gm::inv_tau_f32(tau);
+            let keep_soft = op.soft_aux();
             let mut y = vec![0.0f32; n];
-            let mut soft = vec![0.0f32; if hard { n } else { 0 }];
+            let mut soft = vec![0.0f32; if keep_soft { n } else { 0 }];
             if cols > 0 {
                 let logits = &req.x.data;
                 std::thread::scope(|scope| {
-                    let soft_chunks: Box<dyn Iterator<Item = &mut [f32]>> = if hard {
+                    let soft_chunks: Box<dyn Iterator<Item = &mut [f32]>> = if keep_soft {
                         Box::new(soft.chunks_mut(per * cols))
                     } else {
                         Box::new(std::iter::repeat_with(|| &mut [][..]))
@@ -84,19 +86,21 @@ pub(super) fn execute(
                                 let r = s / draws;
                                 gm::noise_row(key, offset, s as u32, &mut g);
                                 let l = &logits[r * cols..(r + 1) * cols];
-                                let sr = if hard {
-                                    Some(&mut ss[i * cols..(i + 1) * cols])
-                                } else {
-                                    None
+                                let mode = match (hard, keep_soft) {
+                                    (false, _) => Sample::Soft,
+                                    (true, true) => {
+                                        Sample::HardWithSoft(&mut ss[i * cols..(i + 1) * cols])
+                                    }
+                                    (true, false) => Sample::Hard,
                                 };
-                                sample_row(l, &g, &mut a, inv_tau, dtype, yr, sr);
+                                sample_row(l, &g, &mut a, inv_tau, dtype, yr, mode);
                             }
                         });
                     }
                 });
             }
             out.values = y;
-            if hard {
+            if keep_soft {
                 out.aux.push(AuxOutput {
                     name: gm::SOFT_AUX.into(),
                     shape,
@@ -111,8 +115,17 @@ pub(super) fn execute(
     Ok(out)
 }
 
-/// One sample: a = l + g, the Gumbel-max class, e^d / Σ e^d. Soft mode writes the soft sample to
-/// `y`; hard mode writes the one-hot to `y` and the soft sample to `soft`.
+/// What one sample writes.
+enum Sample<'a> {
+    /// The soft sample, to `y`.
+    Soft,
+    /// The one-hot to `y`, and the soft sample to this aux row.
+    HardWithSoft(&'a mut [f32]),
+    /// The one-hot alone (return_soft=false): no e^d at all.
+    Hard,
+}
+
+/// One sample: a = l + g and the Gumbel-max class, then e^d / Σ e^d where a soft sample is wanted.
 fn sample_row(
     logits: &[f32],
     noise: &[f32],
@@ -120,20 +133,34 @@ fn sample_row(
     inv_tau: f32,
     dtype: DType,
     y: &mut [f32],
-    soft: Option<&mut [f32]>,
+    mode: Sample,
 ) {
     let (m, hot) = gm::perturb_row(logits, noise, a);
-    let s = super::pairwise_sum(a.iter().map(|&v| gm::gap(v, m, inv_tau).exp()));
-    match soft {
-        None => {
-            for (o, &v) in y.iter_mut().zip(a.iter()) {
-                *o = dtype.round(gm::gap(v, m, inv_tau).exp() / s);
+    let soft = |v: f32, s: f32| dtype.round(gm::gap(v, m, inv_tau).exp() / s);
+    let one_hot = |j: usize| if j == hot { 1.0 } else { 0.0 };
+    let sum = || super::pairwise_sum(a.iter().map(|&v| gm::gap(v, m, inv_tau).exp()));
+    match mode {
+        Sample::Hard => {
+            for (j, o) in y.iter_mut().enumerate() {
+                *o = one_hot(j);
             }
         }
-        Some(soft) => {
-            for (j, ((o, so), &v)) in y.iter_mut().zip(soft.iter_mut()).zip(a.iter()).enumerate() {
-                *so = dtype.round(gm::gap(v, m, inv_tau).exp() / s);
-                *o = if j == hot { 1.0 } else { 0.0 };
+        Sample::Soft => {
+            let s = sum();
+            for (o, &v) in y.iter_mut().zip(a.iter()) {
+                *o = soft(v, s);
+            }
+        }
+        Sample::HardWithSoft(soft_row) => {
+            let s = sum();
+            for (j, ((o, so), &v)) in y
+                .iter_mut()
+                .zip(soft_row.iter_mut())
+                .zip(a.iter())
+                .enumerate()
+            {
+                *so = soft(v, s);
+                *o = one_hot(j);
             }
         }
     }
@@ -159,13 +186,23 @@ mod tests {
                 GumbelOp::GumbelSoftmax {
                     tau: 0.1,
                     hard: true,
+                    return_soft: true,
                     seed: 3,
                     offset: 0,
                     draws: 2000,
                 },
                 GumbelOp::GumbelSoftmax {
+                    tau: 0.3,
+                    hard: true,
+                    return_soft: false,
+                    seed: 5,
+                    offset: 2,
+                    draws: 11,
+                },
+                GumbelOp::GumbelSoftmax {
                     tau: 10.0,
                     hard: false,
+                    return_soft: true,
                     seed: 4,
                     offset: 1,
                     draws: 7,

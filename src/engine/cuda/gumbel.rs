@@ -1,8 +1,16 @@
-//! gumbel_noise and gumbel_softmax on the CUDA engine: `kernels/gumbel.cu`, one launch each of
-//! `gumbel_{f32,f16,bf16}` with a mode (noise; softmax with one thread per sample row for K <=
-//! [`SHORT_K`]; softmax with one block per sample row above, which parks the perturbed logits in
-//! an f32 scratch buffer between its passes). f16 and bf16 travel as 16-bit patterns, as in the
-//! logits and softmax kernels.
+//! gumbel_noise and gumbel_softmax on the CUDA engine: `kernels/gumbel.cu`, one launch each.
+//!
+//! - The simple kernel `gumbel_{f32,f16,bf16}` with a mode: the noise; softmax with one thread per
+//!   sample row for K <= [`SHORT_K`]; softmax with one block per sample row above, which parks the
+//!   perturbed logits in an f32 scratch buffer between its passes. [`KernelVariant::Simple`] runs
+//!   it (the lesson's kernel), and so does everything the fast kernel does not cover.
+//! - The fast kernel `gumbel_fast_{f32,f16,bf16}` ([`KernelVariant::Fast`], for gumbel_softmax with
+//!   K > [`SHORT_K`]): one block per sample row, x read once, each output written once, the noise
+//!   never stored. A hard sample without `return_soft` streams through any K; a soft sample keeps
+//!   the row in registers, up to [`FAST_MAX_VALUES`] values.
+//!
+//! Both take the logarithm table of the noise ([`gm::ln_table_words`]) as a `uint2` buffer. f16 and
+//! bf16 travel as 16-bit patterns, as in the logits and softmax kernels.
 //!
 //! [`CudaEngine::philox4x32`] and [`CudaEngine::gumbel_words`] run the kernel file's test entry
 //! points (`philox_kat`, `gumbel_words`) for the known-answer and bit-identity tests.
@@ -10,8 +18,8 @@
 use super::{CudaEngine, THREADS, failed, mib};
 use crate::dtype::DType;
 use crate::engine::{AuxOutput, EngineError, OpOutput, TimingSource};
-use crate::ops::OpRequest;
 use crate::ops::gumbel::{self as gm, GumbelOp};
+use crate::ops::{KernelVariant, OpRequest};
 use cudarc::driver::{
     CudaFunction, CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
@@ -25,7 +33,17 @@ pub const MODE_SOFTMAX_ROWS: i32 = 2;
 /// Rows of at most this many classes run one thread per sample row (`SHORT_K` in the kernel).
 pub const SHORT_K: usize = 64;
 
-/// Most values the kernels index with 32-bit unsigned integers (ops::MAX_ELEMENTS is 2^28).
+/// Most threads in a block of the fast kernel (`FAST_THREADS`).
+pub const FAST_THREADS: usize = 1024;
+
+/// Groups of 4 values each thread of the fast kernel keeps in registers (`FAST_MAX_GROUPS`).
+pub const FAST_MAX_GROUPS: usize = 8;
+
+/// The longest row the fast kernel keeps in registers (a soft sample); longer rows with a soft
+/// sample run the simple kernel. A hard sample alone streams and has no limit.
+pub const FAST_MAX_VALUES: usize = FAST_THREADS * FAST_MAX_GROUPS * 4;
+
+/// Most values the kernels index with 32-bit unsigned integers (ops::MAX_ELEMENTS is 2^29).
 fn count(n: usize, what: &str) -> Result<u32, EngineError> {
     u32::try_from(n).map_err(|_| {
         EngineError::Unsupported(format!("{n} {what} do not fit the kernels' 32-bit indices"))
@@ -46,18 +64,49 @@ fn check_memory(engine: &CudaEngine, needed: usize) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// A grid-stride launch of `blocks` blocks of [`THREADS`] (at most the engine's block limit).
-fn config(engine: &CudaEngine, blocks: usize) -> LaunchConfig {
+/// A grid-stride launch of `blocks` blocks of `threads` (at most the engine's block limit).
+fn config(engine: &CudaEngine, blocks: usize, threads: u32) -> LaunchConfig {
     let blocks = u32::try_from(blocks).unwrap_or(u32::MAX);
     LaunchConfig {
         grid_dim: (blocks.clamp(1, engine.max_blocks()), 1, 1),
-        block_dim: (THREADS, 1, 1),
+        block_dim: (threads, 1, 1),
         shared_mem_bytes: 0,
     }
 }
 
-/// What one `gumbel_*` launch needs besides the tensors.
+/// Which kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    /// `gumbel_*` in one of its modes.
+    Simple(i32),
+    /// `gumbel_fast_*`.
+    Fast,
+}
+
+/// The kernel for gumbel_softmax with K classes: the fast one when asked for and it covers the
+/// row (K > SHORT_K; a soft sample only up to [`FAST_MAX_VALUES`]), else the simple one.
+fn softmax_kernel(variant: KernelVariant, cols: usize, keeps_row: bool) -> Kernel {
+    let fast =
+        variant == KernelVariant::Fast && cols > SHORT_K && (!keeps_row || cols <= FAST_MAX_VALUES);
+    if fast {
+        Kernel::Fast
+    } else if cols <= SHORT_K {
+        Kernel::Simple(MODE_SOFTMAX_SHORT)
+    } else {
+        Kernel::Simple(MODE_SOFTMAX_ROWS)
+    }
+}
+
+/// Threads per block of the fast kernel: one per Philox group of the row (a multiple of 32), at
+/// most [`FAST_THREADS`]. A soft sample keeps up to FAST_MAX_GROUPS groups per thread, so K up to
+/// [`FAST_MAX_VALUES`] always fits.
+fn fast_threads(cols: usize) -> u32 {
+    (cols.div_ceil(4).next_multiple_of(32)).clamp(32, FAST_THREADS) as u32
+}
+
+/// What one launch needs besides the tensors.
 struct Launch {
+    kernel: Kernel,
     rows: u32,
     cols: u32,
     draws: u32,
@@ -65,10 +114,25 @@ struct Launch {
     offset: [u32; 2],
     inv_tau: f32,
     hard: i32,
-    mode: i32,
-    /// Output values (and soft values, when hard).
+    /// Hard mode: also write the soft sample (`return_soft`).
+    want_soft: i32,
+    /// Output values.
     n: usize,
     cfg: LaunchConfig,
+}
+
+impl Launch {
+    fn soft_len(&self) -> usize {
+        if self.want_soft == 1 { self.n } else { 0 }
+    }
+
+    fn scratch_len(&self) -> usize {
+        if self.kernel == Kernel::Simple(MODE_SOFTMAX_ROWS) {
+            self.n
+        } else {
+            0
+        }
+    }
 }
 
 pub(super) fn execute(
@@ -87,6 +151,7 @@ pub(super) fn execute(
         GumbelOp::GumbelNoise { .. } => {
             let calls = req.x.rows() * cols.div_ceil(4);
             Launch {
+                kernel: Kernel::Simple(MODE_NOISE),
                 rows: count(req.x.rows(), "rows")?,
                 cols: count(cols, "columns")?,
                 draws: 1,
@@ -94,9 +159,9 @@ pub(super) fn execute(
                 offset,
                 inv_tau: 1.0,
                 hard: 0,
-                mode: MODE_NOISE,
+                want_soft: 0,
                 n,
-                cfg: config(engine, calls.div_ceil(THREADS as usize)),
+                cfg: config(engine, calls.div_ceil(THREADS as usize), THREADS),
             }
         }
         GumbelOp::GumbelSoftmax {
@@ -104,8 +169,18 @@ pub(super) fn execute(
         } => {
             let samples = req.x.rows() * draws;
             count(samples, "samples")?;
-            let short = cols <= SHORT_K;
+            // Everything but a hard sample alone keeps the row (the soft values need the sum).
+            let keeps_row = !hard || op.soft_aux();
+            let kernel = softmax_kernel(req.kernel, cols, keeps_row);
+            let cfg = match kernel {
+                Kernel::Fast => config(engine, samples, fast_threads(cols)),
+                Kernel::Simple(MODE_SOFTMAX_SHORT) => {
+                    config(engine, samples.div_ceil(THREADS as usize), THREADS)
+                }
+                Kernel::Simple(_) => config(engine, samples, THREADS),
+            };
             Launch {
+                kernel,
                 rows: count(req.x.rows(), "rows")?,
                 cols: count(cols, "classes")?,
                 draws: count(draws, "draws")?,
@@ -113,38 +188,28 @@ pub(super) fn execute(
                 offset,
                 inv_tau: gm::inv_tau_f32(tau),
                 hard: i32::from(hard),
-                mode: if short {
-                    MODE_SOFTMAX_SHORT
-                } else {
-                    MODE_SOFTMAX_ROWS
-                },
+                want_soft: i32::from(op.soft_aux()),
                 n,
-                cfg: if short {
-                    config(engine, samples.div_ceil(THREADS as usize))
-                } else {
-                    config(engine, samples)
-                },
+                cfg,
             }
         }
     };
-    let soft_len = if launch.hard == 1 { n } else { 0 };
-    let scratch_len = if launch.mode == MODE_SOFTMAX_ROWS {
-        n
-    } else {
-        0
-    };
     check_memory(
         engine,
-        (req.x.len() + n + soft_len) * dtype.size_bytes() + 4 * scratch_len,
+        (req.x.len() + n + launch.soft_len()) * dtype.size_bytes() + 4 * launch.scratch_len(),
     )?;
     let suffix = match dtype {
         DType::F32 => "f32",
         DType::F16 => "f16",
         DType::Bf16 => "bf16",
     };
-    let func = engine.function("gumbel", &format!("gumbel_{suffix}"))?;
+    let name = match launch.kernel {
+        Kernel::Fast => format!("gumbel_fast_{suffix}"),
+        Kernel::Simple(_) => format!("gumbel_{suffix}"),
+    };
+    let func = engine.function("gumbel", &name)?;
     // The noise never reads x: one element stands in for it.
-    let x_values: &[f32] = if launch.mode == MODE_NOISE {
+    let x_values: &[f32] = if launch.kernel == Kernel::Simple(MODE_NOISE) {
         &[0.0]
     } else {
         &req.x.data
@@ -165,7 +230,7 @@ pub(super) fn execute(
         TimingSource::CudaEvents,
         started.elapsed(),
     );
-    if op.hard() {
+    if op.soft_aux() {
         out.aux.push(AuxOutput {
             name: gm::SOFT_AUX.into(),
             shape,
@@ -175,7 +240,7 @@ pub(super) fn execute(
     Ok(out)
 }
 
-/// The launch: (y, soft, kernel time) in the storage type; soft is empty unless hard.
+/// The launch: (y, soft, kernel time) in the storage type; soft is empty unless asked for.
 fn on_device<T>(
     engine: &CudaEngine,
     func: &CudaFunction,
@@ -185,9 +250,14 @@ fn on_device<T>(
 where
     T: DeviceRepr + ValidAsZeroBits + Clone + Default + Unpin,
 {
-    let hard = p.hard == 1;
-    let rows_mode = p.mode == MODE_SOFTMAX_ROWS;
-    type State<T> = (CudaSlice<T>, CudaSlice<T>, CudaSlice<T>, CudaSlice<f32>);
+    let table = gm::ln_table_words();
+    type State<T> = (
+        CudaSlice<T>,
+        CudaSlice<T>,
+        CudaSlice<T>,
+        CudaSlice<f32>,
+        CudaSlice<u32>,
+    );
     let ((y, soft), time) = engine.timed(
         |stream| -> Result<State<T>, EngineError> {
             Ok((
@@ -196,42 +266,73 @@ where
                     .alloc_zeros::<T>(p.n.max(1))
                     .map_err(failed("allocate y"))?,
                 stream
-                    .alloc_zeros::<T>(if hard { p.n.max(1) } else { 1 })
+                    .alloc_zeros::<T>(p.soft_len().max(1))
                     .map_err(failed("allocate the soft sample"))?,
                 stream
-                    .alloc_zeros::<f32>(if rows_mode { p.n.max(1) } else { 1 })
+                    .alloc_zeros::<f32>(p.scratch_len().max(1))
                     .map_err(failed("allocate the scratch buffer"))?,
+                stream
+                    .clone_htod(&table)
+                    .map_err(failed("upload the logarithm table"))?,
             ))
         },
-        |stream, (x, y, soft, scratch)| {
+        |stream, (x, y, soft, scratch, table)| {
             let mut launch = stream.launch_builder(func);
-            launch
-                .arg(&*x)
-                .arg(y)
-                .arg(soft)
-                .arg(scratch)
-                .arg(&p.rows)
-                .arg(&p.cols)
-                .arg(&p.draws)
-                .arg(&p.key[0])
-                .arg(&p.key[1])
-                .arg(&p.offset[0])
-                .arg(&p.offset[1])
-                .arg(&p.inv_tau)
-                .arg(&p.hard)
-                .arg(&p.mode);
-            // SAFETY: the arguments match `gumbel_*(const T* x, T* y, T* soft, float* scratch,
-            // unsigned rows, unsigned cols, unsigned draws, unsigned k0, unsigned k1, unsigned
-            // off0, unsigned off1, float inv_tau, int hard, int mode)`; x holds rows * cols
-            // elements (one, unread, for the noise), y rows * draws * cols (the noise: rows *
-            // cols), soft as many when hard and scratch as many f32 in MODE_SOFTMAX_ROWS (one,
-            // untouched, otherwise); cols <= SHORT_K in MODE_SOFTMAX_SHORT.
-            unsafe { launch.launch(p.cfg) }.map_err(failed("launch the gumbel kernel"))?;
+            launch.arg(&*x).arg(y).arg(soft);
+            match p.kernel {
+                Kernel::Simple(mode) => {
+                    launch
+                        .arg(scratch)
+                        .arg(&*table)
+                        .arg(&p.rows)
+                        .arg(&p.cols)
+                        .arg(&p.draws)
+                        .arg(&p.key[0])
+                        .arg(&p.key[1])
+                        .arg(&p.offset[0])
+                        .arg(&p.offset[1])
+                        .arg(&p.inv_tau)
+                        .arg(&p.hard)
+                        .arg(&p.want_soft)
+                        .arg(&mode);
+                    // SAFETY: the arguments match `gumbel_*(const T* x, T* y, T* soft, float*
+                    // scratch, const uint2* ln_table, unsigned rows, unsigned cols, unsigned draws,
+                    // unsigned k0, unsigned k1, unsigned off0, unsigned off1, float inv_tau, int
+                    // hard, int want_soft, int mode)`; x holds rows * cols elements (one, unread,
+                    // for the noise), y rows * draws * cols (the noise: rows * cols), soft as many
+                    // when want_soft and scratch as many f32 in MODE_SOFTMAX_ROWS (one, untouched,
+                    // otherwise); the table holds 256 uint2 (512 words, 256-byte aligned by
+                    // cuMemAlloc); cols <= SHORT_K in MODE_SOFTMAX_SHORT.
+                    unsafe { launch.launch(p.cfg) }.map_err(failed("launch the gumbel kernel"))?;
+                }
+                Kernel::Fast => {
+                    launch
+                        .arg(&*table)
+                        .arg(&p.rows)
+                        .arg(&p.cols)
+                        .arg(&p.draws)
+                        .arg(&p.key[0])
+                        .arg(&p.key[1])
+                        .arg(&p.offset[0])
+                        .arg(&p.offset[1])
+                        .arg(&p.inv_tau)
+                        .arg(&p.hard)
+                        .arg(&p.want_soft);
+                    // SAFETY: the arguments match `gumbel_fast_*(const T* x, T* y, T* soft, const
+                    // uint2* ln_table, unsigned rows, unsigned cols, unsigned draws, unsigned k0,
+                    // unsigned k1, unsigned off0, unsigned off1, float inv_tau, int hard, int
+                    // want_soft)`; sizes as for the simple kernel; the block has fast_threads(cols)
+                    // <= FAST_THREADS threads, so a row that is kept in registers (cols <=
+                    // FAST_MAX_VALUES) has at most FAST_MAX_GROUPS groups per thread; cols > 0.
+                    unsafe { launch.launch(p.cfg) }
+                        .map_err(failed("launch the fast gumbel kernel"))?;
+                }
+            }
             Ok(())
         },
-        |stream, (_, y, soft, _)| {
+        |stream, (_, y, soft, _, _)| {
             let y = stream.clone_dtoh(&y).map_err(failed("download y"))?;
-            let soft = if hard {
+            let soft = if p.want_soft == 1 {
                 stream
                     .clone_dtoh(&soft)
                     .map_err(failed("download the soft sample"))?
@@ -305,9 +406,11 @@ impl CudaEngine {
         }
         let n = count(words.len(), "words")?;
         let func = self.function("gumbel", "gumbel_words")?;
-        let cfg = config(self, words.len().div_ceil(THREADS as usize));
+        let cfg = config(self, words.len().div_ceil(THREADS as usize), THREADS);
+        let table = gm::ln_table_words();
+        type State = (CudaSlice<u32>, CudaSlice<f32>, CudaSlice<u32>);
         let (g, _) = self.timed(
-            |stream| -> Result<(CudaSlice<u32>, CudaSlice<f32>), EngineError> {
+            |stream| -> Result<State, EngineError> {
                 Ok((
                     stream
                         .clone_htod(words)
@@ -315,17 +418,20 @@ impl CudaEngine {
                     stream
                         .alloc_zeros::<f32>(words.len())
                         .map_err(failed("allocate the output"))?,
+                    stream
+                        .clone_htod(&table)
+                        .map_err(failed("upload the logarithm table"))?,
                 ))
             },
-            |stream, (w, g)| {
+            |stream, (w, g, table)| {
                 let mut launch = stream.launch_builder(&func);
-                launch.arg(&*w).arg(g).arg(&n);
-                // SAFETY: `gumbel_words(const unsigned* words, float* g, unsigned n)`: both hold
-                // n elements.
+                launch.arg(&*w).arg(g).arg(&*table).arg(&n);
+                // SAFETY: `gumbel_words(const unsigned* words, float* g, const uint2* ln_table,
+                // unsigned n)`: words and g hold n elements, the table 256 uint2.
                 unsafe { launch.launch(cfg) }.map_err(failed("launch gumbel_words"))?;
                 Ok(())
             },
-            |stream, (_, g)| stream.clone_dtoh(&g).map_err(failed("download the noise")),
+            |stream, (_, g, _)| stream.clone_dtoh(&g).map_err(failed("download the noise")),
         )?;
         Ok(g)
     }
@@ -345,6 +451,9 @@ mod tests {
             ("MODE_SOFTMAX_ROWS", MODE_SOFTMAX_ROWS),
             ("SHORT_K", SHORT_K as i32),
             ("THREADS", THREADS as i32),
+            ("FAST_THREADS", FAST_THREADS as i32),
+            ("FAST_MAX_GROUPS", FAST_MAX_GROUPS as i32),
+            ("LN_TABLE_LEN", gm::LN_TABLE_LEN as i32),
         ] {
             assert!(
                 src.lines().any(|l| l.starts_with("#define")
@@ -355,5 +464,63 @@ mod tests {
         }
         let wgsl = sources::wgsl("gumbel").unwrap();
         assert!(wgsl.contains(&format!("const SHORT_K: u32 = {SHORT_K}u;")));
+    }
+
+    /// The noise's constants in the kernel are the Rust ones (the table itself comes from the host).
+    #[test]
+    fn noise_constants_match_the_rust_ones() {
+        let src = sources::cuda("gumbel").unwrap();
+        for (name, value) in [
+            ("LN2_Q40", format!("{}ull", gm::LN2_Q40)),
+            ("THIRD_Q16", format!("{}u", gm::THIRD_Q16)),
+            ("FIVE_24THS_Q32", format!("{}u", gm::FIVE_24THS_Q32)),
+            ("SERIES_BELOW", format!("{:#x}u", gm::SERIES_BELOW)),
+        ] {
+            assert!(
+                src.lines().any(|l| {
+                    let mut words = l.split_whitespace();
+                    words.next() == Some("#define")
+                        && words.next() == Some(name)
+                        && words.next() == Some(value.as_str())
+                }),
+                "gumbel.cu: #define {name} {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn kernel_choice_and_block_size() {
+        use KernelVariant::{Fast, Simple};
+        assert_eq!(
+            softmax_kernel(Fast, 64, true),
+            Kernel::Simple(MODE_SOFTMAX_SHORT)
+        );
+        assert_eq!(softmax_kernel(Fast, 65, true), Kernel::Fast);
+        assert_eq!(softmax_kernel(Fast, 32_000, true), Kernel::Fast);
+        assert_eq!(softmax_kernel(Fast, FAST_MAX_VALUES, true), Kernel::Fast);
+        assert_eq!(
+            softmax_kernel(Fast, FAST_MAX_VALUES + 1, true),
+            Kernel::Simple(MODE_SOFTMAX_ROWS)
+        );
+        // A hard sample alone streams: any K.
+        assert_eq!(softmax_kernel(Fast, 200_000, false), Kernel::Fast);
+        assert_eq!(
+            softmax_kernel(Simple, 32_000, false),
+            Kernel::Simple(MODE_SOFTMAX_ROWS)
+        );
+        assert_eq!(
+            softmax_kernel(Simple, 5, false),
+            Kernel::Simple(MODE_SOFTMAX_SHORT)
+        );
+        assert_eq!(fast_threads(65), 32);
+        assert_eq!(fast_threads(1000), 256);
+        assert_eq!(fast_threads(2049), 544);
+        assert_eq!(fast_threads(32_000), 1024);
+        // Every row the fast kernel keeps fits FAST_MAX_GROUPS groups per thread.
+        for cols in [65, 129, 4097, 4100, 20_000, FAST_MAX_VALUES] {
+            let threads = fast_threads(cols) as usize;
+            assert!(threads.is_multiple_of(32) && threads <= FAST_THREADS);
+            assert!(cols.div_ceil(4) <= FAST_MAX_GROUPS * threads, "{cols}");
+        }
     }
 }

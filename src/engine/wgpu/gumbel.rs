@@ -1,12 +1,17 @@
 //! gumbel_noise and gumbel_softmax on the wgpu engine: `shaders/gumbel.wgsl`, one dispatch each.
 //!
+//! Every entry point that draws noise reads the logarithm table of the noise
+//! ([`gm::ln_table_words`], uploaded from the Rust constants) at binding 0.
+//!
 //! - gumbel_noise: `gumbel_main`, one invocation per Philox call (4 columns of a row);
-//!   buffers: 0 the noise (out), uniform `NoiseParams`.
+//!   buffers: 0 the table, 1 the noise (out), uniform `NoiseParams`.
 //! - gumbel_softmax: rows of K <= [`SHORT_K`] classes run `gumbel_softmax_short` (one invocation
 //!   per sample row, so 20 000 draws of 5 classes are 79 workgroups, not 20 000); longer rows run
 //!   `gumbel_softmax_rows` (one workgroup of 256 per sample row, tree reductions; the perturbed
-//!   logits wait in the output buffer between its passes). Buffers: 0 the logits, 1 the output,
-//!   2 the soft sample (hard mode; one unused word otherwise), uniform `SampleParams`.
+//!   logits wait in the output buffer between its passes). Buffers: 0 the table, 1 the logits,
+//!   2 the output, 3 the soft sample (hard mode with `return_soft`; one unused word otherwise),
+//!   uniform `SampleParams`. A hard sample without the soft one skips the exponentials. There is
+//!   one WGSL kernel: [`crate::ops::KernelVariant`] makes no difference here.
 //!
 //! [`WgpuEngine::philox4x32`] and [`WgpuEngine::gumbel_words`] run the shader's test entry points,
 //! so tests can compare the WGSL generator with Random123's vectors and with the Rust map, bit for
@@ -88,12 +93,15 @@ pub(super) fn execute(
             ];
             let dispatch = Dispatch {
                 entry: "gumbel_main",
-                buffers: vec![0],
+                buffers: vec![0, 1],
                 params,
                 workgroups: grid(engine, calls.div_ceil(WORKGROUP_SIZE))?,
             };
-            let run =
-                engine.run_dispatches("gumbel", &[BufferInit::Zeroed(n)], &[dispatch], &[0])?;
+            let buffers = [
+                BufferInit::Words(gm::ln_table_words()),
+                BufferInit::Zeroed(n),
+            ];
+            let run = engine.run_dispatches("gumbel", &buffers, &[dispatch], &[1])?;
             let words = run.outputs.into_iter().next().unwrap_or_default();
             Ok(OpOutput::new(
                 shape,
@@ -107,6 +115,7 @@ pub(super) fn execute(
         GumbelOp::GumbelSoftmax {
             tau, hard, draws, ..
         } => {
+            let want_soft = op.soft_aux();
             let samples = req.x.rows() * draws;
             let short = cols <= SHORT_K;
             let params = vec![
@@ -122,6 +131,7 @@ pub(super) fn execute(
                 key[1],
                 off0,
                 off1,
+                u32::from(want_soft),
             ];
             let workgroups = if short {
                 grid(engine, samples.div_ceil(WORKGROUP_SIZE))?
@@ -129,9 +139,10 @@ pub(super) fn execute(
                 grid(engine, samples)?
             };
             let buffers = [
+                BufferInit::Words(gm::ln_table_words()),
                 BufferInit::Words(encode_values(dtype, &req.x.data)),
                 BufferInit::Zeroed(n),
-                BufferInit::Zeroed(if hard { n } else { 1 }),
+                BufferInit::Zeroed(if want_soft { n } else { 1 }),
             ];
             let dispatch = Dispatch {
                 entry: if short {
@@ -139,11 +150,11 @@ pub(super) fn execute(
                 } else {
                     "gumbel_softmax_rows"
                 },
-                buffers: vec![0, 1, 2],
+                buffers: vec![0, 1, 2, 3],
                 params,
                 workgroups,
             };
-            let read: &[usize] = if hard { &[1, 2] } else { &[1] };
+            let read: &[usize] = if want_soft { &[2, 3] } else { &[2] };
             let run = engine.run_dispatches("gumbel", &buffers, &[dispatch], read)?;
             let mut outputs = run.outputs.into_iter();
             let y = outputs.next().unwrap_or_default();
@@ -155,7 +166,7 @@ pub(super) fn execute(
                 run.timing,
                 start.elapsed(),
             );
-            if hard {
+            if want_soft {
                 let soft = outputs.next().unwrap_or_default();
                 out.aux.push(AuxOutput {
                     name: gm::SOFT_AUX.into(),
@@ -213,20 +224,59 @@ impl WgpuEngine {
         let n = word(words.len(), "words")?;
         let dispatch = Dispatch {
             entry: "gumbel_words",
-            buffers: vec![0, 1],
+            buffers: vec![0, 1, 2],
             params: vec![n, 0, 0, 0],
             workgroups: grid(self, words.len().div_ceil(WORKGROUP_SIZE))?,
         };
         let run = self.run_dispatches(
             "gumbel",
             &[
+                BufferInit::Words(gm::ln_table_words()),
                 BufferInit::Words(words.to_vec()),
                 BufferInit::Zeroed(words.len()),
             ],
             &[dispatch],
-            &[1],
+            &[2],
         )?;
         let out = run.outputs.into_iter().next().unwrap_or_default();
         Ok(out.into_iter().map(f32::from_bits).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ops::gumbel as gm;
+    use crate::sources;
+
+    /// The shader's noise constants are the Rust ones (the table itself comes from the host).
+    #[test]
+    fn noise_constants_match_the_rust_ones() {
+        let wgsl = sources::wgsl("gumbel").unwrap();
+        let minus_32_ln2 = 0u64.wrapping_sub(32 * gm::LN2_Q40);
+        for (name, value) in [
+            ("LN2_LO", gm::LN2_Q40 as u32),
+            ("LN2_HI", (gm::LN2_Q40 >> 32) as u32),
+            ("THIRD_Q16", gm::THIRD_Q16),
+            ("FIVE_24THS_Q32", gm::FIVE_24THS_Q32),
+            ("SERIES_BELOW", gm::SERIES_BELOW),
+            ("MINUS_32_LN2_LO", minus_32_ln2 as u32),
+            ("MINUS_32_LN2_HI", (minus_32_ln2 >> 32) as u32),
+        ] {
+            let line = wgsl
+                .lines()
+                .find(|l| l.starts_with(&format!("const {name}: u32 = ")))
+                .unwrap_or_else(|| panic!("gumbel.wgsl: no const {name}"));
+            let literal = line
+                .split('=')
+                .nth(1)
+                .and_then(|v| v.split(';').next())
+                .map(|v| v.trim().trim_end_matches('u'))
+                .unwrap_or_default();
+            let parsed = match literal.strip_prefix("0x") {
+                Some(hex) => u32::from_str_radix(hex, 16),
+                None => literal.parse(),
+            };
+            assert_eq!(parsed, Ok(value), "gumbel.wgsl: {line}");
+        }
     }
 }
