@@ -66,6 +66,17 @@ step "bench (cuda, wgpu, cpu)"
 "$bin" bench --json > "$out/bench.json" 2> "$out/bench.err" || status=1
 python3 scripts/bench_ratios.py --table "$out/bench.json" | tee "$out/bench.txt"
 
+# The fast WGSL softmax caps its workgroups to keep ~32 MiB of rows in flight (so the second read
+# of a row hits the L2); that cap is reasoning, not a measurement: sweep it once (empty = the rule,
+# 0 = one workgroup per row).
+step "wgpu softmax workgroup sweep (KERNELBOOK_WGPU_SOFTMAX_WORKGROUPS)"
+for g in "" 0 132 264 528 1056; do
+  printf 'workgroups=%-6s ' "${g:-rule}"
+  KERNELBOOK_WGPU_SOFTMAX_WORKGROUPS=$g "$bin" bench --engine wgpu --op softmax --size 4096x32000 --json 2>/dev/null \
+    | python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin)["results"] if x["dtype"]=="f32" and x.get("kernel")=="fast"]; print(f"{r[0][\"median_us\"]:.0f} us, {r[0][\"percent_of_copy\"]:.0f}% of copy" if r else "no result")' \
+    | tee -a "$out/wgpu-sweep.txt"
+done
+
 step "torch timing anchors (same GPU, same call)"
 python3 scripts/torch_bench.py "$out/torch-bench.json" > "$out/torch-bench.txt" 2>&1 || status=1
 cat "$out/torch-bench.txt"

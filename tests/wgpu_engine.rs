@@ -4,6 +4,10 @@
 //! while the stable one does not, and the 16-bit conversions written in WGSL round exactly like
 //! `DType::round`.
 //!
+//! The fast softmax kernel (online max and sum, vec4 loads, a row loop) is checked on its own: every
+//! dtype at row lengths around its vec4 and workgroup boundaries, special-value rows, more rows than
+//! one dispatch line holds, and against the simple kernel.
+//!
 //! Without an adapter the device tests print "skipped: <reason>" and pass, unless
 //! `KERNELBOOK_REQUIRE_WGPU=1`, where they fail with the probe's reason.
 
@@ -12,7 +16,7 @@ use kernelbook::dtype::DType;
 use kernelbook::engine::cpu::CpuEngine;
 use kernelbook::engine::wgpu::WgpuEngine;
 use kernelbook::engine::{Engine, EngineError, TimingSource};
-use kernelbook::ops::{Op, OpRequest, Tensor};
+use kernelbook::ops::{KernelVariant, Op, OpRequest, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal, Uniform};
@@ -128,6 +132,22 @@ fn softmax_steps_are_marked() {
     ] {
         assert!(source.contains(step), "softmax.wgsl lacks '{step}'");
     }
+}
+
+/// The fast kernel's two passes are marked for the lesson, apart from the simple kernel's steps.
+#[test]
+fn softmax_fast_passes_are_marked() {
+    let source = kernelbook::sources::wgsl("softmax").expect("embedded");
+    for pass in [
+        "// fast pass 1: online max and sum",
+        "// fast pass 2: normalise",
+    ] {
+        assert!(source.contains(pass), "softmax.wgsl lacks '{pass}'");
+    }
+    assert!(
+        source.contains("fn softmax_fast("),
+        "softmax.wgsl lacks the fast entry point"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -760,4 +780,347 @@ fn measure_exp_and_log_accuracy() {
         "log of q in [0.5, 1]: largest absolute error {:e} at p = {} (WGSL allows 2^-21 = 4.8e-7)",
         worst.0, worst.1
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fast softmax kernel against the reference and against the simple kernel.
+// ---------------------------------------------------------------------------------------------
+
+/// The stable ops the fast kernel runs: softmax and log_softmax at three temperatures.
+fn fast_ops() -> Vec<Op> {
+    let mut ops = Vec::new();
+    for temperature in [0.05, 1.0, 10.0] {
+        ops.push(Op::Softmax {
+            temperature,
+            stable: true,
+        });
+        ops.push(Op::LogSoftmax { temperature });
+    }
+    ops
+}
+
+/// Run `req` with both kernels; each must pass the check against the f64 reference, and the fast
+/// result must be within the op's tolerance of the simple one (NaN where it is NaN). Returns the
+/// (fast, simple) outputs, or the failures as text.
+fn fast_and_simple(engine: &WgpuEngine, req: &OpRequest) -> Result<(Vec<f32>, Vec<f32>), String> {
+    let what = format!("{} {} {:?}", req.op.describe(), req.dtype, req.x.shape);
+    let reference = req.reference();
+    let fast = run(engine, &req.clone().with_kernel(KernelVariant::Fast));
+    let simple = run(engine, &req.clone().with_kernel(KernelVariant::Simple));
+    let mut failures = Vec::new();
+    for (name, got) in [("fast", &fast), ("simple", &simple)] {
+        let report = check::check(req, &reference, got);
+        if !report.passed {
+            failures.push(format!("{what}: {name} against the reference: {report}"));
+        }
+    }
+    let simple_as_reference: Vec<f64> = simple.iter().map(|&v| v as f64).collect();
+    let report = check::check(req, &simple_as_reference, &fast);
+    if !report.passed {
+        failures.push(format!("{what}: fast against simple: {report}"));
+    }
+    if failures.is_empty() {
+        Ok((fast, simple))
+    } else {
+        Err(failures.join("\n"))
+    }
+}
+
+/// Row lengths on both sides of the vec4 width (1, 3), of one workgroup's columns (255, 256, 257),
+/// of one round of four vec4 loads per invocation (4096 = 256 x 4 x 4, plus one), a typical length
+/// and a vocabulary (32000: whole rounds, then a remainder). With an odd length the rows start at
+/// every offset modulo 4, so the edge elements before and after the whole vec4s are exercised on
+/// every dtype.
+#[test]
+fn fast_softmax_matches_the_reference_at_every_row_length() {
+    let Some(engine) = engine() else { return };
+    let lengths = [
+        (1, 9),
+        (3, 7),
+        (255, 5),
+        (256, 5),
+        (257, 5),
+        (1000, 4),
+        (4097, 3),
+        (32000, 2),
+    ];
+    let mut seed = 500u64;
+    let mut failures = Vec::new();
+    // dtype -> largest relative error of (fast, simple)
+    let mut worst: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for dtype in DType::ALL {
+        for &(cols, rows) in &lengths {
+            seed += 1;
+            let mut rng = StdRng::seed_from_u64(seed);
+            let normal = Normal::new(0.0f32, 3.0).expect("valid");
+            let x: Vec<f32> = (0..rows * cols).map(|_| normal.sample(&mut rng)).collect();
+            for op in fast_ops() {
+                let req = request(op, dtype, rows, cols, x.clone());
+                match fast_and_simple(engine, &req) {
+                    Ok((fast, simple)) => {
+                        let reference = req.reference();
+                        let w = worst.entry(dtype.name()).or_default();
+                        w.0 = w.0.max(check::check(&req, &reference, &fast).max_rel);
+                        w.1 = w.1.max(check::check(&req, &reference, &simple).max_rel);
+                    }
+                    Err(e) => failures.push(e),
+                }
+            }
+        }
+    }
+    eprintln!("largest relative error per dtype, (fast, simple): {worst:?}");
+    assert!(
+        failures.is_empty(),
+        "{} cases fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Rows with NaN, +inf and -inf, placed in the whole vec4s and in the edge elements: a row with a
+/// NaN or +inf is all NaN, an all -inf row is NaN, a -inf among finite values gives 0 (log: -inf).
+/// Also the extremes: z - m overflowing f32 (-3e38 next to 3e38) and x / T overflowing to +inf.
+#[test]
+fn fast_softmax_special_rows_match_the_reference_and_the_simple_kernel() {
+    let Some(engine) = engine() else { return };
+    let (nan, inf, ninf) = (f32::NAN, f32::INFINITY, f32::NEG_INFINITY);
+    // 11 columns: with rows starting at 0, 11, 22, ... every row has a different head and tail.
+    let cols = 11;
+    let base: Vec<f32> = (0..cols).map(|j| (j as f32 * 0.7).sin() * 4.0).collect();
+    let with = |at: &[(usize, f32)]| {
+        let mut row = base.clone();
+        for &(j, v) in at {
+            row[j] = v;
+        }
+        row
+    };
+    let rows: Vec<(&str, Vec<f32>)> = vec![
+        ("finite", base.clone()),
+        ("NaN first", with(&[(0, nan)])),
+        ("NaN in the middle", with(&[(5, nan)])),
+        ("+inf last", with(&[(10, inf)])),
+        ("+inf in the middle", with(&[(6, inf)])),
+        ("-inf at both ends", with(&[(0, ninf), (10, ninf)])),
+        ("-inf in the middle", with(&[(4, ninf), (5, ninf)])),
+        ("all -inf", vec![ninf; cols]),
+        ("-inf and +inf", with(&[(2, ninf), (3, inf)])),
+        ("one finite", {
+            let mut row = vec![ninf; cols];
+            row[7] = 2.5;
+            row
+        }),
+        ("extremes", with(&[(1, -3.0e38), (8, 3.0e38)])),
+        ("lowest only", vec![f32::MIN; cols]),
+    ];
+    let x: Vec<f32> = rows.iter().flat_map(|(_, r)| r.iter().copied()).collect();
+    let mut failures = Vec::new();
+    for dtype in DType::ALL {
+        for op in fast_ops() {
+            let req = request(op.clone(), dtype, rows.len(), cols, x.clone());
+            let (fast, simple) = match fast_and_simple(engine, &req) {
+                Ok(outputs) => outputs,
+                Err(e) => {
+                    failures.push(e);
+                    continue;
+                }
+            };
+            // NaN exactly where the simple kernel has NaN, row by row.
+            for (r, (name, _)) in rows.iter().enumerate() {
+                let span = r * cols..(r + 1) * cols;
+                let fast_nan: Vec<bool> = fast[span.clone()].iter().map(|v| v.is_nan()).collect();
+                let simple_nan: Vec<bool> = simple[span].iter().map(|v| v.is_nan()).collect();
+                if fast_nan != simple_nan {
+                    failures.push(format!(
+                        "{} {dtype} row '{name}': NaN at {fast_nan:?}, simple at {simple_nan:?}",
+                        op.describe()
+                    ));
+                }
+            }
+        }
+        // What torch says, spelled out for softmax at T = 1.
+        let req = request(
+            Op::Softmax {
+                temperature: 1.0,
+                stable: true,
+            },
+            dtype,
+            rows.len(),
+            cols,
+            x.clone(),
+        );
+        let y = run(engine, &req);
+        let row = |name: &str| {
+            let r = rows.iter().position(|(n, _)| *n == name).expect("row");
+            &y[r * cols..(r + 1) * cols]
+        };
+        for name in [
+            "NaN first",
+            "NaN in the middle",
+            "+inf last",
+            "+inf in the middle",
+            "all -inf",
+            "-inf and +inf",
+        ] {
+            assert!(
+                row(name).iter().all(|v| v.is_nan()),
+                "{dtype} '{name}': {:?}",
+                row(name)
+            );
+        }
+        let ends = row("-inf at both ends");
+        assert!(ends[0] == 0.0 && ends[10] == 0.0, "{dtype}: {ends:?}");
+        let one = row("one finite");
+        assert!(
+            one.iter()
+                .enumerate()
+                .all(|(j, &v)| v == if j == 7 { 1.0 } else { 0.0 }),
+            "{dtype}: {one:?}"
+        );
+        // The lowest f32 is -inf in f16 and bf16 (beyond their range): an all -inf row there.
+        let lowest = row("lowest only");
+        if dtype == DType::F32 {
+            assert!(
+                lowest
+                    .iter()
+                    .all(|&v| v == lowest[0] && (v - 1.0 / 11.0).abs() < 1e-7),
+                "{lowest:?}"
+            );
+        } else {
+            assert!(lowest.iter().all(|v| v.is_nan()), "{dtype}: {lowest:?}");
+        }
+    }
+    // x / T overflows f32 for x = 3e38 and T = 0.05: z = +inf, so the row is NaN, as in the
+    // reference (which forms z = x / T in f32 too).
+    let req = request(
+        Op::Softmax {
+            temperature: 0.05,
+            stable: true,
+        },
+        DType::F32,
+        1,
+        5,
+        vec![3.0e38, 0.0, 1.0, 2.0, 3.0],
+    );
+    match fast_and_simple(engine, &req) {
+        Ok((fast, _)) => assert!(fast.iter().all(|v| v.is_nan()), "{fast:?}"),
+        Err(e) => failures.push(e),
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cases fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// More rows than one dispatch line holds (65535 workgroups): the fast kernel launches at most that
+/// many and each workgroup loops over its rows; the simple one goes to a 2D grid. Odd columns, so
+/// rows start at every offset modulo 4.
+#[test]
+fn fast_softmax_loops_over_more_rows_than_one_dispatch_holds() {
+    let Some(engine) = engine() else { return };
+    let max = engine.limits().max_compute_workgroups_per_dimension as usize;
+    let (rows, cols) = (max + 4465, 5);
+    let mut rng = StdRng::seed_from_u64(21);
+    let normal = Normal::new(0.0f32, 3.0).expect("valid");
+    let x: Vec<f32> = (0..rows * cols).map(|_| normal.sample(&mut rng)).collect();
+    // (Softmax at this shape runs in `shapes_beyond_one_workgroup_grid_line_and_odd_shapes`.)
+    let req = request(
+        Op::LogSoftmax { temperature: 0.5 },
+        DType::Bf16,
+        rows,
+        cols,
+        x,
+    );
+    if let Err(e) = fast_and_simple(engine, &req) {
+        panic!("{e}");
+    }
+}
+
+/// Naive softmax is a lesson about overflow: it runs the simple kernel whatever the request asks, so
+/// its f16 overflow shows with either choice.
+#[test]
+fn naive_softmax_runs_the_simple_kernel_either_way() {
+    let Some(engine) = engine() else { return };
+    let req = request(
+        Op::Softmax {
+            temperature: 1.0,
+            stable: false,
+        },
+        DType::F16,
+        1,
+        4,
+        vec![12.09, 0.0, -1.0, 2.0],
+    );
+    let fast = run(engine, &req.clone().with_kernel(KernelVariant::Fast));
+    let simple = run(engine, &req.with_kernel(KernelVariant::Simple));
+    assert!(
+        fast[0].is_nan() && fast[1..].iter().all(|&v| v == 0.0),
+        "{fast:?}"
+    );
+    assert_eq!(
+        fast.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        simple.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+}
+
+/// Measurement, not a pass/fail test (`cargo test --release --test wgpu_engine -- --ignored
+/// --nocapture measure_softmax`): the simple and the fast kernel against this adapter's copy of the
+/// same bytes, as `kernelbook bench` counts them (input read once, output written once).
+/// `KERNELBOOK_MEASURE_SIZE=ROWSxCOLS` changes the shape (default 256x8192).
+#[test]
+#[ignore]
+fn measure_softmax_simple_and_fast_against_copy() {
+    let Some(engine) = engine() else { return };
+    let (rows, cols) = std::env::var("KERNELBOOK_MEASURE_SIZE")
+        .ok()
+        .and_then(|s| {
+            let (r, c) = s.split_once('x')?;
+            Some((r.parse().ok()?, c.parse().ok()?))
+        })
+        .unwrap_or((256usize, 8192usize));
+    let runs = 21;
+    let mut rng = StdRng::seed_from_u64(3);
+    let normal = Normal::new(0.0f32, 3.0).expect("valid");
+    let x: Vec<f32> = (0..rows * cols).map(|_| normal.sample(&mut rng)).collect();
+    eprintln!(
+        "{} ({:?}), [{rows}, {cols}]",
+        engine.device(),
+        engine.timing_source()
+    );
+    for dtype in [DType::F32, DType::F16] {
+        for op in [
+            Op::Softmax {
+                temperature: 1.0,
+                stable: true,
+            },
+            Op::LogSoftmax { temperature: 1.0 },
+        ] {
+            let req = request(op.clone(), dtype, rows, cols, x.clone());
+            let bytes = kernelbook::bench::bytes_moved(&req);
+            let kernels = KernelVariant::ALL.map(|k| req.clone().with_kernel(k));
+            for req in &kernels {
+                engine.run(req).expect("warm-up");
+            }
+            // Round robin (copy, simple, fast), so that a busy machine slows all three alike.
+            let mut copies = Vec::new();
+            let mut times = [Vec::new(), Vec::new()];
+            for _ in 0..runs {
+                copies.push(engine.copy_time(bytes.div_ceil(2)).expect("copy"));
+                for (t, req) in times.iter_mut().zip(&kernels) {
+                    t.push(engine.run(req).expect("runs").kernel_time);
+                }
+            }
+            let copy_us = kernelbook::bench::median_us(&mut copies);
+            for (kernel, mut t) in KernelVariant::ALL.into_iter().zip(times) {
+                let us = kernelbook::bench::median_us(&mut t);
+                eprintln!(
+                    "  {:<24} {dtype:<4} {kernel:<6} {us:>10.0} us  {:>7.2} GB/s  {:>5.1}% of copy ({copy_us:.0} us)",
+                    op.describe(),
+                    bytes as f64 / (us * 1e-6) / 1e9,
+                    100.0 * copy_us / us
+                );
+            }
+        }
+    }
 }

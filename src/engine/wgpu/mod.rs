@@ -11,6 +11,11 @@
 //! or bf16 travels in the low 16 bits of its word. That wastes half the bandwidth for 16-bit types
 //! but keeps every write a whole word (no packing, no races); packing pairs is a later optimisation.
 //!
+//! Softmax has two kernels in `shaders/softmax.wgsl`, chosen by [`OpRequest::kernel`]: the simple
+//! one (`softmax_main`: one workgroup per row, three passes over it; naive softmax always runs it)
+//! and the fast one (`softmax_fast`: online max and sum, two passes, vec4 loads, a limited number of
+//! workgroups looping over rows; its buffers are padded to a multiple of 4 words).
+//!
 //! Errors: wgpu's default handler for uncaptured errors panics. Here every device operation runs
 //! inside error scopes, a handler records anything that escapes them, and a lost device is
 //! remembered: all of these become [`EngineError::Failed`] with the message, never a panic. One run
@@ -27,7 +32,7 @@ mod tensor_parallel;
 
 use super::{Engine, EngineError, EngineKind, OpOutput, TimingSource};
 use crate::dtype::DType;
-use crate::ops::{Op, OpRequest};
+use crate::ops::{KernelVariant, Op, OpRequest};
 use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,7 +46,27 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Entry points, as named in the shaders.
 const LOGITS_ENTRY: &str = "logits_main";
+/// The simple softmax kernel: one workgroup per row, three passes over it (and naive softmax).
 const SOFTMAX_ENTRY: &str = "softmax_main";
+/// The fast softmax kernel: online max and sum, vec4 loads, a row loop (stable softmax and
+/// log_softmax).
+const SOFTMAX_FAST_ENTRY: &str = "softmax_fast";
+
+/// The fast softmax keeps at most about this many bytes of rows in flight (workgroups x row
+/// bytes), so that its second read of each row comes from the GPU's L2 cache (about 50 MB on an
+/// H100 or H200) rather than from memory. One workgroup per row keeps far more in flight on a large GPU:
+/// an H200 holds 8 workgroups of 256 on each of its 132 SMs, 1056 rows of 128 KB ([4096, 32000]
+/// f32) = 135 MB, and every re-read misses. A guess from that arithmetic, to be measured on the GPU
+/// (`KERNELBOOK_WGPU_SOFTMAX_WORKGROUPS` overrides the result).
+const FAST_SOFTMAX_BYTES_IN_FLIGHT: u64 = 32 << 20;
+
+/// The fast softmax never launches fewer workgroups than this (unless there are fewer rows): with
+/// very long rows, the cache budget above would leave most of the GPU idle.
+const FAST_SOFTMAX_MIN_WORKGROUPS: u32 = 256;
+
+/// Environment variable that sets the fast softmax's workgroup count for tuning runs on a GPU
+/// (0: one per row, up to the dispatch limit); unset, [`fast_softmax_workgroups`] chooses.
+pub const FAST_SOFTMAX_WORKGROUPS_ENV: &str = "KERNELBOOK_WGPU_SOFTMAX_WORKGROUPS";
 
 /// The shaders' `Params` uniform, field for field (48 bytes, all 4-byte scalars).
 #[repr(C)]
@@ -258,7 +283,11 @@ impl WgpuEngine {
         };
         // The first two topics' shaders are compiled now: if they do not compile, the engine is
         // absent with the compiler's message (later topics report theirs on first use).
-        for (topic, entry) in [("logits", LOGITS_ENTRY), ("softmax", SOFTMAX_ENTRY)] {
+        for (topic, entry) in [
+            ("logits", LOGITS_ENTRY),
+            ("softmax", SOFTMAX_ENTRY),
+            ("softmax", SOFTMAX_FAST_ENTRY),
+        ] {
             engine
                 .topic_pipeline(topic, entry)
                 .map_err(|e| e.to_string().trim_start_matches("failed: ").to_string())?;
@@ -484,27 +513,32 @@ impl Engine for WgpuEngine {
         // `Engine::run` answers empty inputs before calling this.
         let plan = self.plan(req)?;
         let params = Params::for_request(req, plan.rows, plan.cols, plan.n);
-        let (topic, entry) = if req.op.is_elementwise() {
-            ("logits", LOGITS_ENTRY)
+        let params = bytemuck::cast_slice(&[params]).to_vec();
+        let run = if req.op.is_elementwise() {
+            self.one_dispatch("logits", LOGITS_ENTRY, req, plan.n, params, plan.grid)?
+        } else if uses_fast_softmax(req) {
+            // The fast kernel reads and writes through vec4 views: both buffers are padded to a
+            // multiple of 4 words (the padding is never read as data nor returned).
+            let workgroups = match fast_softmax_workgroups_override()? {
+                Some(0) => plan.rows.min(self.max_workgroups()),
+                Some(w) => w.min(plan.rows).min(self.max_workgroups()),
+                None => fast_softmax_workgroups(plan.rows, plan.cols, self.max_workgroups()),
+            };
+            let padded = plan.n.next_multiple_of(4);
+            self.one_dispatch(
+                "softmax",
+                SOFTMAX_FAST_ENTRY,
+                req,
+                padded,
+                params,
+                (workgroups.max(1), 1),
+            )?
         } else {
-            ("softmax", SOFTMAX_ENTRY)
+            self.one_dispatch("softmax", SOFTMAX_ENTRY, req, plan.n, params, plan.grid)?
         };
-        let run = self.run_dispatches(
-            topic,
-            &[
-                BufferInit::Words(encode(req)),
-                BufferInit::Zeroed(plan.n as usize),
-            ],
-            &[Dispatch {
-                entry,
-                buffers: vec![0, 1],
-                params: bytemuck::cast_slice(&[params]).to_vec(),
-                workgroups: (plan.grid.0, plan.grid.1, 1),
-            }],
-            &[1],
-        )?;
         let (kernel_time, timing) = (run.kernel_time, run.timing);
-        let words = run.outputs.into_iter().next().unwrap_or_default();
+        let mut words = run.outputs.into_iter().next().unwrap_or_default();
+        words.truncate(req.x.len());
         if words.len() != req.x.len() {
             return Err(EngineError::Failed(format!(
                 "read back {} values for {} elements",
@@ -524,6 +558,33 @@ impl Engine for WgpuEngine {
 }
 
 impl WgpuEngine {
+    /// Run `entry` of `shaders/<topic>.wgsl` over the request's input (binding 0, `words` words, the
+    /// input zero-padded) into an output of `words` zero words (binding 1), with `params` as the
+    /// uniform, on a `grid` of workgroups; reads back the output.
+    fn one_dispatch(
+        &self,
+        topic: &str,
+        entry: &'static str,
+        req: &OpRequest,
+        words: u32,
+        params: Vec<u32>,
+        grid: (u32, u32),
+    ) -> Result<DispatchRun, EngineError> {
+        let mut input = encode(req);
+        input.resize(words as usize, 0);
+        self.run_dispatches(
+            topic,
+            &[BufferInit::Words(input), BufferInit::Zeroed(words as usize)],
+            &[Dispatch {
+                entry,
+                buffers: vec![0, 1],
+                params,
+                workgroups: (grid.0, grid.1, 1),
+            }],
+            &[1],
+        )
+    }
+
     /// The pipeline for `entry` in `shaders/<topic>.wgsl`, compiled on first use with a layout
     /// derived from the shader.
     fn topic_pipeline(
@@ -802,6 +863,41 @@ impl WgpuEngine {
     }
 }
 
+/// Whether `req` runs the fast softmax kernel: stable softmax and log_softmax asked for with
+/// [`KernelVariant::Fast`]. Naive softmax always runs the simple kernel (its overflow is the lesson).
+fn uses_fast_softmax(req: &OpRequest) -> bool {
+    req.kernel == KernelVariant::Fast
+        && matches!(
+            req.op,
+            Op::LogSoftmax { .. } | Op::Softmax { stable: true, .. }
+        )
+}
+
+/// Workgroups for the fast softmax (each loops over rows): enough that the rows in flight stay
+/// within [`FAST_SOFTMAX_BYTES_IN_FLIGHT`], at least [`FAST_SOFTMAX_MIN_WORKGROUPS`], at most one
+/// per row and at most `max_workgroups` (the dispatch limit per dimension).
+fn fast_softmax_workgroups(rows: u32, cols: u32, max_workgroups: u32) -> u32 {
+    let row_bytes = u64::from(cols).max(1) * 4; // one 32-bit word per element
+    let budget =
+        (FAST_SOFTMAX_BYTES_IN_FLIGHT / row_bytes).max(u64::from(FAST_SOFTMAX_MIN_WORKGROUPS));
+    budget
+        .min(u64::from(rows))
+        .min(u64::from(max_workgroups))
+        .max(1) as u32
+}
+
+/// [`FAST_SOFTMAX_WORKGROUPS_ENV`], if set; a value that is not a count is an error, not ignored.
+fn fast_softmax_workgroups_override() -> Result<Option<u32>, EngineError> {
+    match std::env::var(FAST_SOFTMAX_WORKGROUPS_ENV) {
+        Err(_) => Ok(None),
+        Ok(v) => v.trim().parse().map(Some).map_err(|_| {
+            EngineError::Failed(format!(
+                "{FAST_SOFTMAX_WORKGROUPS_ENV}={v:?} is not a workgroup count (0 = one per row)"
+            ))
+        }),
+    }
+}
+
 /// Values of `dtype` as the shaders store them: one u32 word per element (f32 bits, or f16/bf16
 /// bits in the low half).
 pub(crate) fn encode_values(dtype: DType, values: &[f32]) -> Vec<u32> {
@@ -1070,6 +1166,49 @@ mod tests {
             for (a, b) in req.x.data.iter().zip(&back) {
                 assert_eq!(a.to_bits(), b.to_bits(), "{dtype}");
             }
+        }
+    }
+
+    #[test]
+    fn fast_softmax_keeps_the_rows_in_flight_within_the_cache_budget() {
+        // [4096, 32000] f32: 128 000-byte rows, 32 MiB / 128 000 = 262 workgroups.
+        assert_eq!(fast_softmax_workgroups(4096, 32000, 65535), 262);
+        // Longer rows: never fewer than 256 workgroups (nor more than rows).
+        assert_eq!(fast_softmax_workgroups(4096, 1 << 20, 65535), 256);
+        assert_eq!(fast_softmax_workgroups(100, 1 << 20, 65535), 100);
+        // Short rows: one workgroup per row, up to the dispatch limit.
+        assert_eq!(fast_softmax_workgroups(4096, 1000, 65535), 4096);
+        assert_eq!(fast_softmax_workgroups(70_000, 3, 65535), 65535);
+        assert_eq!(fast_softmax_workgroups(0, 0, 65535), 1);
+    }
+
+    #[test]
+    fn naive_softmax_never_runs_the_fast_kernel() {
+        let x = || Tensor::row(vec![0.5, 1.0]);
+        let softmax = |stable| Op::Softmax {
+            temperature: 1.0,
+            stable,
+        };
+        let cases = [
+            (softmax(true), KernelVariant::Fast, true),
+            (softmax(true), KernelVariant::Simple, false),
+            (softmax(false), KernelVariant::Fast, false),
+            (
+                Op::LogSoftmax { temperature: 2.0 },
+                KernelVariant::Fast,
+                true,
+            ),
+            (
+                Op::LogSoftmax { temperature: 2.0 },
+                KernelVariant::Simple,
+                false,
+            ),
+        ];
+        for (op, kernel, fast) in cases {
+            let req = OpRequest::new(op.clone(), DType::F32, x())
+                .unwrap()
+                .with_kernel(kernel);
+            assert_eq!(uses_fast_softmax(&req), fast, "{} {kernel}", op.describe());
         }
     }
 
