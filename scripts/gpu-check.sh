@@ -73,7 +73,7 @@ step "wgpu softmax workgroup sweep (KERNELBOOK_WGPU_SOFTMAX_WORKGROUPS)"
 for g in "" 0 132 264 528 1056; do
   printf 'workgroups=%-6s ' "${g:-rule}"
   KERNELBOOK_WGPU_SOFTMAX_WORKGROUPS=$g "$bin" bench --engine wgpu --op softmax --size 4096x32000 --json 2>/dev/null \
-    | python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin)["results"] if x["dtype"]=="f32" and x.get("kernel")=="fast"]; print(f"{r[0][\"median_us\"]:.0f} us, {r[0][\"percent_of_copy\"]:.0f}% of copy" if r else "no result")' \
+    | python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin)["results"] if x["dtype"]=="f32" and x.get("kernel")=="fast"]; print("%.0f us, %.0f%% of copy" % (r[0]["median_us"], r[0]["percent_of_copy"] or 0) if r else "no result")' \
     | tee -a "$out/wgpu-sweep.txt"
 done
 

@@ -890,6 +890,7 @@ fn fast_softmax_workgroups(rows: u32, cols: u32, max_workgroups: u32) -> u32 {
 fn fast_softmax_workgroups_override() -> Result<Option<u32>, EngineError> {
     match std::env::var(FAST_SOFTMAX_WORKGROUPS_ENV) {
         Err(_) => Ok(None),
+        Ok(v) if v.trim().is_empty() => Ok(None), // set but empty: the rule, as when unset
         Ok(v) => v.trim().parse().map(Some).map_err(|_| {
             EngineError::Failed(format!(
                 "{FAST_SOFTMAX_WORKGROUPS_ENV}={v:?} is not a workgroup count (0 = one per row)"
