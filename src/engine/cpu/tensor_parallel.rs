@@ -2,9 +2,11 @@
 //! `src/ops/tensor_parallel.rs` executed on `Vec<f32>` buffers, one per rank and role, in f32
 //! arithmetic with the same summation orders as the kernels (dot products in order j = 0..in-1,
 //! row sums in the 256-lane tree order of [`tp::lane_tree_sum`], all-reduces in rank order).
-//! Ranks run one after the other; a step with many rows is split over the engine's threads.
+//! The exps of the cross-entropy are this engine's vectorised `vmath::exp` (within 1 ULP; see
+//! `vmath.rs`), and its row maxima and sums of exps run as SIMD loops. Ranks run one after the
+//! other; a step with many rows is split over the engine's threads.
 
-use super::CpuEngine;
+use super::{CpuEngine, vmath};
 use crate::dtype::DType;
 use crate::engine::{AuxOutput, EngineError, OpOutput, TimingSource};
 use crate::ops::OpRequest;
@@ -92,23 +94,46 @@ fn rows_parallel(
         return;
     }
     let rows = out.len() / row_len;
-    if threads <= 1 || rows * work_per_row < PARALLEL_FROM {
-        for (i, o) in out.chunks_mut(row_len).enumerate() {
-            f(i, o);
-        }
-        return;
-    }
+    let threads = if rows * work_per_row < PARALLEL_FROM {
+        1
+    } else {
+        threads.max(1)
+    };
     let per = rows.div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        for (c, chunk) in out.chunks_mut(per * row_len).enumerate() {
-            let f = &f;
-            s.spawn(move || {
-                for (d, o) in chunk.chunks_mut(row_len).enumerate() {
-                    f(c * per + d, o);
-                }
-            });
+    super::for_each_chunk(out, per * row_len, |c, chunk| {
+        for (d, o) in chunk.chunks_mut(row_len).enumerate() {
+            f(c * per + d, o);
         }
     });
+}
+
+vmath::simd_dispatch! {
+    /// The largest value of a row (NaN skipped, as `f32::max` does), vectorised.
+    fn row_max(row: &[f32]) -> f32 {
+        vmath::max(row)
+    }
+}
+
+vmath::simd_dispatch! {
+    /// Σ_j e^(row_j - m) in [`tp::lane_tree_sum`]'s order, vectorised: lane l of [`tp::LANES`]
+    /// adds values l, l + 256, ... in order from 0.0, which is a running sum of whole 256-value
+    /// chunks lane by lane; then the same tree over the lanes.
+    fn sum_exp(row: &[f32], m: f32) -> f32 {
+        let mut lanes = [0.0f32; tp::LANES];
+        for chunk in row.chunks(tp::LANES) {
+            for (lane, &v) in lanes.iter_mut().zip(chunk) {
+                *lane += vmath::exp(v - m);
+            }
+        }
+        let mut stride = tp::LANES / 2;
+        while stride > 0 {
+            for l in 0..stride {
+                lanes[l] += lanes[l + stride];
+            }
+            stride /= 2;
+        }
+        lanes[0]
+    }
 }
 
 fn exec(step: &Step, bufs: &mut [Cow<'_, [f32]>], dtype: DType, threads: usize) {
@@ -169,11 +194,9 @@ fn exec(step: &Step, bufs: &mut [Cow<'_, [f32]>], dtype: DType, threads: usize) 
         Step::LocalMax { x, out, cols, .. } => {
             let mut ov = take(bufs, out);
             let xv = &bufs[x];
-            for (i, m) in ov.iter_mut().enumerate() {
-                *m = xv[i * cols..(i + 1) * cols]
-                    .iter()
-                    .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            }
+            rows_parallel(&mut ov, 1, cols, threads, |i, m| {
+                m[0] = row_max(&xv[i * cols..(i + 1) * cols]);
+            });
             bufs[out] = Cow::Owned(ov);
         }
         Step::Predicted {
@@ -203,9 +226,7 @@ fn exec(step: &Step, bufs: &mut [Cow<'_, [f32]>], dtype: DType, threads: usize) 
             let mut ov = take(bufs, out);
             let (xv, mv) = (&bufs[x], &bufs[max]);
             rows_parallel(&mut ov, 1, cols, threads, |i, s| {
-                let row = &xv[i * cols..(i + 1) * cols];
-                let m = mv[i];
-                s[0] = tp::lane_tree_sum(cols, |j| (row[j] - m).exp());
+                s[0] = sum_exp(&xv[i * cols..(i + 1) * cols], mv[i]);
             });
             bufs[out] = Cow::Owned(ov);
         }
@@ -292,6 +313,21 @@ mod tests {
     fn run_op(op: TpOp, x: Tensor, extra: Vec<(String, Tensor)>) -> OpOutput {
         let req = OpRequest::with_inputs(Op::TensorParallel(op), DType::F32, x, extra).unwrap();
         CpuEngine::new().run(&req).unwrap()
+    }
+
+    #[test]
+    fn sum_exp_adds_in_the_kernels_lane_order() {
+        // Bit for bit the sum of tp::lane_tree_sum (the CUDA and WGSL order), at lengths around
+        // the 256 lanes, with values whose sums round differently in other orders.
+        for len in [0usize, 1, 255, 256, 257, 1000, 50304] {
+            let row: Vec<f32> = (0..len)
+                .map(|j| ((j * 7919) % 1009) as f32 * 0.013 - 6.5)
+                .collect();
+            let m = 0.37;
+            let want = tp::lane_tree_sum(len, |j| vmath::exp(row[j] - m));
+            assert_eq!(sum_exp(&row, m).to_bits(), want.to_bits(), "len {len}");
+        }
+        assert_eq!(row_max(&[1.0, f32::NAN, 3.0, -2.0]), 3.0);
     }
 
     #[test]
