@@ -1,7 +1,7 @@
 //! Logits topic: logit (log-odds), sigmoid (its inverse) and logsigmoid, element-wise.
 //!
 //! The algorithm every engine implements (CUDA `kernels/logits.cu`, WGSL `shaders/logits.wgsl`, CPU
-//! `engine/cpu.rs`), in f32 arithmetic on the dtype-rounded input, result rounded to the dtype:
+//! `engine/cpu/mod.rs`), in f32 arithmetic on the dtype-rounded input, result rounded to the dtype:
 //! - `logit(p)`: with eps, first clamp p to [lo, hi] (lo = f32(eps), hi = 1 - lo in f32, as torch).
 //!   Then ln(p / (1 - p)). Edge values are explicit, not left to the hardware: p = 0 -> -inf,
 //!   p = 1 -> +inf, p < 0, p > 1 or NaN -> NaN (torch.logit([0, 1, 1.5, -0.1]) = [-inf, inf, nan, nan]).

@@ -2,7 +2,7 @@
 //! axis.
 //!
 //! The algorithm every engine implements (CUDA `kernels/softmax.cu`, WGSL `shaders/softmax.wgsl`,
-//! CPU `engine/cpu.rs`), per row, with z_j = x_j / T computed in f32:
+//! CPU `engine/cpu/mod.rs`), per row, with z_j = x_j / T computed in f32:
 //! - **stable softmax**: m = max_j z_j; s = sum_j e^(z_j - m) (f32 accumulation); y_j = e^(z_j - m) / s.
 //! - **naive softmax** (the "break it" variant): every intermediate lives in the storage dtype:
 //!   e_j = round(e^(z_j)); s = round(sum_j e_j) (summed in f32, rounded once); y_j = round(e_j / s).

@@ -1385,19 +1385,20 @@ pub type Assembled = (Vec<f32>, Vec<(String, Vec<usize>, Vec<f32>)>);
 /// (the engine's executor: outputs in program order, plus its timing `T`), run the one-rank
 /// program too for split ops (the `unsplit` aux output, the same engine's k = 1 result; at k = 1
 /// the main output itself), and [`assemble`] the outputs. The timing is the main program's.
-pub fn run_and_assemble<T, E>(
+pub fn run_and_assemble<'a, T, E>(
     op: &TpOp,
-    req: &OpRequest,
-    mut run: impl FnMut(&Program<'_>) -> Result<(Vec<Vec<f32>>, T), E>,
+    req: &'a OpRequest,
+    mut run: impl FnMut(Program<'a>) -> Result<(Vec<Vec<f32>>, T), E>,
 ) -> Result<(Assembled, T), E> {
     let program = program(op, req);
-    let (outputs, timing) = run(&program)?;
+    let shapes = program.outputs.clone();
+    let (outputs, timing) = run(program)?;
     let unsplit = match op.unsplit() {
         None => None,
         Some(_) if op.ranks() == 1 => outputs.first().cloned(),
-        Some(one) => run(&self::program(&one, req))?.0.into_iter().next(),
+        Some(one) => run(self::program(&one, req))?.0.into_iter().next(),
     };
-    Ok((assemble(op, &program.outputs, outputs, unsplit), timing))
+    Ok((assemble(op, &shapes, outputs, unsplit), timing))
 }
 
 /// `shapes` are the program's outputs and `outputs` their values in order (decoded to f32);

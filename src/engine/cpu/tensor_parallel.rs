@@ -8,7 +8,7 @@
 
 use super::{CpuEngine, vmath};
 use crate::dtype::DType;
-use crate::engine::{AuxOutput, EngineError, OpOutput, TimingSource};
+use crate::engine::{EngineError, OpOutput, TimingSource};
 use crate::ops::OpRequest;
 use crate::ops::tensor_parallel::{self as tp, BufId, Collective, Program, Step, TpOp};
 use std::borrow::Cow;
@@ -23,35 +23,22 @@ pub(super) fn execute(
     op: &TpOp,
 ) -> Result<OpOutput, EngineError> {
     let start = Instant::now();
-    let program = tp::program(op, req);
-    let shapes = program.outputs.clone();
-    let outputs = run(engine, program, req.dtype);
-    let kernel_time = start.elapsed();
-    let unsplit = match op.unsplit() {
-        None => None,
-        Some(_) if op.ranks() == 1 => outputs.first().cloned(),
-        Some(one) => run(engine, tp::program(&one, req), req.dtype)
-            .into_iter()
-            .next(),
-    };
-    let (values, aux) = tp::assemble(op, &shapes, outputs, unsplit);
-    let mut out = OpOutput::new(
+    let mut kernel_time = None;
+    let ((values, aux), ()) = tp::run_and_assemble(op, req, |program| {
+        let outputs = run(engine, program, req.dtype);
+        // The time of the op's own program (the unsplit one runs after it).
+        kernel_time.get_or_insert(start.elapsed());
+        Ok::<_, EngineError>((outputs, ()))
+    })?;
+    Ok(OpOutput::new(
         req.output_shape(),
         req.dtype,
         values,
-        kernel_time,
+        kernel_time.unwrap_or_default(),
         TimingSource::WallClock,
         start.elapsed(),
-    );
-    out.aux = aux
-        .into_iter()
-        .map(|(name, shape, values)| AuxOutput {
-            name,
-            shape,
-            values,
-        })
-        .collect();
-    Ok(out)
+    )
+    .with_aux(aux))
 }
 
 /// Execute a program; returns its outputs in order.

@@ -45,7 +45,7 @@ pub(super) fn execute(
         return fused_cross_entropy(engine, req, started);
     }
     let ((values, aux), kernel_time) =
-        tp::run_and_assemble(op, req, |program| run(engine, program, req.dtype))?;
+        tp::run_and_assemble(op, req, |program| run(engine, &program, req.dtype))?;
     let out = OpOutput::new(
         req.output_shape(),
         req.dtype,

@@ -30,7 +30,7 @@ pub(super) fn execute(
 ) -> Result<OpOutput, EngineError> {
     let started = Instant::now();
     let ((values, aux), (kernel_time, timing)) = tp::run_and_assemble(op, req, |program| {
-        run(engine, program, req.dtype).map(|(outputs, time, timing)| (outputs, (time, timing)))
+        run(engine, &program, req.dtype).map(|(outputs, time, timing)| (outputs, (time, timing)))
     })?;
     let out = OpOutput::new(
         req.output_shape(),
