@@ -337,14 +337,27 @@ pub fn measure(
         .ok()
         .filter(|us| *us > 0.0)
         .map(|us| bytes as f64 / (us * 1e-6) / 1e9);
+    // An engine with one implementation of the op ran it whatever the variant asked for: the
+    // result names no kernel.
+    let kernel = case
+        .kernel
+        .filter(|_| engine.kind().has_kernel_variants(&case.definition));
+    let name = match (case.kernel, kernel) {
+        (Some(k), None) => case
+            .name
+            .strip_suffix(&format!(" [{k}]"))
+            .unwrap_or(&case.name)
+            .to_string(),
+        _ => case.name.clone(),
+    };
     Ok(BenchResult {
         engine: engine.kind(),
         device: engine.device(),
-        case: case.name.clone(),
+        case: name,
         op: case.op.name(),
         dtype: case.dtype,
         shape: case.shape.clone(),
-        kernel: case.kernel,
+        kernel,
         runs,
         timing,
         median_us: median,
@@ -438,6 +451,14 @@ mod tests {
         let req = (case.build)().unwrap();
         let r = measure(cpu, case, &req, RUNS).unwrap();
         assert_eq!(r.runs, RUNS);
+        // A softmax case asks for the fast kernel; the CPU has one implementation, and says so.
+        let softmax = cases(&[OpKind::Softmax], (4, 64), false)
+            .into_iter()
+            .find(|c| c.kernel == Some(KernelVariant::Fast))
+            .unwrap();
+        let s = measure(cpu, &softmax, &(softmax.build)().unwrap(), RUNS).unwrap();
+        assert_eq!(s.kernel, None);
+        assert!(!s.case.contains('['), "{}", s.case);
         assert_eq!(r.bytes, 64 * 1024 * 4 * 2);
         assert!(r.median_us > 0.0 && r.gb_per_s > 0.0, "{r:?}");
         assert!(r.copy_gb_per_s.is_some_and(|c| c > 0.0), "{r:?}");
