@@ -2,7 +2,7 @@
 # Builds the test binaries that exercise CUDA (tests/cuda_engine.rs and the topic tests) in release
 # mode and copies them to target/gpu-tests/, so scripts/gpu-check.sh can run them on a GPU machine
 # that has no Rust toolchain (carry target/gpu-tests with the kernelbook binary). Stripped of debug
-# info to keep them small.
+# info to keep them small. Then carry target/gpu-tests and target/release/kernelbook (stripped here).
 # Usage: scripts/build-gpu-tests.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +25,8 @@ for line in sys.stdin:
         print(dst)
 '
 strip target/gpu-tests/* 2>/dev/null || true
-ls -la target/gpu-tests
+# The app too (if built): the device tool carries at most 64 MiB, and the unstripped binary plus the
+# tests would not fit. `cargo build --release` relinks it only when the sources change.
+if [ -x target/release/kernelbook ]; then strip target/release/kernelbook 2>/dev/null || true; fi
+ls -la target/gpu-tests target/release/kernelbook 2>/dev/null || true
+du -ch target/gpu-tests/* target/release/kernelbook 2>/dev/null | tail -n 1
