@@ -145,7 +145,10 @@ fn nvrtc_errors_carry_the_log() {
     let topic = "// line 1\n// line 2\nextern \"C\" __global__ void k(float* y) { y[0] = undefined_here; }\n";
     let program = format!("{}\n{topic}", kernelbook::sources::CUDA_PRELUDE);
     let err = cuda::compile("kernels/broken.cu", &program, "compute_80").unwrap_err();
-    assert!(err.contains("kernels/broken.cu(3)"), "line 3 of the topic file: {err}");
+    assert!(
+        err.contains("kernels/broken.cu(3)"),
+        "line 3 of the topic file: {err}"
+    );
 }
 
 #[test]
@@ -687,10 +690,19 @@ fn fast_softmax_matches_the_simple_kernel_and_the_reference() {
                 (Op::LogSoftmax { temperature: 1.0 }, 1.0),
                 (Op::LogSoftmax { temperature: 3.0 }, 3.0),
             ] {
-                let x = uniform(rows * cols, -20.0 * t as f32, 20.0 * t as f32, (rows * cols) as u64);
+                let x = uniform(
+                    rows * cols,
+                    -20.0 * t as f32,
+                    20.0 * t as f32,
+                    (rows * cols) as u64,
+                );
                 let req = request(op, dtype, rows, cols, x);
-                let fast = engine.run(&req.clone().with_kernel(KernelVariant::Fast)).unwrap();
-                let simple = engine.run(&req.clone().with_kernel(KernelVariant::Simple)).unwrap();
+                let fast = engine
+                    .run(&req.clone().with_kernel(KernelVariant::Fast))
+                    .unwrap();
+                let simple = engine
+                    .run(&req.clone().with_kernel(KernelVariant::Simple))
+                    .unwrap();
                 if let Err(e) = compare(&req, &fast.values) {
                     panic!("fast kernel, {rows}x{cols}: {e}");
                 }
@@ -700,7 +712,10 @@ fn fast_softmax_matches_the_simple_kernel_and_the_reference() {
                     &simple.values.iter().map(|&v| v as f64).collect::<Vec<_>>(),
                     &fast.values,
                 );
-                assert!(report.passed, "fast vs simple {rows}x{cols} {dtype}: {report}");
+                assert!(
+                    report.passed,
+                    "fast vs simple {rows}x{cols} {dtype}: {report}"
+                );
             }
         }
     }
@@ -771,17 +786,21 @@ fn fast_rope_is_bit_identical_to_the_simple_kernel() {
                     (0..74).map(|i| ((i * 977) % 40_000) as f32).collect(),
                 )
                 .unwrap();
-                let req =
-                    OpRequest::with_inputs(op, dt, x, vec![("positions".into(), positions)])
-                        .unwrap();
+                let req = OpRequest::with_inputs(op, dt, x, vec![("positions".into(), positions)])
+                    .unwrap();
                 let fast = engine.run(&req).unwrap();
                 let simple = engine
                     .run(&req.clone().with_kernel(KernelVariant::Simple))
                     .unwrap();
-                let what = format!("rope {layout} rotary_fraction={fraction} {dtype} precise={precise}");
+                let what =
+                    format!("rope {layout} rotary_fraction={fraction} {dtype} precise={precise}");
                 assert_eq!(
                     fast.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    simple.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    simple
+                        .values
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<_>>(),
                     "{what}"
                 );
                 let reference = req.reference_full();
@@ -810,8 +829,7 @@ fn fused_cross_entropy_matches_the_four_step_kernels() {
                 (0..rows).map(|i| ((i * 7919) % v) as f32).collect(),
             )
             .unwrap();
-            let req =
-                OpRequest::with_inputs(op, dt, x, vec![("targets".into(), targets)]).unwrap();
+            let req = OpRequest::with_inputs(op, dt, x, vec![("targets".into(), targets)]).unwrap();
             let fast = engine.run(&req).unwrap();
             let steps = engine
                 .run(&req.clone().with_kernel(KernelVariant::Simple))
@@ -822,7 +840,11 @@ fn fused_cross_entropy_matches_the_four_step_kernels() {
             let names = |o: &kernelbook::engine::OpOutput| {
                 o.aux.iter().map(|a| a.name.clone()).collect::<Vec<_>>()
             };
-            assert_eq!(names(&fast), names(&steps), "the same outputs in the same order");
+            assert_eq!(
+                names(&fast),
+                names(&steps),
+                "the same outputs in the same order"
+            );
             for (a, b) in fast.aux.iter().zip(&steps.aux) {
                 assert_eq!(a.shape, b.shape, "{}", a.name);
             }

@@ -13,10 +13,10 @@
 use super::{CudaEngine, failed};
 use crate::dtype::DType;
 use crate::engine::{EngineError, OpOutput, TimingSource};
-use crate::ops::{KernelVariant, OpRequest};
 use crate::ops::tensor_parallel::{
     self as tp, BufId, BufKind, BufferSpec, Collective, Program, ReduceOp, Step, TpOp,
 };
+use crate::ops::{KernelVariant, OpRequest};
 use cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, LaunchArgs, LaunchConfig, PushKernelArg,
 };
@@ -724,19 +724,15 @@ fn fused_cross_entropy(
         },
         |stream, (_, _, loss, max, predicted, sum)| {
             let down = |b: &CudaSlice<f32>| -> Result<Vec<f32>, EngineError> {
-                let mut v = stream
-                    .clone_dtoh(b)
-                    .map_err(failed("download a result"))?;
+                let mut v = stream.clone_dtoh(b).map_err(failed("download a result"))?;
                 v.truncate(rows);
                 Ok(v)
             };
             let mut loss = match &loss {
                 DevBuf::F32(b) => down(b)?,
-                DevBuf::U16(b) => dtype.decode_u16(
-                    &stream
-                        .clone_dtoh(b)
-                        .map_err(failed("download the loss"))?,
-                ),
+                DevBuf::U16(b) => {
+                    dtype.decode_u16(&stream.clone_dtoh(b).map_err(failed("download the loss"))?)
+                }
                 DevBuf::U32(_) => Vec::new(),
             };
             loss.truncate(rows);
