@@ -1,0 +1,2316 @@
+//! The CUDA kernels EXECUTED, on the CPU: every `kernels/*.cu` entry point run by the emulator in
+//! `tests/cuda_emu` (g++, one fiber per CUDA thread, sanitizers on), with the launches the host
+//! code in `src/engine/cuda` makes, checked against the f64 reference with kernelbook's own check.
+//!
+//! [`EmuCuda`] is an [`Engine`] that mirrors `src/engine/cuda/{mod,gumbel,rope,tensor_parallel}.rs`
+//! launch for launch: the same entry points, grid and block sizes, argument order and types,
+//! buffer sizes (including the one-element stand-ins) and kernel variant choice. Its grid limit is
+//! a parameter, so the grid-stride loops run with more rows than blocks. Besides the suite cases
+//! on both kernel variants: special values (NaN, +-inf rows), bit-identity where the design
+//! promises it (Philox against Random123's vectors, the word -> Gumbel map, noise and hard
+//! samples against the CPU engine, the fast rope against the simple one), race checks (the same
+//! bits under three thread orders), and the emulator's own checks (it fails loudly on divergent
+//! barriers, bad launches and out-of-bounds accesses). `every_entry_point_is_emulated` fails when a
+//! kernel file gains an entry point that no test here launches.
+//!
+//! Requests run in batches ([`EmuCuda::run_batch`]: one emulator process per kernel file and batch)
+//! so the file stays fast; a failing kernel names its launch. When the host code in
+//! `src/engine/cuda` changes a launch, the mirror here must change with it.
+//!
+//! Without g++ the tests print "skipped: <reason>" and pass, unless `KERNELBOOK_REQUIRE_EMU=1`.
+
+mod cuda_emu;
+
+use cuda_emu::{Arg, Buf, Elem, Outputs, Program, Schedule};
+use kernelbook::check::{Tolerance, check_output, compare};
+use kernelbook::dtype::DType;
+use kernelbook::engine::cpu::CpuEngine;
+use kernelbook::engine::cuda::{
+    FAST_THREADS, MODE_LOG_SOFTMAX, MODE_SOFTMAX, MODE_SOFTMAX_NAIVE, OP_LOGIT, OP_LOGSIGMOID,
+    OP_SIGMOID, THREADS,
+};
+use kernelbook::engine::{AuxOutput, Engine, EngineError, EngineKind, OpOutput, TimingSource};
+use kernelbook::ops::gumbel::{self as gm, GumbelOp};
+use kernelbook::ops::rope::{self, Geometry, Layout, PosSource, RopeOp};
+use kernelbook::ops::tensor_parallel::{self as tp, BufKind, Collective, ReduceOp, Step, TpOp};
+use kernelbook::ops::{KernelVariant, Op, OpRequest, Tensor};
+use kernelbook::suite::{self, Case, Expect};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+// ------------------------------------------------------------------------------------------------
+// The emulated CUDA engine: src/engine/cuda, launch for launch.
+// ------------------------------------------------------------------------------------------------
+
+/// Modes of `gumbel_*` and its short-row limit (`src/engine/cuda/gumbel.rs`, private there; the
+/// kernel file's `#define`s are checked below).
+const GUMBEL_MODE_NOISE: i32 = 0;
+const GUMBEL_MODE_SOFTMAX_SHORT: i32 = 1;
+const GUMBEL_MODE_SOFTMAX_ROWS: i32 = 2;
+const GUMBEL_SHORT_K: usize = 64;
+/// The fast kernel's largest block, groups of 4 per thread it keeps, and so the longest row it
+/// keeps in registers.
+const GUMBEL_FAST_THREADS: usize = 1024;
+const GUMBEL_FAST_MAX_GROUPS: usize = 8;
+const GUMBEL_FAST_MAX_VALUES: usize = GUMBEL_FAST_THREADS * GUMBEL_FAST_MAX_GROUPS * 4;
+/// `rope_fast_*`'s block and shared table (`src/engine/cuda/rope.rs`).
+const ROPE_FAST_THREADS: u32 = 256;
+const ROPE_FAST_MAX_PAIRS: usize = 512;
+/// `tensor_parallel.cu`'s 1-D blocks and GEMM tile (`src/engine/cuda/tensor_parallel.rs`).
+const TP_THREADS: u32 = 256;
+const TP_TILE: u32 = 16;
+/// `ce_fused_*`'s block (`CE_THREADS`).
+const TP_CE_THREADS: u32 = 512;
+
+/// The CUDA engine's launches on the emulator. `max_blocks` stands for the device's grid limit
+/// (65535 in `CudaEngine`); a small one makes every grid-stride loop take several turns.
+struct EmuCuda {
+    max_blocks: u32,
+    schedule: Schedule,
+}
+
+impl EmuCuda {
+    fn new() -> Self {
+        EmuCuda {
+            max_blocks: 65_535,
+            schedule: Schedule::Forward,
+        }
+    }
+
+    fn with_max_blocks(max_blocks: u32) -> Self {
+        EmuCuda {
+            max_blocks,
+            schedule: Schedule::Forward,
+        }
+    }
+
+    /// Plan `req`'s launches into `p` (a program of `topic_of(req)`); the decoder reads the
+    /// result back from the program's outputs.
+    fn plan(&self, p: &mut Program, req: &OpRequest) -> Result<Decoder, EngineError> {
+        match &req.op {
+            Op::Gumbel(op) => self.gumbel(p, req, op),
+            Op::Rope(op) => self.rope(p, req, op),
+            Op::TensorParallel(op) => self.tensor_parallel(p, req, op),
+            _ => self.logits_softmax(p, req),
+        }
+    }
+
+    /// Run several requests in one emulator process (one per kernel file): the same launches as
+    /// one `run` each, without a process start per request. Empty requests take `Engine::run`'s
+    /// path (no launch).
+    fn run_batch(&self, reqs: &[OpRequest]) -> Vec<Result<OpOutput, EngineError>> {
+        let mut results: Vec<Option<Result<OpOutput, EngineError>>> =
+            reqs.iter().map(|_| None).collect();
+        // One program per kernel file, with the decoders of the requests planned into it.
+        let mut programs: Vec<(&'static str, Program, Vec<Planned>)> = Vec::new();
+        for (i, req) in reqs.iter().enumerate() {
+            if let Err(e) = req.op.validate() {
+                results[i] = Some(Err(e.into()));
+                continue;
+            }
+            if req.is_empty() {
+                results[i] = Some(self.run(req));
+                continue;
+            }
+            let topic = topic_of(req);
+            let at = match programs.iter().position(|(t, _, _)| *t == topic) {
+                Some(at) => at,
+                None => {
+                    let mut p = Program::topic(topic);
+                    p.schedule(self.schedule);
+                    programs.push((topic, p, Vec::new()));
+                    programs.len() - 1
+                }
+            };
+            let (_, p, decoders) = &mut programs[at];
+            match self.plan(p, req) {
+                Ok(d) => decoders.push((i, d)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        for (_, p, decoders) in programs {
+            match p.run() {
+                Ok(out) => {
+                    for (i, d) in decoders {
+                        let expected = reqs[i].output_len();
+                        results[i] = Some(d(&out).and_then(|o| {
+                            if o.values.len() == expected {
+                                Ok(o)
+                            } else {
+                                Err(EngineError::Failed(format!(
+                                    "{} values for an output of {expected}",
+                                    o.values.len()
+                                )))
+                            }
+                        }));
+                    }
+                }
+                Err(e) => {
+                    for (i, _) in decoders {
+                        results[i] = Some(Err(failed(e.clone())));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every request has a result"))
+            .collect()
+    }
+}
+
+/// Reads a program's results back from the emulator's buffers.
+type Decoder = Box<dyn FnOnce(&Outputs) -> Result<OpOutput, EngineError>>;
+/// A request (by index) planned into a batch program.
+type Planned = (usize, Decoder);
+/// Reads a rank program's outputs (in order) back.
+type TpReader = Box<dyn Fn(&Outputs) -> Result<Vec<Vec<f32>>, EngineError>>;
+
+/// The kernel file a request runs.
+fn topic_of(req: &OpRequest) -> &'static str {
+    match req.op {
+        Op::Softmax { .. } | Op::LogSoftmax { .. } => "softmax",
+        Op::Logit { .. } | Op::Sigmoid | Op::LogSigmoid => "logits",
+        Op::Gumbel(_) => "gumbel",
+        Op::Rope(_) => "rope",
+        Op::TensorParallel(_) => "tensor_parallel",
+    }
+}
+
+fn suffix(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "f32",
+        DType::F16 => "f16",
+        DType::Bf16 => "bf16",
+    }
+}
+
+/// A buffer in the storage type (f32, or f16/bf16 bit patterns), as the host uploads it.
+fn stored(p: &mut Program, dtype: DType, values: &[f32]) -> Buf {
+    match dtype {
+        DType::F32 => p.input_f32(values),
+        _ => p.input_u16(&dtype.encode_u16(values)),
+    }
+}
+
+fn stored_zeros(p: &mut Program, dtype: DType, len: usize) -> Buf {
+    match dtype {
+        DType::F32 => p.zeros(Elem::F32, len),
+        _ => p.zeros(Elem::U16, len),
+    }
+}
+
+fn decode(out: &Outputs, b: Buf, dtype: DType) -> Vec<f32> {
+    match dtype {
+        DType::F32 => out.f32(b),
+        _ => dtype.decode_u16(&out.u16(b)),
+    }
+}
+
+fn failed(e: cuda_emu::EmuError) -> EngineError {
+    EngineError::Failed(e.to_string())
+}
+
+fn output(shape: Vec<usize>, dtype: DType, values: Vec<f32>) -> OpOutput {
+    OpOutput::new(
+        shape,
+        dtype,
+        values,
+        Duration::ZERO,
+        TimingSource::WallClock,
+        Duration::ZERO,
+    )
+}
+
+impl Engine for EmuCuda {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Cuda
+    }
+
+    fn device(&self) -> String {
+        "CUDA emulator (g++, fibers)".into()
+    }
+
+    fn is_software(&self) -> bool {
+        true
+    }
+
+    fn supports(&self, _req: &OpRequest) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    fn execute(&self, req: &OpRequest) -> Result<OpOutput, EngineError> {
+        let mut p = Program::topic(topic_of(req));
+        p.schedule(self.schedule);
+        let decoder = self.plan(&mut p, req)?;
+        let out = p.run().map_err(failed)?;
+        decoder(&out)
+    }
+}
+
+impl EmuCuda {
+    /// `CudaEngine::launch_and_time` (src/engine/cuda/mod.rs).
+    fn logits_softmax(&self, p: &mut Program, req: &OpRequest) -> Result<Decoder, EngineError> {
+        let dtype = req.dtype;
+        let n = req.x.len();
+        let x = stored(p, dtype, &req.x.data);
+        let y = stored_zeros(p, dtype, n);
+        match req.op {
+            Op::Logit { .. } | Op::Sigmoid | Op::LogSigmoid => {
+                let op_id = match req.op {
+                    Op::Logit { .. } => OP_LOGIT,
+                    Op::Sigmoid => OP_SIGMOID,
+                    _ => OP_LOGSIGMOID,
+                };
+                let (clamp, lo, hi) = match req.op.logit_bounds() {
+                    Some((lo, hi)) => (1i32, lo, hi),
+                    None => (0i32, 0.0f32, 1.0f32),
+                };
+                let count = n as u32;
+                let blocks = count.div_ceil(THREADS).clamp(1, self.max_blocks);
+                p.launch(
+                    &format!("logits_{}", suffix(dtype)),
+                    blocks,
+                    THREADS,
+                    &[
+                        x.into(),
+                        y.into(),
+                        Arg::U32(count),
+                        Arg::I32(op_id),
+                        Arg::I32(clamp),
+                        Arg::F32(lo),
+                        Arg::F32(hi),
+                    ],
+                );
+            }
+            Op::Softmax { temperature, .. } | Op::LogSoftmax { temperature } => {
+                let mode = match req.op {
+                    Op::Softmax { stable: true, .. } => MODE_SOFTMAX,
+                    Op::Softmax { stable: false, .. } => MODE_SOFTMAX_NAIVE,
+                    _ => MODE_LOG_SOFTMAX,
+                };
+                let rows = req.x.rows() as u32;
+                let cols = req.x.cols() as u32;
+                let t = temperature as f32;
+                let blocks = rows.clamp(1, self.max_blocks);
+                let fast = req.kernel == KernelVariant::Fast && mode != MODE_SOFTMAX_NAIVE;
+                let (entry, threads) = if fast {
+                    ("softmax_fast", FAST_THREADS)
+                } else {
+                    ("softmax", THREADS)
+                };
+                p.launch(
+                    &format!("{entry}_{}", suffix(dtype)),
+                    blocks,
+                    threads,
+                    &[
+                        x.into(),
+                        y.into(),
+                        Arg::U32(rows),
+                        Arg::U32(cols),
+                        Arg::F32(t),
+                        Arg::I32(mode),
+                    ],
+                );
+            }
+            _ => unreachable!("topic ops are dispatched in execute"),
+        }
+        let shape = req.x.shape.clone();
+        Ok(Box::new(move |out: &Outputs| {
+            Ok(output(shape, dtype, decode(out, y, dtype)))
+        }))
+    }
+
+    /// `gumbel::execute` and `on_device` (src/engine/cuda/gumbel.rs): the simple kernel in one
+    /// of its modes, or the fast one for rows longer than `SHORT_K` (a kept row only up to
+    /// `FAST_MAX_VALUES`).
+    fn gumbel(
+        &self,
+        p: &mut Program,
+        req: &OpRequest,
+        op: &GumbelOp,
+    ) -> Result<Decoder, EngineError> {
+        let dtype = req.dtype;
+        let shape = req.output_shape();
+        let n: usize = shape.iter().product();
+        let cols = req.x.cols();
+        let key = gm::key_of(op.seed());
+        let offset = [op.offset() as u32, (op.offset() >> 32) as u32];
+        let grid =
+            |blocks: usize| (u32::try_from(blocks).unwrap_or(u32::MAX)).clamp(1, self.max_blocks);
+        // (mode, or None for the fast kernel), draws, inv_tau, hard, want_soft, grid, block.
+        let (mode, draws, inv_tau, hard, want_soft, blocks, threads) = match *op {
+            GumbelOp::GumbelNoise { .. } => {
+                let calls = req.x.rows() * cols.div_ceil(4);
+                (
+                    Some(GUMBEL_MODE_NOISE),
+                    1u32,
+                    1.0f32,
+                    0i32,
+                    0i32,
+                    grid(calls.div_ceil(THREADS as usize)),
+                    THREADS,
+                )
+            }
+            GumbelOp::GumbelSoftmax {
+                tau, hard, draws, ..
+            } => {
+                let samples = req.x.rows() * draws;
+                let keeps_row = !hard || op.soft_aux();
+                let fast = req.kernel == KernelVariant::Fast
+                    && cols > GUMBEL_SHORT_K
+                    && (!keeps_row || cols <= GUMBEL_FAST_MAX_VALUES);
+                let (mode, blocks, threads) = if fast {
+                    let threads = (cols.div_ceil(4).next_multiple_of(32))
+                        .clamp(32, GUMBEL_FAST_THREADS) as u32;
+                    (None, grid(samples), threads)
+                } else if cols <= GUMBEL_SHORT_K {
+                    (
+                        Some(GUMBEL_MODE_SOFTMAX_SHORT),
+                        grid(samples.div_ceil(THREADS as usize)),
+                        THREADS,
+                    )
+                } else {
+                    (Some(GUMBEL_MODE_SOFTMAX_ROWS), grid(samples), THREADS)
+                };
+                (
+                    mode,
+                    draws as u32,
+                    gm::inv_tau_f32(tau),
+                    i32::from(hard),
+                    i32::from(op.soft_aux()),
+                    blocks,
+                    threads,
+                )
+            }
+        };
+        let soft_len = if want_soft == 1 { n } else { 0 };
+        let scratch_len = if mode == Some(GUMBEL_MODE_SOFTMAX_ROWS) {
+            n
+        } else {
+            0
+        };
+        let x_values: &[f32] = if mode == Some(GUMBEL_MODE_NOISE) {
+            &[0.0]
+        } else {
+            &req.x.data
+        };
+        let x = stored(p, dtype, x_values);
+        let y = stored_zeros(p, dtype, n.max(1));
+        let soft = stored_zeros(p, dtype, soft_len.max(1));
+        let scratch = p.zeros(Elem::F32, scratch_len.max(1));
+        let table = p.input_u32(&gm::ln_table_words());
+        let params = [
+            Arg::U32(req.x.rows() as u32),
+            Arg::U32(cols as u32),
+            Arg::U32(draws),
+            Arg::U32(key[0]),
+            Arg::U32(key[1]),
+            Arg::U32(offset[0]),
+            Arg::U32(offset[1]),
+            Arg::F32(inv_tau),
+            Arg::I32(hard),
+            Arg::I32(want_soft),
+        ];
+        match mode {
+            Some(mode) => {
+                let mut args = vec![
+                    x.into(),
+                    y.into(),
+                    soft.into(),
+                    scratch.into(),
+                    table.into(),
+                ];
+                args.extend(params);
+                args.push(Arg::I32(mode));
+                p.launch(&format!("gumbel_{}", suffix(dtype)), blocks, threads, &args);
+            }
+            None => {
+                let mut args = vec![x.into(), y.into(), soft.into(), table.into()];
+                args.extend(params);
+                p.launch(
+                    &format!("gumbel_fast_{}", suffix(dtype)),
+                    blocks,
+                    threads,
+                    &args,
+                );
+            }
+        }
+        let soft_aux = op.soft_aux();
+        Ok(Box::new(move |out: &Outputs| {
+            let mut values = decode(out, y, dtype);
+            values.truncate(n);
+            let mut result = output(shape.clone(), dtype, values);
+            if soft_aux {
+                result.aux.push(AuxOutput {
+                    name: gm::SOFT_AUX.into(),
+                    shape,
+                    values: decode(out, soft, dtype),
+                });
+            }
+            Ok(result)
+        }))
+    }
+
+    /// `rope::execute`, `freqs_on_device`, `rope_on_device` (src/engine/cuda/rope.rs).
+    fn rope(&self, p: &mut Program, req: &OpRequest, op: &RopeOp) -> Result<Decoder, EngineError> {
+        let dtype = req.dtype;
+        let precise = i32::from(op.precise_angles());
+        let int_values = |t: &Tensor| -> Vec<i32> { t.data.iter().map(|&p| p as i32).collect() };
+        let config = |items: u32| items.div_ceil(THREADS).clamp(1, self.max_blocks);
+        match *op {
+            RopeOp::RopeFreqs {
+                dim,
+                theta,
+                rotary_fraction,
+                ..
+            } => {
+                let freqs = rope::freq_table(theta, rope::rotated_dims(rotary_fraction, dim));
+                let n_freq = freqs.len();
+                let n_pos = req.x.len();
+                let table = rope::table_words(&freqs);
+                let positions = p.input_i32(&int_values(&req.x));
+                let tab = p.input_u32(&table);
+                let inv = stored_zeros(p, dtype, n_freq);
+                let cos = stored_zeros(p, dtype, n_pos * n_freq);
+                let sin = stored_zeros(p, dtype, n_pos * n_freq);
+                let items = (n_pos * n_freq) as u32;
+                p.launch(
+                    &format!("rope_freqs_{}", suffix(dtype)),
+                    config(items),
+                    THREADS,
+                    &[
+                        positions.into(),
+                        tab.into(),
+                        inv.into(),
+                        cos.into(),
+                        sin.into(),
+                        Arg::U32(n_pos as u32),
+                        Arg::U32(n_freq as u32),
+                        Arg::I32(precise),
+                    ],
+                );
+                let mut shape = req.x.shape.clone();
+                shape.push(n_freq);
+                Ok(Box::new(move |out: &Outputs| {
+                    let mut result = output(vec![n_freq], dtype, decode(out, inv, dtype));
+                    result.aux = vec![
+                        AuxOutput {
+                            name: "cos".into(),
+                            shape: shape.clone(),
+                            values: decode(out, cos, dtype),
+                        },
+                        AuxOutput {
+                            name: "sin".into(),
+                            shape,
+                            values: decode(out, sin, dtype),
+                        },
+                    ];
+                    Ok(result)
+                }))
+            }
+            RopeOp::Rope { theta, .. } => {
+                let g = rope::geometry(op, req)?;
+                let freqs = rope::freq_table(theta, g.rot);
+                let fast = req.kernel == KernelVariant::Fast && rope_fast_fits(&g, dtype);
+                let table = rope::table_words(&freqs);
+                let positions = req
+                    .input("positions")
+                    .map(int_values)
+                    .unwrap_or_else(|| vec![0]);
+                let block = req
+                    .input("block_positions")
+                    .map(int_values)
+                    .unwrap_or_else(|| vec![0]);
+                let items = (g.batch * g.seq * g.heads * (g.head_dim / 2)) as u32;
+                let rows = |source: PosSource| -> u32 {
+                    match source {
+                        PosSource::Default => 0,
+                        PosSource::Given { rows: 1 } => 1,
+                        PosSource::Given { .. } => g.batch.max(1) as u32,
+                    }
+                };
+                let tokens = (g.batch * g.seq) as u32;
+                let x = stored(p, dtype, &req.x.data);
+                let y = stored_zeros(p, dtype, g.out_len());
+                let pos = p.input_i32(&positions);
+                let blk = p.input_i32(&block);
+                let tab = p.input_u32(&table);
+                if fast {
+                    p.launch(
+                        &format!("rope_fast_{}", suffix(dtype)),
+                        tokens.clamp(1, self.max_blocks),
+                        ROPE_FAST_THREADS,
+                        &[
+                            x.into(),
+                            y.into(),
+                            pos.into(),
+                            tab.into(),
+                            Arg::U32(tokens),
+                            Arg::U32(g.seq as u32),
+                            Arg::U32(g.heads as u32),
+                            Arg::U32(g.head_dim as u32),
+                            Arg::U32(g.x_seq as u32),
+                            Arg::U32(g.rot as u32),
+                            Arg::I32(g.layout.code() as i32),
+                            Arg::U32(rows(g.positions)),
+                            Arg::I32(precise),
+                        ],
+                    );
+                } else {
+                    p.launch(
+                        &format!("rope_{}", suffix(dtype)),
+                        config(items),
+                        THREADS,
+                        &[
+                            x.into(),
+                            y.into(),
+                            pos.into(),
+                            blk.into(),
+                            tab.into(),
+                            Arg::U32(items),
+                            Arg::U32(g.seq as u32),
+                            Arg::U32(g.heads as u32),
+                            Arg::U32(g.head_dim as u32),
+                            Arg::U32(g.x_seq as u32),
+                            Arg::U32(g.rot as u32),
+                            Arg::I32(g.layout.code() as i32),
+                            Arg::U32(rows(g.positions)),
+                            Arg::U32(rows(g.block)),
+                            Arg::I32(precise),
+                        ],
+                    );
+                }
+                let shape = g.out_shape();
+                Ok(Box::new(move |out: &Outputs| {
+                    Ok(output(shape, dtype, decode(out, y, dtype)))
+                }))
+            }
+        }
+    }
+
+    /// `tensor_parallel::execute`, `run`, `launch_step` (src/engine/cuda/tensor_parallel.rs):
+    /// every program buffer one allocation, the steps in program order (the rank streams only
+    /// reorder independent work), the outputs read back and assembled.
+    fn tensor_parallel(
+        &self,
+        p: &mut Program,
+        req: &OpRequest,
+        op: &TpOp,
+    ) -> Result<Decoder, EngineError> {
+        if let TpOp::VocabParallelCrossEntropy { ranks: 1 } = op
+            && req.kernel == KernelVariant::Fast
+        {
+            return self.fused_cross_entropy(p, req);
+        }
+        let program = tp::program(op, req);
+        let outputs = self.tp_run(p, &program, req.dtype)?;
+        let unsplit = match op.unsplit() {
+            Some(one) if op.ranks() != 1 => {
+                Some(self.tp_run(p, &tp::program(&one, req), req.dtype)?)
+            }
+            _ => None,
+        };
+        let (op, shapes, shape, dtype) = (
+            op.clone(),
+            program.outputs.clone(),
+            req.output_shape(),
+            req.dtype,
+        );
+        Ok(Box::new(move |out: &Outputs| {
+            let outputs = outputs(out)?;
+            let unsplit = match (&unsplit, op.unsplit()) {
+                (_, None) => None,
+                (None, Some(_)) => outputs.first().cloned(),
+                (Some(read), Some(_)) => read(out)?.into_iter().next(),
+            };
+            let (values, aux) = tp::assemble(&op, &shapes, outputs, unsplit);
+            let mut result = output(shape, dtype, values);
+            result.aux = aux
+                .into_iter()
+                .map(|(name, shape, values)| AuxOutput {
+                    name,
+                    shape,
+                    values,
+                })
+                .collect();
+            Ok(result)
+        }))
+    }
+
+    /// `fused_cross_entropy` (src/engine/cuda/tensor_parallel.rs): one `ce_fused_*` launch for
+    /// the cross-entropy on one rank with the fast kernel.
+    fn fused_cross_entropy(
+        &self,
+        p: &mut Program,
+        req: &OpRequest,
+    ) -> Result<Decoder, EngineError> {
+        let dtype = req.dtype;
+        let (rows, cols) = (req.x.rows(), req.x.cols());
+        let targets: Vec<u32> = req
+            .input("targets")
+            .map(|t| t.data.iter().map(|&v| v as u32).collect())
+            .ok_or_else(|| EngineError::Failed("cross-entropy without targets".into()))?;
+        let x = if req.x.data.is_empty() {
+            stored_zeros(p, dtype, 1)
+        } else {
+            stored(p, dtype, &req.x.data)
+        };
+        let loss = stored_zeros(p, dtype, rows.max(1));
+        let t = p.input_u32(&targets);
+        let max = p.zeros(Elem::F32, rows.max(1));
+        let predicted = p.zeros(Elem::F32, rows.max(1));
+        let sum = p.zeros(Elem::F32, rows.max(1));
+        p.launch(
+            &format!("ce_fused_{}", suffix(dtype)),
+            (rows as u32).clamp(1, self.max_blocks),
+            TP_CE_THREADS,
+            &[
+                x.into(),
+                t.into(),
+                loss.into(),
+                max.into(),
+                predicted.into(),
+                sum.into(),
+                Arg::U32(rows as u32),
+                Arg::U32(cols as u32),
+            ],
+        );
+        let shape = req.output_shape();
+        Ok(Box::new(move |out: &Outputs| {
+            let down = |b: Buf| -> Vec<f32> {
+                let mut v = out.f32(b);
+                v.truncate(rows);
+                v.into_iter().map(|x| dtype.round(x)).collect()
+            };
+            let mut loss = decode(out, loss, dtype);
+            loss.truncate(rows);
+            let (max, predicted, sum) = (down(max), down(predicted), down(sum));
+            let n = vec![rows];
+            let mut result = output(shape.clone(), dtype, loss.clone());
+            result.aux = [
+                ("local_max", vec![1, rows], max.clone()),
+                ("local_sum_exp", vec![1, rows], sum.clone()),
+                ("max", n.clone(), max),
+                ("predicted", n.clone(), predicted),
+                ("sum_exp", n.clone(), sum),
+                ("unsplit", shape, loss),
+            ]
+            .into_iter()
+            .map(|(name, shape, values)| AuxOutput {
+                name: name.to_string(),
+                shape,
+                values,
+            })
+            .collect();
+            Ok(result)
+        }))
+    }
+
+    /// The launches of one rank program; the returned reader gives its outputs in order.
+    fn tp_run(
+        &self,
+        p: &mut Program,
+        program: &tp::Program<'_>,
+        dtype: DType,
+    ) -> Result<TpReader, EngineError> {
+        let sfx = suffix(dtype);
+        // upload(): one element for empty buffers; ids as u32; intermediates f32.
+        let bufs: Vec<Buf> = program
+            .buffers
+            .iter()
+            .map(|b| {
+                let len = b.len.max(1);
+                let init = b.init.as_ref().filter(|v| !v.is_empty());
+                match (b.kind, init) {
+                    (BufKind::Stored, Some(v)) => stored(p, dtype, v),
+                    (BufKind::Stored, None) => stored_zeros(p, dtype, len),
+                    (BufKind::Index, Some(v)) => {
+                        p.input_u32(&v.iter().map(|&x| x as u32).collect::<Vec<_>>())
+                    }
+                    (BufKind::Index, None) => p.zeros(Elem::U32, len),
+                    (BufKind::F32, Some(v)) => p.input_f32(v),
+                    (BufKind::F32, None) => p.zeros(Elem::F32, len),
+                }
+            })
+            .collect();
+        let dummy = stored_zeros(p, dtype, 1);
+        let flat =
+            |n: usize| (n.div_ceil(TP_THREADS as usize)).clamp(1, self.max_blocks as usize) as u32;
+        let per_row = |rows: usize| rows.clamp(1, self.max_blocks as usize) as u32;
+        for step in &program.steps {
+            match *step {
+                Step::Linear {
+                    x,
+                    w,
+                    b,
+                    y,
+                    rows,
+                    inner,
+                    out,
+                    ..
+                } => {
+                    let grid = (
+                        (out as u32).div_ceil(TP_TILE).max(1),
+                        rows.div_ceil(TP_TILE as usize).max(1) as u32,
+                        1,
+                    );
+                    p.launch(
+                        &format!("linear_tiled_{sfx}"),
+                        grid,
+                        (TP_TILE, TP_TILE, 1),
+                        &[
+                            bufs[x].into(),
+                            bufs[w].into(),
+                            b.map_or(dummy, |b| bufs[b]).into(),
+                            bufs[y].into(),
+                            Arg::U32(rows as u32),
+                            Arg::U32(inner as u32),
+                            Arg::U32(out as u32),
+                            Arg::I32(i32::from(b.is_some())),
+                        ],
+                    );
+                }
+                Step::EmbedMasked {
+                    ids,
+                    table,
+                    y,
+                    n,
+                    h,
+                    start,
+                    count,
+                    ..
+                } => {
+                    p.launch(
+                        &format!("embed_masked_{sfx}"),
+                        flat(n * h),
+                        TP_THREADS,
+                        &[
+                            bufs[ids].into(),
+                            bufs[table].into(),
+                            bufs[y].into(),
+                            Arg::U32(n as u32),
+                            Arg::U32(h as u32),
+                            Arg::U32(start as u32),
+                            Arg::U32(count as u32),
+                        ],
+                    );
+                }
+                Step::LocalMax {
+                    x, out, rows, cols, ..
+                } => {
+                    p.launch(
+                        &format!("ce_local_max_{sfx}"),
+                        per_row(rows),
+                        TP_THREADS,
+                        &[
+                            bufs[x].into(),
+                            bufs[out].into(),
+                            Arg::U32(rows as u32),
+                            Arg::U32(cols as u32),
+                        ],
+                    );
+                }
+                Step::Predicted {
+                    x,
+                    targets,
+                    max,
+                    out,
+                    rows,
+                    cols,
+                    start,
+                    ..
+                } => {
+                    p.launch(
+                        &format!("ce_predicted_{sfx}"),
+                        flat(rows),
+                        TP_THREADS,
+                        &[
+                            bufs[x].into(),
+                            bufs[targets].into(),
+                            bufs[max].into(),
+                            bufs[out].into(),
+                            Arg::U32(rows as u32),
+                            Arg::U32(cols as u32),
+                            Arg::U32(start as u32),
+                        ],
+                    );
+                }
+                Step::SumExp {
+                    x,
+                    max,
+                    out,
+                    rows,
+                    cols,
+                    ..
+                } => {
+                    p.launch(
+                        &format!("ce_sum_exp_{sfx}"),
+                        per_row(rows),
+                        TP_THREADS,
+                        &[
+                            bufs[x].into(),
+                            bufs[max].into(),
+                            bufs[out].into(),
+                            Arg::U32(rows as u32),
+                            Arg::U32(cols as u32),
+                        ],
+                    );
+                }
+                Step::Loss {
+                    sum_exp,
+                    predicted,
+                    out,
+                    rows,
+                    ..
+                } => {
+                    p.launch(
+                        "ce_loss",
+                        flat(rows),
+                        TP_THREADS,
+                        &[
+                            bufs[sum_exp].into(),
+                            bufs[predicted].into(),
+                            bufs[out].into(),
+                            Arg::U32(rows as u32),
+                        ],
+                    );
+                }
+                Step::Collective {
+                    collective,
+                    ref inputs,
+                    ref outputs,
+                } => match collective {
+                    Collective::AllReduce { op, len } => {
+                        let code = match op {
+                            ReduceOp::Sum => 0,
+                            ReduceOp::Max => 1,
+                        };
+                        let n = Arg::U32(len as u32);
+                        let acc = bufs[outputs[0]];
+                        p.launch(
+                            "reduce_copy",
+                            flat(len),
+                            TP_THREADS,
+                            &[bufs[inputs[0]].into(), acc.into(), n],
+                        );
+                        for &src in &inputs[1..] {
+                            p.launch(
+                                "reduce_accumulate",
+                                flat(len),
+                                TP_THREADS,
+                                &[bufs[src].into(), acc.into(), n, Arg::I32(code)],
+                            );
+                        }
+                        for &dst in &outputs[1..] {
+                            p.launch(
+                                "reduce_copy",
+                                flat(len),
+                                TP_THREADS,
+                                &[acc.into(), bufs[dst].into(), n],
+                            );
+                        }
+                    }
+                    Collective::AllGather { rows, chunk } => {
+                        for &dst in outputs {
+                            for (s, &src) in inputs.iter().enumerate() {
+                                p.launch(
+                                    "gather_columns",
+                                    flat(rows * chunk),
+                                    TP_THREADS,
+                                    &[
+                                        bufs[src].into(),
+                                        bufs[dst].into(),
+                                        Arg::U32(rows as u32),
+                                        Arg::U32(chunk as u32),
+                                        Arg::U32(inputs.len() as u32),
+                                        Arg::U32(s as u32),
+                                    ],
+                                );
+                            }
+                        }
+                    }
+                },
+                Step::Finish {
+                    src,
+                    bias,
+                    dst,
+                    len,
+                    cols,
+                } => {
+                    p.launch(
+                        &format!("tensor_parallel_{sfx}"),
+                        flat(len),
+                        TP_THREADS,
+                        &[
+                            bufs[src].into(),
+                            bias.map_or(dummy, |b| bufs[b]).into(),
+                            bufs[dst].into(),
+                            Arg::U32(len as u32),
+                            Arg::U32(cols as u32),
+                            Arg::I32(i32::from(bias.is_some())),
+                        ],
+                    );
+                }
+            }
+        }
+        let specs: Vec<(BufKind, usize)> =
+            program.buffers.iter().map(|b| (b.kind, b.len)).collect();
+        let outputs = program.outputs.clone();
+        Ok(Box::new(move |out: &Outputs| {
+            let mut values: HashMap<usize, Vec<f32>> = HashMap::new();
+            for o in &outputs {
+                for id in o.from.buffers() {
+                    let (kind, len) = specs[id];
+                    let mut v = match kind {
+                        BufKind::F32 => out.f32(bufs[id]),
+                        BufKind::Stored => decode(out, bufs[id], dtype),
+                        BufKind::Index => {
+                            return Err(EngineError::Failed("an output buffer holds ids".into()));
+                        }
+                    };
+                    v.truncate(len);
+                    values.insert(id, v);
+                }
+            }
+            let empty: Vec<f32> = Vec::new();
+            Ok(outputs
+                .iter()
+                .map(|o| {
+                    o.from
+                        .collect(|id| values.get(&id).unwrap_or(&empty).as_slice())
+                })
+                .collect())
+        }))
+    }
+}
+
+/// `fast_fits` (src/engine/cuda/rope.rs): the fast rope kernel takes half_split and interleaved
+/// when every 16-byte chunk lines up.
+fn rope_fast_fits(g: &Geometry, dtype: DType) -> bool {
+    let per = 16 / dtype.size_bytes();
+    let chunked = match g.layout {
+        Layout::HalfSplit => (g.rot / 2).is_multiple_of(per),
+        Layout::Interleaved => g.rot.is_multiple_of(per),
+        Layout::Chatglm2d => false,
+    };
+    chunked
+        && g.head_dim.is_multiple_of(per)
+        && (g.head_dim - g.rot).is_multiple_of(per)
+        && g.rot / 2 <= ROPE_FAST_MAX_PAIRS
+}
+
+// ------------------------------------------------------------------------------------------------
+// Helpers.
+// ------------------------------------------------------------------------------------------------
+
+/// Requests per emulator process in the batched tests.
+const BATCH: usize = 16;
+
+/// Run every case on `engine` (batched) and assert each meets its expectation, as
+/// `suite::run_case` judges it; returns the time taken.
+fn run_cases(engine: &EmuCuda, cases: &[Case], kernel: KernelVariant, what: &str) -> Duration {
+    let started = Instant::now();
+    let reqs: Vec<OpRequest> = cases
+        .iter()
+        .map(|c| match c.request() {
+            Ok(r) => r.with_kernel(kernel),
+            Err(e) => panic!("{}: invalid case: {e}", c.name),
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for (cases, reqs) in cases.chunks(BATCH).zip(reqs.chunks(BATCH)) {
+        for ((case, req), result) in cases.iter().zip(reqs).zip(engine.run_batch(reqs)) {
+            let verdict = match result {
+                Ok(out) => {
+                    let report = check_output(req, &req.reference_full(), &out);
+                    let met = match case.expect {
+                        Expect::Match => report.passed,
+                        Expect::Breaks => !report.passed,
+                    };
+                    (!met).then(|| format!("expected {:?}: {report}", case.expect))
+                }
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(v) = verdict {
+                failures.push(format!(
+                    "{} {} ({kernel} kernel): {v}",
+                    case.name, case.dtype
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{what}: {} of {} cases failed on the emulator:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    let elapsed = started.elapsed();
+    println!(
+        "{what} ({kernel} kernel): {} cases in {:.2} s",
+        cases.len(),
+        elapsed.as_secs_f64()
+    );
+    elapsed
+}
+
+/// Run requests in batches on the emulator; panics naming the request when one does not run.
+fn run_all(engine: &EmuCuda, reqs: &[OpRequest]) -> Vec<OpOutput> {
+    let mut outs = Vec::with_capacity(reqs.len());
+    for chunk in reqs.chunks(BATCH) {
+        for (req, r) in chunk.iter().zip(engine.run_batch(chunk)) {
+            outs.push(r.unwrap_or_else(|e| {
+                panic!(
+                    "{} {} {:?} ({} kernel): {e}",
+                    req.op.describe(),
+                    req.dtype,
+                    req.x.shape,
+                    req.kernel
+                )
+            }));
+        }
+    }
+    outs
+}
+
+fn topic_cases(topics: &[&str]) -> Vec<Case> {
+    suite::cases(false)
+        .into_iter()
+        .filter(|c| topics.contains(&c.op.kind().topic()))
+        .collect()
+}
+
+fn run_ok(engine: &dyn Engine, req: &OpRequest) -> OpOutput {
+    engine.run(req).unwrap_or_else(|e| {
+        panic!(
+            "{} {} {} {:?}: {e}",
+            engine.device(),
+            req.op.describe(),
+            req.dtype,
+            req.x.shape
+        )
+    })
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+// ------------------------------------------------------------------------------------------------
+// logits and softmax.
+// ------------------------------------------------------------------------------------------------
+
+#[test]
+fn logits_suite_cases_run_on_the_emulator() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let cases = topic_cases(&["logits"]);
+    run_cases(&EmuCuda::new(), &cases, KernelVariant::Simple, "logits");
+    run_cases(
+        &EmuCuda::with_max_blocks(3),
+        &cases,
+        KernelVariant::Simple,
+        "logits, 3 blocks",
+    );
+}
+
+#[test]
+fn softmax_suite_cases_run_on_both_kernels() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let cases = topic_cases(&["softmax"]);
+    // Every third case again with a grid of 3 blocks: each block takes several rows.
+    let some: Vec<Case> = cases.iter().step_by(3).cloned().collect();
+    for kernel in KernelVariant::ALL {
+        run_cases(&EmuCuda::new(), &cases, kernel, "softmax");
+        run_cases(
+            &EmuCuda::with_max_blocks(3),
+            &some,
+            kernel,
+            "softmax, 3 blocks",
+        );
+    }
+}
+
+/// Rows with special values through every softmax mode, dtype and kernel: a NaN, a +inf, an all
+/// -inf row, values near the f32 limits, rows longer than a block's 256 threads (and than the
+/// fast kernel's 8192 values in registers), and more rows than blocks (grid limit 3: each block
+/// takes several rows).
+#[test]
+fn softmax_special_rows_and_small_grids() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let cols = 300;
+    let mut rows: Vec<Vec<f32>> = (0..7)
+        .map(|r| {
+            (0..cols)
+                .map(|j| ((r * 31 + j * 17) % 23) as f32 * 0.37 - 4.0)
+                .collect()
+        })
+        .collect();
+    rows[1][5] = f32::NAN;
+    rows[2][299] = f32::INFINITY;
+    rows[3] = vec![f32::NEG_INFINITY; cols];
+    rows[4][0] = f32::NEG_INFINITY;
+    rows[5][100] = 60.0; // e^60 overflows f16 in the naive mode
+    let special = Tensor::matrix(rows.len(), cols, rows.concat()).unwrap();
+    let long = Tensor::matrix(
+        2,
+        9001,
+        (0..2 * 9001)
+            .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0)
+            .collect(),
+    )
+    .unwrap();
+    // Near the f32 limits: z = x / T overflows for T < 1 (a NaN row in the reference too), and
+    // subnormals.
+    let extreme = Tensor::matrix(
+        3,
+        3,
+        vec![3e38, 0.0, -3e38, 3e38, 3e38, 1.0, 1e-40, 0.0, -1e-45],
+    )
+    .unwrap();
+    let cpu = CpuEngine::new();
+    let mut reqs = Vec::new();
+    for dtype in DType::ALL {
+        for op in [
+            Op::Softmax {
+                temperature: 1.0,
+                stable: true,
+            },
+            Op::Softmax {
+                temperature: 0.7,
+                stable: false,
+            },
+            Op::LogSoftmax { temperature: 2.5 },
+        ] {
+            for kernel in KernelVariant::ALL {
+                for input in [&special, &long, &extreme] {
+                    reqs.push(
+                        OpRequest::new(op.clone(), dtype, input.clone())
+                            .unwrap()
+                            .with_kernel(kernel),
+                    );
+                }
+            }
+        }
+    }
+    for engine in [EmuCuda::new(), EmuCuda::with_max_blocks(3)] {
+        for (req, out) in reqs.iter().zip(run_all(&engine, &reqs)) {
+            let what = format!(
+                "{} {} {} kernel, {:?}, max_blocks {}",
+                req.op.describe(),
+                req.dtype,
+                req.kernel,
+                req.x.shape,
+                engine.max_blocks
+            );
+            let naive = matches!(req.op, Op::Softmax { stable: false, .. });
+            if naive && req.x.cols() != long.cols() {
+                // The naive algorithm's special values are its own (e^inf / inf is 0 for the
+                // finite entries, e^60 is inf in f16): the same as the CPU engine's naive
+                // softmax, not the reference's.
+                let on_cpu = run_ok(&cpu, req);
+                let want: Vec<f64> = on_cpu.values.iter().map(|&v| v as f64).collect();
+                let tolerance = Tolerance::for_op(&req.op, req.dtype);
+                let report = compare(tolerance, req.dtype, &want, &out.values);
+                assert!(report.passed, "{what} against the CPU engine: {report}");
+                if req.dtype == DType::F16 && req.x.cols() == cols {
+                    let row5 = &out.values[5 * cols..6 * cols];
+                    assert!(row5.iter().any(|v| !v.is_finite()), "{what}: no overflow");
+                }
+            } else {
+                let report = check_output(req, &req.reference_full(), &out);
+                assert!(report.passed, "{what}: {report}");
+            }
+        }
+    }
+}
+
+/// The fast softmax past 32768 values per row (online softmax), and at the register-count
+/// boundaries, against the reference.
+#[test]
+fn fast_softmax_online_rows() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let mut reqs = Vec::new();
+    for (rows, cols) in [
+        (1, 8192),
+        (1, 8193),
+        (1, 16385),
+        (1, 32768),
+        (3, 32769),
+        (1, 40000),
+    ] {
+        let data: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i as u64 * 2654435761) % 10007) as f32 / 1000.0 - 5.0)
+            .collect();
+        for dtype in DType::ALL {
+            for op in [
+                Op::Softmax {
+                    temperature: 1.0,
+                    stable: true,
+                },
+                Op::LogSoftmax { temperature: 0.5 },
+            ] {
+                let x = Tensor::matrix(rows, cols, data.clone()).unwrap();
+                reqs.push(
+                    OpRequest::new(op, dtype, x)
+                        .unwrap()
+                        .with_kernel(KernelVariant::Fast),
+                );
+            }
+        }
+    }
+    for (req, out) in reqs
+        .iter()
+        .zip(run_all(&EmuCuda::with_max_blocks(2), &reqs))
+    {
+        let report = check_output(req, &req.reference_full(), &out);
+        assert!(
+            report.passed,
+            "{} {} {:?}: {report}",
+            req.op.describe(),
+            req.dtype,
+            req.x.shape
+        );
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// gumbel.
+// ------------------------------------------------------------------------------------------------
+
+/// `CudaEngine::philox4x32` on the emulator: Random123's known answers.
+#[test]
+fn philox_known_answers() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let blocks: Vec<([u32; 4], [u32; 2])> =
+        gm::PHILOX_KAT.iter().map(|&(c, k, _)| (c, k)).collect();
+    let input: Vec<u32> = blocks
+        .iter()
+        .flat_map(|(c, k)| c.iter().chain(k.iter()).copied())
+        .collect();
+    let n = blocks.len() as u32;
+    let mut p = Program::topic("gumbel");
+    let i = p.input_u32(&input);
+    let o = p.zeros(Elem::U32, 4 * blocks.len());
+    p.launch(
+        "philox_kat",
+        n.div_ceil(THREADS),
+        THREADS,
+        &[i.into(), o.into(), Arg::U32(n)],
+    );
+    let out = p.run().unwrap_or_else(|e| panic!("{e}"));
+    let words = out.u32(o);
+    for ((c, k, want), got) in gm::PHILOX_KAT.iter().zip(words.chunks_exact(4)) {
+        assert_eq!(got, want, "Philox, ctr {c:08x?} key {k:08x?}");
+    }
+}
+
+/// `CudaEngine::gumbel_words` on the emulator: the word -> Gumbel map bit for bit equal to
+/// `gumbel_from_word`, over a spread of the 2^24 uniforms and the edge words. A small grid makes
+/// the grid-stride loop turn.
+#[test]
+fn gumbel_words_are_bit_identical() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let mut words: Vec<u32> = (0..(1u32 << 24)).step_by(97).map(|k| k << 8).collect();
+    words.extend(
+        (0..(1u32 << 24))
+            .step_by(4099)
+            .map(|k| (k << 8) | (k & 0xff)),
+    );
+    words.extend([
+        0,
+        0xff,
+        0x100,
+        u32::MAX,
+        0xffff_ff00,
+        0x7fff_ffff,
+        0x8000_0000,
+        0xbfff_ff00,
+        0xc000_0000,
+        0xc000_0100,
+        0x0180_0000,
+        0x017f_ffff,
+    ]);
+    let n = words.len() as u32;
+    let mut p = Program::topic("gumbel");
+    let w = p.input_u32(&words);
+    let g = p.zeros(Elem::F32, words.len());
+    let table = p.input_u32(&gm::ln_table_words());
+    let blocks = (n.div_ceil(THREADS)).clamp(1, 64);
+    p.launch(
+        "gumbel_words",
+        blocks,
+        THREADS,
+        &[w.into(), g.into(), table.into(), Arg::U32(n)],
+    );
+    let out = p.run().unwrap_or_else(|e| panic!("{e}"));
+    let got = out.f32(g);
+    let mut bad = Vec::new();
+    for (&w, &g) in words.iter().zip(&got) {
+        let want = gm::gumbel_from_word(w);
+        if g.to_bits() != want.to_bits() {
+            bad.push(format!("w = {w:#010x}: kernel {g:e}, Rust {want:e}"));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} of {} words differ:\n{}",
+        bad.len(),
+        words.len(),
+        bad[..bad.len().min(10)].join("\n")
+    );
+}
+
+/// Every gumbel suite case within tolerance, with the noise and the hard one-hots bit-identical
+/// to the CPU engine (the same Philox words and the same fixed-point map on both), in all three
+/// modes (noise; rows of at most 64 classes on one thread; longer rows on one block).
+#[test]
+fn gumbel_suite_cases_match_the_reference_and_the_cpu() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let cpu = CpuEngine::new();
+    let started = Instant::now();
+    let cases = gm::suite_cases(false);
+    for (engine, stride) in [(EmuCuda::new(), 1), (EmuCuda::with_max_blocks(2), 3)] {
+        let cases: Vec<&Case> = cases.iter().step_by(stride).collect();
+        let reqs: Vec<OpRequest> = cases.iter().map(|c| c.request().unwrap()).collect();
+        for ((case, req), out) in cases.iter().zip(&reqs).zip(run_all(&engine, &reqs)) {
+            let what = format!(
+                "{} {} (max_blocks {})",
+                case.name, case.dtype, engine.max_blocks
+            );
+            let report = check_output(req, &req.reference_full(), &out);
+            assert_eq!(
+                report.passed,
+                case.expect == Expect::Match,
+                "{what}: {report}"
+            );
+            let Op::Gumbel(op) = &req.op else {
+                panic!("not a gumbel case")
+            };
+            if matches!(op, GumbelOp::GumbelNoise { .. }) || op.hard() {
+                let on_cpu = run_ok(&cpu, req);
+                assert_eq!(
+                    bits(&out.values),
+                    bits(&on_cpu.values),
+                    "{what}: differs from the CPU"
+                );
+            }
+            if op.hard() && req.x.cols() > 0 {
+                for row in out.values.chunks(req.x.cols()) {
+                    assert_eq!(
+                        row.iter().filter(|v| v.to_bits() == 1f32.to_bits()).count(),
+                        1
+                    );
+                    assert_eq!(
+                        row.iter().filter(|v| v.to_bits() == 0).count(),
+                        row.len() - 1
+                    );
+                }
+            }
+        }
+    }
+    println!(
+        "gumbel: {} cases x 2 grids in {:.2} s",
+        cases.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// gumbel_softmax around the kernels' boundaries (64 classes: one thread per sample row; 65 and
+/// up: a block per sample row, or the fast kernel; past 32768 a soft sample leaves the fast
+/// kernel, a hard one alone streams), soft, hard, hard without the soft sample, several draws per
+/// row, every dtype, both kernel variants: within tolerance, and the same hot classes as the CPU
+/// engine (so the same from both kernels).
+#[test]
+fn gumbel_softmax_across_kernel_boundaries() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let cpu = CpuEngine::new();
+    let engine = EmuCuda::with_max_blocks(4);
+    let mut shapes: Vec<(usize, usize, Vec<DType>)> = [3usize, 64, 65, 300, 1001, 4100]
+        .into_iter()
+        .map(|k| (2, k, DType::ALL.to_vec()))
+        .collect();
+    shapes.push((1, 33000, vec![DType::F32, DType::Bf16]));
+    let mut reqs = Vec::new();
+    for (rows, k, dtypes) in shapes {
+        let logits: Vec<f32> = (0..rows * k)
+            .map(|i| ((i * 37) % 11) as f32 * 0.4 - 2.0)
+            .collect();
+        for dtype in dtypes {
+            for (hard, return_soft) in [(false, true), (true, true), (true, false)] {
+                let req = OpRequest::new(
+                    Op::Gumbel(GumbelOp::GumbelSoftmax {
+                        tau: 0.7,
+                        hard,
+                        return_soft,
+                        seed: 1234,
+                        offset: 5,
+                        draws: if k > 5000 { 1 } else { 3 },
+                    }),
+                    dtype,
+                    Tensor::matrix(rows, k, logits.clone()).unwrap(),
+                )
+                .unwrap();
+                for kernel in KernelVariant::ALL {
+                    reqs.push(req.clone().with_kernel(kernel));
+                }
+            }
+        }
+    }
+    let outs = run_all(&engine, &reqs);
+    for (pair, outs) in reqs.chunks(2).zip(outs.chunks(2)) {
+        for (req, out) in pair.iter().zip(outs) {
+            let what = format!(
+                "{} {} {:?} {} kernel",
+                req.op.describe(),
+                req.dtype,
+                req.x.shape,
+                req.kernel
+            );
+            let report = check_output(req, &req.reference_full(), out);
+            assert!(report.passed, "{what}: {report}");
+            let Op::Gumbel(op) = &req.op else {
+                unreachable!()
+            };
+            if op.hard() {
+                let on_cpu = run_ok(&cpu, req);
+                assert_eq!(
+                    bits(&out.values),
+                    bits(&on_cpu.values),
+                    "{what}: hot classes"
+                );
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// rope.
+// ------------------------------------------------------------------------------------------------
+
+#[test]
+fn rope_suite_cases_run_on_both_kernels() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let cases = topic_cases(&["rope"]);
+    for kernel in KernelVariant::ALL {
+        run_cases(&EmuCuda::new(), &cases, kernel, "rope");
+    }
+    run_cases(
+        &EmuCuda::with_max_blocks(2),
+        &cases,
+        KernelVariant::Fast,
+        "rope, 2 blocks",
+    );
+}
+
+/// The fast rope kernel promises each element bit-identical to the simple kernel's: check it on
+/// every layout it takes, with partial rotary, broadcast x, given positions (one row and one per
+/// batch), both angle modes and every dtype.
+#[test]
+fn fast_rope_is_bit_identical_to_the_simple_kernel() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let engine = EmuCuda::with_max_blocks(5);
+    let (mut cases, mut reqs) = (Vec::new(), Vec::new());
+    for dtype in DType::ALL {
+        for layout in [Layout::HalfSplit, Layout::Interleaved] {
+            for (head_dim, fraction) in [(16usize, 1.0), (32, 0.5), (64, 0.25), (48, 1.0)] {
+                for precise in [true, false] {
+                    for positions in [None, Some(1usize), Some(2)] {
+                        let (batch, seq, heads) = (2usize, 5usize, 3usize);
+                        let op = Op::Rope(RopeOp::Rope {
+                            layout,
+                            theta: 10000.0,
+                            rotary_fraction: fraction,
+                            precise_angles: precise,
+                        });
+                        let n = batch * seq * heads * head_dim;
+                        let x = Tensor::new(
+                            vec![batch, seq, heads, head_dim],
+                            (0..n)
+                                .map(|i| ((i * 131) % 97) as f32 / 24.0 - 2.0)
+                                .collect(),
+                        )
+                        .unwrap();
+                        let extra = match positions {
+                            None => Vec::new(),
+                            Some(rows) => vec![(
+                                "positions".to_string(),
+                                Tensor::new(
+                                    vec![rows, seq],
+                                    (0..rows * seq).map(|i| (i * 977 % 5000) as f32).collect(),
+                                )
+                                .unwrap(),
+                            )],
+                        };
+                        let Ok(req) = OpRequest::with_inputs(op, dtype, x, extra) else {
+                            continue;
+                        };
+                        let Op::Rope(rop) = &req.op else {
+                            unreachable!()
+                        };
+                        let g = rope::geometry(rop, &req).unwrap();
+                        if !rope_fast_fits(&g, dtype) {
+                            continue;
+                        }
+                        let what = format!(
+                            "{dtype} {layout:?} head_dim {head_dim} fraction {fraction} precise {precise} positions {positions:?}"
+                        );
+                        // Naive angles at positions in the thousands are off by design (the
+                        // lesson's point); precise ones must match the reference.
+                        cases.push((what, precise || positions.is_none()));
+                        reqs.push(req.clone().with_kernel(KernelVariant::Simple));
+                        reqs.push(req.with_kernel(KernelVariant::Fast));
+                    }
+                }
+            }
+        }
+    }
+    let outs = run_all(&engine, &reqs);
+    for (((what, against_reference), req), pair) in
+        cases.iter().zip(reqs.chunks(2)).zip(outs.chunks(2))
+    {
+        assert_eq!(bits(&pair[1].values), bits(&pair[0].values), "{what}");
+        if *against_reference {
+            let report = check_output(&req[1], &req[1].reference_full(), &pair[1]);
+            assert!(report.passed, "{what}: {report}");
+        }
+    }
+    assert!(
+        cases.len() >= 36,
+        "only {} geometries took the fast kernel",
+        cases.len()
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// tensor parallel.
+// ------------------------------------------------------------------------------------------------
+
+#[test]
+fn tensor_parallel_suite_cases_run_on_the_emulator() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let cases = topic_cases(&["tensor_parallel"]);
+    for kernel in KernelVariant::ALL {
+        run_cases(&EmuCuda::new(), &cases, kernel, "tensor_parallel");
+    }
+    run_cases(
+        &EmuCuda::with_max_blocks(2),
+        &cases,
+        KernelVariant::Simple,
+        "tensor_parallel, 2 blocks",
+    );
+}
+
+/// The vocab-parallel cross-entropy on every dtype (the suite runs the fused kernel in f32 only):
+/// k = 1 with the fused kernel and with the four steps, k = 2 and 4, rows whose length is a
+/// multiple of the 16-byte vector and rows that are not, rows with a NaN, a +inf, an all -inf
+/// row, the target at both ends, and more rows than blocks.
+#[test]
+fn cross_entropy_special_rows_on_every_path() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let mut reqs = Vec::new();
+    for v in [64usize, 1001, 1004, 4096] {
+        let rows = 6;
+        let mut x: Vec<f32> = (0..rows * v)
+            .map(|i| ((i * 7919) % 1009) as f32 / 100.0 - 5.0)
+            .collect();
+        x[v + 3] = f32::NAN; // row 1
+        x[2 * v + v - 1] = f32::INFINITY; // row 2
+        x[3 * v..4 * v].fill(f32::NEG_INFINITY); // row 3
+        x[4 * v] = f32::NEG_INFINITY; // row 4: -inf, not the target
+        let targets: Vec<f32> = [0, 5, 9, 2, v - 1, v / 2]
+            .iter()
+            .map(|&t| t as f32)
+            .collect();
+        for dtype in DType::ALL {
+            for (ranks, kernel) in [
+                (1, KernelVariant::Fast),
+                (1, KernelVariant::Simple),
+                (2, KernelVariant::Fast),
+                (4, KernelVariant::Simple),
+            ] {
+                // V = 1001 splits over one rank only.
+                let Ok(req) = OpRequest::with_inputs(
+                    Op::TensorParallel(TpOp::VocabParallelCrossEntropy { ranks }),
+                    dtype,
+                    Tensor::matrix(rows, v, x.clone()).unwrap(),
+                    vec![(
+                        "targets".into(),
+                        Tensor::new(vec![rows], targets.clone()).unwrap(),
+                    )],
+                ) else {
+                    assert!(v % ranks != 0, "V = {v}, k = {ranks}: not a valid request");
+                    continue;
+                };
+                reqs.push(req.with_kernel(kernel));
+            }
+        }
+    }
+    assert_eq!(reqs.len(), 3 * (4 * 3 + 2));
+    for engine in [EmuCuda::new(), EmuCuda::with_max_blocks(2)] {
+        for (req, out) in reqs.iter().zip(run_all(&engine, &reqs)) {
+            let report = check_output(req, &req.reference_full(), &out);
+            assert!(
+                report.passed,
+                "cross-entropy {:?} {} {} {} kernel, max_blocks {}: {report}",
+                req.x.shape,
+                req.dtype,
+                req.op.describe(),
+                req.kernel,
+                engine.max_blocks
+            );
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Races: a kernel's bits do not depend on the order its threads run between barriers.
+// ------------------------------------------------------------------------------------------------
+
+#[test]
+fn results_do_not_depend_on_the_thread_order() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let mut requests: Vec<OpRequest> = Vec::new();
+    let x = Tensor::matrix(
+        3,
+        1100,
+        (0..3300)
+            .map(|i| ((i * 7919) % 991) as f32 / 100.0 - 5.0)
+            .collect(),
+    )
+    .unwrap();
+    for kernel in KernelVariant::ALL {
+        for dtype in [DType::F32, DType::Bf16] {
+            requests.push(
+                OpRequest::new(
+                    Op::Softmax {
+                        temperature: 1.0,
+                        stable: true,
+                    },
+                    dtype,
+                    x.clone(),
+                )
+                .unwrap()
+                .with_kernel(kernel),
+            );
+        }
+    }
+    for (kernel, hard) in [
+        (KernelVariant::Simple, true),
+        (KernelVariant::Fast, true),
+        (KernelVariant::Fast, false),
+    ] {
+        requests.push(
+            OpRequest::new(
+                Op::Gumbel(GumbelOp::GumbelSoftmax {
+                    tau: 1.0,
+                    hard,
+                    return_soft: true,
+                    seed: 9,
+                    offset: 0,
+                    draws: 2,
+                }),
+                DType::F32,
+                x.clone(),
+            )
+            .unwrap()
+            .with_kernel(kernel),
+        );
+    }
+    for case in topic_cases(&["tensor_parallel", "rope"]).iter().step_by(4) {
+        for kernel in KernelVariant::ALL {
+            requests.push(case.request().unwrap().with_kernel(kernel));
+        }
+    }
+    let runs: Vec<Vec<OpOutput>> = [Schedule::Forward, Schedule::Reverse, Schedule::Shuffle(17)]
+        .into_iter()
+        .map(|schedule| {
+            run_all(
+                &EmuCuda {
+                    max_blocks: 65_535,
+                    schedule,
+                },
+                &requests,
+            )
+        })
+        .collect();
+    for (i, req) in requests.iter().enumerate() {
+        let outs: Vec<&OpOutput> = runs.iter().map(|r| &r[i]).collect();
+        for o in &outs[1..] {
+            assert_eq!(
+                bits(&o.values),
+                bits(&outs[0].values),
+                "{} {} {}: the result depends on the thread order",
+                req.op.describe(),
+                req.dtype,
+                req.kernel
+            );
+            for (a, b) in o.aux.iter().zip(&outs[0].aux) {
+                assert_eq!(
+                    bits(&a.values),
+                    bits(&b.values),
+                    "{}: aux {}",
+                    req.op.describe(),
+                    a.name
+                );
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The emulator itself: conversions, warp intrinsics, and failing loudly.
+// ------------------------------------------------------------------------------------------------
+
+/// The emulator's own test kernels, compiled as one program: conversions, warp intrinsics,
+/// broken kernels.
+fn selftest() -> Program {
+    Program::custom(
+        "emulator_selftest",
+        &format!("{CONVERSIONS}{WARP_KERNELS}{BROKEN_KERNELS}"),
+    )
+}
+
+/// Test kernels over the storage types of the emulated prelude.
+const CONVERSIONS: &str = r#"
+template <class D>
+__device__ void store_all(const float* x, unsigned short* y, unsigned int n) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        y[i] = D::store(x[i]);
+}
+template <class D>
+__device__ void load_all(const unsigned short* x, float* y, unsigned int n) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        y[i] = D::load(x[i]);
+}
+extern "C" __global__ void f16_store(const float* x, unsigned short* y, unsigned int n) { store_all<F16>(x, y, n); }
+extern "C" __global__ void bf16_store(const float* x, unsigned short* y, unsigned int n) { store_all<BF16>(x, y, n); }
+extern "C" __global__ void f16_load(const unsigned short* x, float* y, unsigned int n) { load_all<F16>(x, y, n); }
+extern "C" __global__ void bf16_load(const unsigned short* x, float* y, unsigned int n) { load_all<BF16>(x, y, n); }
+"#;
+
+/// The emulated F16 (dtype_emu.h) and the prelude's BF16 round exactly as the `half` crate does
+/// (round to nearest even, overflow to inf): every 16-bit pattern widened, and f32 values at and
+/// around every rounding midpoint, plus a sweep of all exponents.
+#[test]
+fn storage_conversions_match_the_half_crate() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let all16: Vec<u16> = (0..=u16::MAX).collect();
+    for (dtype, name) in [(DType::F16, "f16"), (DType::Bf16, "bf16")] {
+        let widened = dtype.decode_u16(&all16);
+        // Midpoints between neighbouring values, and the floats just around them.
+        let mut xs: Vec<f32> = Vec::new();
+        for w in widened.windows(2) {
+            if w[0].is_finite() && w[1].is_finite() && w[0].signum() == w[1].signum() {
+                let mid = ((w[0] as f64 + w[1] as f64) / 2.0) as f32;
+                xs.extend([
+                    mid,
+                    f32::from_bits(mid.to_bits() - 1),
+                    f32::from_bits(mid.to_bits() + 1),
+                ]);
+            }
+        }
+        xs.extend((0..(1u32 << 20)).map(|k| f32::from_bits(k.wrapping_mul(4093))));
+        xs.extend([
+            65504.0,
+            65519.996,
+            65520.0,
+            1e6,
+            -65520.0,
+            f32::MIN_POSITIVE,
+            1e-45,
+            2.9802322e-8,
+            2.9802326e-8,
+        ]);
+        xs.extend([f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -0.0, 0.0]);
+        let n = xs.len() as u32;
+        let mut p = selftest();
+        let x = p.input_f32(&xs);
+        let y = p.zeros(Elem::U16, xs.len());
+        let h = p.input_u16(&all16);
+        let f = p.zeros(Elem::F32, all16.len());
+        p.launch(
+            &format!("{name}_store"),
+            256,
+            256,
+            &[x.into(), y.into(), Arg::U32(n)],
+        );
+        p.launch(
+            &format!("{name}_load"),
+            64,
+            256,
+            &[h.into(), f.into(), Arg::U32(65536)],
+        );
+        let out = p.run().unwrap_or_else(|e| panic!("{e}"));
+        let stored = out.u16(y);
+        let want = dtype.encode_u16(&xs);
+        let same = |a: u16, b: u16| {
+            a == b || (dtype.decode_u16(&[a])[0].is_nan() && dtype.decode_u16(&[b])[0].is_nan())
+        };
+        let bad: Vec<String> = xs
+            .iter()
+            .zip(stored.iter().zip(&want))
+            .filter(|(_, (a, b))| !same(**a, **b))
+            .take(10)
+            .map(|(x, (a, b))| {
+                format!(
+                    "{x:e} ({:#010x}): kernel {a:#06x}, half {b:#06x}",
+                    x.to_bits()
+                )
+            })
+            .collect();
+        assert!(bad.is_empty(), "{name} store:\n{}", bad.join("\n"));
+        let loaded = out.f32(f);
+        for (i, (a, b)) in loaded.iter().zip(&widened).enumerate() {
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "{name} load of {i:#06x}: kernel {a:e}, half {b:e}"
+            );
+        }
+    }
+}
+
+/// Test kernels for the warp intrinsics: every lane's result of each shuffle flavour, at widths
+/// 32 and 8, plus ballot, any / all and the 32-bit reduction.
+const WARP_KERNELS: &str = r#"
+extern "C" __global__ void warp_ops(unsigned int* out, int width) {
+    unsigned int lane = threadIdx.x & 31u;
+    unsigned int v = 1000u + threadIdx.x;
+    unsigned int* o = out + threadIdx.x * 10u;
+    o[0] = __shfl_sync(0xffffffffu, v, (int)(lane * 7u + 3u), width);
+    o[1] = __shfl_up_sync(0xffffffffu, v, 3u, width);
+    o[2] = __shfl_down_sync(0xffffffffu, v, 5u, width);
+    o[3] = __shfl_xor_sync(0xffffffffu, v, 6, width);
+    o[4] = __ballot_sync(0xffffffffu, (threadIdx.x % 3u) == 0u);
+    o[5] = (unsigned int)__any_sync(0xffffffffu, threadIdx.x == 37u);
+    o[6] = (unsigned int)__all_sync(0xffffffffu, threadIdx.x != 37u);
+    o[7] = __reduce_add_sync(0xffffffffu, v);
+    float f = __shfl_xor_sync(0xffffffffu, (float)threadIdx.x * 0.5f, 1);
+    o[8] = __float_as_uint(f);
+    __syncwarp();
+    o[9] = __activemask();
+}
+"#;
+
+/// The shuffles follow the CUDA programming guide: `__shfl_sync` reads lane srcLane % width of
+/// the caller's segment; `__shfl_up_sync` keeps its own value in a segment's first `delta` lanes
+/// and `__shfl_down_sync` in its last; `__shfl_xor_sync` swaps within the segment.
+#[test]
+fn warp_intrinsics_follow_cuda_semantics() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let threads = 64u32;
+    for width in [32u32, 8] {
+        let mut p = selftest();
+        let out = p.zeros(Elem::U32, threads as usize * 10);
+        p.launch(
+            "warp_ops",
+            1,
+            threads,
+            &[out.into(), Arg::I32(width as i32)],
+        );
+        let got = p.run().unwrap_or_else(|e| panic!("{e}")).u32(out);
+        for t in 0..threads {
+            let lane = t % 32;
+            let warp_base = t - lane;
+            let seg = lane - lane % width; // first lane of the segment
+            let value = |l: u32| 1000 + warp_base + l;
+            let o = &got[t as usize * 10..t as usize * 10 + 10];
+            let src = (lane * 7 + 3) % width;
+            assert_eq!(o[0], value(seg + src), "shfl t{t} width {width}");
+            let up = if lane % width >= 3 { lane - 3 } else { lane };
+            assert_eq!(o[1], value(up), "shfl_up t{t} width {width}");
+            let down = if lane % width + 5 < width {
+                lane + 5
+            } else {
+                lane
+            };
+            assert_eq!(o[2], value(down), "shfl_down t{t} width {width}");
+            assert_eq!(
+                o[3],
+                value(seg + ((lane % width) ^ 6) % width),
+                "shfl_xor t{t} width {width}"
+            );
+            let ballot = (0..32u32)
+                .filter(|l| (warp_base + l) % 3 == 0)
+                .fold(0u32, |m, l| m | 1 << l);
+            assert_eq!(o[4], ballot, "ballot t{t}");
+            assert_eq!(o[5], u32::from(warp_base == 32), "any t{t}");
+            assert_eq!(o[6], u32::from(warp_base != 32), "all t{t}");
+            let sum: u32 = (0..32).map(value).sum();
+            assert_eq!(o[7], sum, "reduce_add t{t}");
+            assert_eq!(
+                f32::from_bits(o[8]),
+                (t ^ 1) as f32 * 0.5,
+                "float shfl t{t}"
+            );
+            assert_eq!(o[9], u32::MAX, "activemask t{t}");
+        }
+    }
+}
+
+/// Kernels that are wrong in ways the GPU punishes with a hang, a fault or garbage.
+const BROKEN_KERNELS: &str = r#"
+extern "C" __global__ void divergent(float* y) {
+    float v = (float)threadIdx.x;
+    if (threadIdx.x < 16) v += __shfl_xor_sync(0xffffffffu, v, 1);   // lanes 16-31 never come
+    else __syncthreads();
+    y[threadIdx.x] = v;
+}
+extern "C" __global__ void exited_lane(float* y) {
+    if (threadIdx.x == 5) return;
+    y[threadIdx.x] = __shfl_xor_sync(0xffffffffu, (float)threadIdx.x, 1);
+}
+extern "C" __global__ void one_past_the_end(const float* x, float* y, unsigned int n) {
+    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i <= n) y[i] = x[i];   // <= : one element too far
+}
+extern "C" __global__ void misaligned_vector(const float* x, float* y) {
+    // A 16-byte load from x + 1: a misaligned-address fault on the GPU.
+    uint4 v = reinterpret_cast<const uint4*>(x + 1)[0];
+    y[0] = __uint_as_float(v.x);
+}
+extern "C" __global__ void racy_sum(const float* x, float* y) {
+    __shared__ float buf[64];
+    buf[threadIdx.x] = x[threadIdx.x];
+    // missing __syncthreads(): thread t reads buf[t + half] before thread t + half wrote it
+    for (unsigned int half = 32; half > 0; half /= 2) {
+        if (threadIdx.x < half) buf[threadIdx.x] += buf[threadIdx.x + half];
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) y[0] = buf[0];
+}
+extern "C" __global__ void read_before_write(float* y) {
+    __shared__ float buf[32];
+    if (threadIdx.x < 16) buf[threadIdx.x] = 1.0f;
+    __syncthreads();
+    y[threadIdx.x] = buf[threadIdx.x];   // slots 16..31 were never written
+}
+extern "C" __global__ void shared_overflow(float* y) {
+    __shared__ float buf[32];
+    buf[threadIdx.x] = 1.0f;
+    __syncthreads();
+    y[threadIdx.x] = buf[threadIdx.x + 1];   // thread 31 reads one past the end
+}
+extern "C" __global__ void __launch_bounds__(128) bounded(float* y) { y[threadIdx.x] = 1.0f; }
+extern "C" __global__ void dynamic_shared(float* y) {
+    extern __shared__ float dyn[];
+    dyn[threadIdx.x] = (float)threadIdx.x;
+    __syncthreads();
+    y[threadIdx.x] = dyn[blockDim.x - 1 - threadIdx.x];   // reversed through shared memory
+}
+"#;
+
+fn broken(
+    entry: &str,
+    block: u32,
+    setup: impl FnOnce(&mut Program) -> Vec<Arg>,
+) -> Result<Outputs, String> {
+    let mut p = selftest();
+    let args = setup(&mut p);
+    p.launch(entry, 1, block, &args);
+    p.run().map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_emulator_fails_loudly() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let expect_err = |r: Result<Outputs, String>, needle: &str, what: &str| {
+        let err = r
+            .err()
+            .unwrap_or_else(|| panic!("{what}: ran without an error"));
+        assert!(
+            err.contains(needle),
+            "{what}: expected '{needle}' in:\n{err}"
+        );
+    };
+    expect_err(
+        broken("divergent", 32, |p| vec![p.zeros(Elem::F32, 32).into()]),
+        "cannot finish",
+        "a warp shuffle and a barrier that never meet",
+    );
+    expect_err(
+        broken("exited_lane", 32, |p| vec![p.zeros(Elem::F32, 32).into()]),
+        "exit",
+        "a shuffle naming an exited lane",
+    );
+    expect_err(
+        broken("bounded", 256, |p| vec![p.zeros(Elem::F32, 256).into()]),
+        "__launch_bounds__",
+        "more threads than __launch_bounds__",
+    );
+    // The host's argument types are checked against the kernel's parameters.
+    let mut p = Program::topic("softmax");
+    let x = p.input_f32(&[0.0; 4]);
+    let y = p.zeros(Elem::F32, 4);
+    p.launch(
+        "softmax_f32",
+        1,
+        THREADS,
+        &[
+            x.into(),
+            y.into(),
+            Arg::I32(2),
+            Arg::U32(2),
+            Arg::F32(1.0),
+            Arg::I32(0),
+        ],
+    );
+    expect_err(
+        p.run().map_err(|e| e.to_string()),
+        "argument 2",
+        "an int for an unsigned",
+    );
+    let mut p = Program::topic("softmax");
+    let x = p.input_u16(&[0; 4]);
+    let y = p.zeros(Elem::U16, 4);
+    p.launch(
+        "softmax_f32",
+        1,
+        THREADS,
+        &[
+            x.into(),
+            y.into(),
+            Arg::U32(2),
+            Arg::U32(2),
+            Arg::F32(1.0),
+            Arg::I32(0),
+        ],
+    );
+    expect_err(
+        p.run().map_err(|e| e.to_string()),
+        "buffer of u16",
+        "f16 bits for floats",
+    );
+    let mut p = Program::topic("softmax");
+    p.launch("softmax_f64", 1, THREADS, &[]);
+    expect_err(
+        p.run().map_err(|e| e.to_string()),
+        "no extern",
+        "an unknown entry point",
+    );
+
+    // Out of bounds and misaligned: the sanitizers' findings (when the toolchain has them).
+    let oob = broken("one_past_the_end", 64, |p| {
+        vec![
+            p.input_f32(&[1.0; 63]).into(),
+            p.zeros(Elem::F32, 63).into(),
+            Arg::U32(63),
+        ]
+    });
+    match oob {
+        Ok(out) => assert!(!out.sanitized, "an out-of-bounds read went unnoticed"),
+        Err(e) => assert!(
+            e.contains("heap-buffer-overflow") && e.contains("one_past_the_end"),
+            "{e}"
+        ),
+    }
+    let shared = broken("shared_overflow", 32, |p| {
+        vec![p.zeros(Elem::F32, 32).into()]
+    });
+    match shared {
+        Ok(out) => assert!(!out.sanitized, "a shared-memory overflow went unnoticed"),
+        Err(e) => assert!(
+            (e.contains("global-buffer-overflow") || e.contains("out of bounds"))
+                && e.contains("thread (31, 0, 0)"),
+            "{e}"
+        ),
+    }
+    let misaligned = broken("misaligned_vector", 1, |p| {
+        vec![p.input_f32(&[1.0; 8]).into(), p.zeros(Elem::F32, 1).into()]
+    });
+    match misaligned {
+        Ok(out) => assert!(!out.sanitized, "a misaligned 16-byte load went unnoticed"),
+        Err(e) => assert!(e.contains("misaligned"), "{e}"),
+    }
+
+    // A missing barrier shows up as results that depend on the thread order.
+    let racy = |schedule| {
+        let mut p = selftest();
+        let x = p.input_f32(&(0..64).map(|i| i as f32).collect::<Vec<_>>());
+        let y = p.zeros(Elem::F32, 1);
+        p.launch("racy_sum", 1, 64, &[x.into(), y.into()]);
+        p.schedule(schedule);
+        p.run().unwrap_or_else(|e| panic!("{e}")).f32(y)[0]
+    };
+    let (forward, reverse) = (racy(Schedule::Forward), racy(Schedule::Reverse));
+    assert_ne!(forward, reverse, "the missing barrier went unnoticed");
+    assert!(forward == 2016.0 || reverse == 2016.0);
+
+    // Shared memory starts as NaN in every block: a read before any write shows.
+    let mut p = selftest();
+    let y = p.zeros(Elem::F32, 32);
+    p.launch("read_before_write", 1, 32, &[y.into()]);
+    let y = p.run().unwrap_or_else(|e| panic!("{e}")).f32(y);
+    assert!(y[..16].iter().all(|&v| v == 1.0));
+    assert!(y[16..].iter().all(|v| v.is_nan()), "{y:?}");
+}
+
+/// The `__shared__` rewrite for the emulator: statics registered for poisoning (several
+/// declarators, arrays, attributes), dynamic shared memory as a pointer, comments left alone, line
+/// count kept. And dynamic shared memory works in a launch.
+#[test]
+fn shared_declarations_are_rewritten() {
+    let src = "// __shared__ float in_a_comment[4];\n\
+               __shared__ float a[16][17], b[3];\n\
+               __shared__ __align__(16) unsigned int idx[THREADS];\n\
+               extern __shared__ __align__(16) float dyn[];\n";
+    let out = cuda_emu::rewrite_shared(src);
+    assert_eq!(out.lines().count(), src.lines().count(), "{out}");
+    assert!(
+        out.contains("// __shared__ float in_a_comment[4];"),
+        "{out}"
+    );
+    assert!(
+        out.contains("static float a[16][17], b[3]; KB_SHARED_REGISTER(a) KB_SHARED_REGISTER(b)"),
+        "{out}"
+    );
+    assert!(out.contains("KB_SHARED_REGISTER(idx)"), "{out}");
+    assert!(
+        out.contains("float* const dyn = reinterpret_cast<float*>(kb_dynamic_shared);"),
+        "{out}"
+    );
+    if !cuda_emu::ready() {
+        return;
+    }
+    let mut p = selftest();
+    let y = p.zeros(Elem::F32, 64);
+    p.launch_shared("dynamic_shared", 1, 64, 64 * 4, &[y.into()]);
+    let y = p.run().unwrap_or_else(|e| panic!("{e}")).f32(y);
+    assert_eq!(y, (0..64).rev().map(|i| i as f32).collect::<Vec<_>>());
+}
+
+/// Every entry point of every kernel file is launched by a test in this file: a new kernel makes
+/// this fail until its host launch is mirrored here (and so run on the emulator).
+#[test]
+fn every_entry_point_is_emulated() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let per_dtype = |bases: &[&str]| -> Vec<String> {
+        bases
+            .iter()
+            .flat_map(|b| DType::ALL.map(|d| format!("{b}_{}", suffix(d))))
+            .collect()
+    };
+    let mut covered = per_dtype(&[
+        "logits",
+        "softmax",
+        "softmax_fast",
+        "gumbel",
+        "gumbel_fast",
+        "rope",
+        "rope_freqs",
+        "rope_fast",
+        "linear_tiled",
+        "embed_masked",
+        "ce_local_max",
+        "ce_predicted",
+        "ce_sum_exp",
+        "ce_fused",
+        "tensor_parallel",
+    ]);
+    covered.extend(
+        [
+            "philox_kat",
+            "gumbel_words",
+            "ce_loss",
+            "reduce_copy",
+            "reduce_accumulate",
+            "gather_columns",
+        ]
+        .map(String::from),
+    );
+    let mut missing = Vec::new();
+    for (topic, _, _) in kernelbook::sources::CUDA {
+        let entries = cuda_emu::topic_entries(topic).unwrap_or_else(|e| panic!("{topic}: {e}"));
+        assert!(
+            !entries.is_empty(),
+            "kernels/{topic}.cu: no entry points found"
+        );
+        let names: Vec<String> = entries
+            .iter()
+            .map(|e| format!("{} (bound {})", e.name, e.max_threads))
+            .collect();
+        println!("kernels/{topic}.cu: {}", names.join(", "));
+        for e in entries {
+            if !covered.contains(&e.name) {
+                missing.push(format!("kernels/{topic}.cu: {}", e.name));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "entry points with no emulated launch in tests/cuda_emulator.rs (mirror their host \
+         launch in EmuCuda):\n{}",
+        missing.join("\n")
+    );
+}
+
+/// The constants this file mirrors match the kernel files' `#define`s.
+#[test]
+fn mirrored_constants_match_the_kernels() {
+    let define = |topic: &str, name: &str, value: i64| {
+        let src = kernelbook::sources::cuda(topic).unwrap();
+        assert!(
+            src.lines().any(|l| l.starts_with("#define")
+                && l.split_whitespace()
+                    .take(3)
+                    .eq(["#define", name, &value.to_string()])),
+            "kernels/{topic}.cu: #define {name} {value}"
+        );
+    };
+    define("gumbel", "MODE_NOISE", GUMBEL_MODE_NOISE.into());
+    define(
+        "gumbel",
+        "MODE_SOFTMAX_SHORT",
+        GUMBEL_MODE_SOFTMAX_SHORT.into(),
+    );
+    define(
+        "gumbel",
+        "MODE_SOFTMAX_ROWS",
+        GUMBEL_MODE_SOFTMAX_ROWS.into(),
+    );
+    define("gumbel", "SHORT_K", GUMBEL_SHORT_K as i64);
+    define("gumbel", "THREADS", THREADS.into());
+    define("gumbel", "FAST_THREADS", GUMBEL_FAST_THREADS as i64);
+    define("gumbel", "FAST_MAX_GROUPS", GUMBEL_FAST_MAX_GROUPS as i64);
+    define("rope", "FAST_THREADS", ROPE_FAST_THREADS.into());
+    define("rope", "FAST_MAX_PAIRS", ROPE_FAST_MAX_PAIRS as i64);
+    define("tensor_parallel", "THREADS", TP_THREADS.into());
+    define("tensor_parallel", "TILE", TP_TILE.into());
+    define("tensor_parallel", "CE_THREADS", TP_CE_THREADS.into());
+    define("softmax", "FAST_THREADS", FAST_THREADS.into());
+}
