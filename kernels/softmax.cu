@@ -183,32 +183,27 @@ softmax_bf16(const unsigned short* x, unsigned short* y, unsigned int rows, unsi
 // kernels/dtype.cuh.
 
 // Block-wide max and sum for FAST_THREADS threads: a shuffle tree inside each warp (lane l takes
-// lane l ^ 16, ^ 8, ... ^ 1), one slot per warp in shared memory, then warp 0 reduces the 32
-// slots the same way. Every thread gets the result.
-__device__ __forceinline__ float warp_max(float v) {
+// lane l ^ 16, ^ 8, ... ^ 1), one slot per warp in shared memory, then every warp reduces the 32
+// slots the same way. Every thread gets the result. `R` is MaxOf or SumOf.
+struct MaxOf {
+    static __device__ __forceinline__ float apply(float a, float b) { return fmaxf(a, b); }
+};
+struct SumOf {
+    static __device__ __forceinline__ float apply(float a, float b) { return a + b; }
+};
+template <class R>
+__device__ __forceinline__ float warp_reduce(float v) {
 #pragma unroll
-    for (int o = 16; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    for (int o = 16; o > 0; o /= 2) v = R::apply(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-__device__ float fast_block_max(float v, float* slots) {
-    v = warp_max(v);
+template <class R>
+__device__ float fast_block_reduce(float v, float* slots) {
+    v = warp_reduce<R>(v);
     if ((threadIdx.x & 31u) == 0) slots[threadIdx.x >> 5] = v;
     __syncthreads();
-    v = warp_max(slots[threadIdx.x & 31u]);
+    v = warp_reduce<R>(slots[threadIdx.x & 31u]);
     __syncthreads();  // every warp has read the slots before they are reused
-    return v;
-}
-__device__ float fast_block_sum(float v, float* slots) {
-    v = warp_sum(v);
-    if ((threadIdx.x & 31u) == 0) slots[threadIdx.x >> 5] = v;
-    __syncthreads();
-    v = warp_sum(slots[threadIdx.x & 31u]);
-    __syncthreads();
     return v;
 }
 
@@ -248,7 +243,7 @@ __device__ void fast_row_registers(const typename D::T* xr, typename D::T* yr, u
             for (int i = 0; i < PER; ++i) part = fmaxf(part, z[k * PER + i]);
         }
     }
-    const float m = fast_block_max(part, slots);
+    const float m = fast_block_reduce<MaxOf>(part, slots);
 
     // step 2: e^(z - m) from the registers, summed in f32. softmax keeps e in place of z;
     // log_softmax keeps z and needs only the sum.
@@ -265,7 +260,7 @@ __device__ void fast_row_registers(const typename D::T* xr, typename D::T* yr, u
             }
         }
     }
-    const float s = fast_block_sum(part, slots);
+    const float s = fast_block_reduce<SumOf>(part, slots);
 
     // step 3: write the row once. softmax: y = e * (1 / s), one division per row (at most one
     // more rounding than e / s: well inside the check's tolerance); log_softmax: y = (z - m) - ln s.

@@ -31,16 +31,12 @@ impl EngineKind {
     pub const ALL: [EngineKind; 3] = [EngineKind::Cuda, EngineKind::Wgpu, EngineKind::Cpu];
 
     /// Whether this engine has a simple and a fast kernel for `op`, so that the two differ (and a
-    /// check, a benchmark or a roofline should run both). CUDA has fast kernels for every op of
-    /// [`Op::has_kernel_variants`]; wgpu for softmax and log_softmax; the CPU engine has one
-    /// implementation of everything.
+    /// check, a benchmark or a roofline should run both). Each engine module says which ops it has
+    /// a fast kernel for; the CPU engine has one implementation of everything.
     pub fn has_kernel_variants(self, op: &crate::ops::Op) -> bool {
-        use crate::ops::Op;
         match self {
-            EngineKind::Cuda => op.has_kernel_variants(),
-            EngineKind::Wgpu => {
-                op.has_kernel_variants() && matches!(op, Op::Softmax { .. } | Op::LogSoftmax { .. })
-            }
+            EngineKind::Cuda => cuda::has_fast_kernel(op),
+            EngineKind::Wgpu => wgpu::has_fast_kernel(op),
             EngineKind::Cpu => false,
         }
     }

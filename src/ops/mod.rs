@@ -410,22 +410,6 @@ pub struct AuxReference {
 }
 
 impl Op {
-    /// Whether the GPU engines have a simple and a fast kernel for this op (so a check or a
-    /// benchmark should run both): stable softmax, log_softmax, rope, gumbel_softmax and the
-    /// cross-entropy on one rank. The others have one kernel.
-    pub fn has_kernel_variants(&self) -> bool {
-        match self {
-            Op::Softmax { stable, .. } => *stable,
-            Op::LogSoftmax { .. } => true,
-            Op::Rope(rope::RopeOp::Rope { .. }) => true,
-            Op::Gumbel(g) => g.kind() == OpKind::GumbelSoftmax,
-            Op::TensorParallel(tensor_parallel::TpOp::VocabParallelCrossEntropy { ranks }) => {
-                *ranks == 1
-            }
-            _ => false,
-        }
-    }
-
     /// The topic op, for ops defined in a topic file.
     pub fn topic_op(&self) -> Option<&dyn TopicOp> {
         match self {

@@ -94,6 +94,22 @@ pub const COMPILE_OPTIONS: &[&str] = &[
 const NO_DRIVER: &str = "libcuda.so.1 not found: no NVIDIA driver on this machine";
 const NO_NVRTC: &str = "libnvrtc not found: install the CUDA toolkit or `pip install nvidia-cuda-nvrtc` and add its lib folder to LD_LIBRARY_PATH";
 
+/// The ops this engine has a fast kernel for (selected by [`KernelVariant::Fast`]): stable softmax
+/// and log_softmax (`softmax_fast_*`), rope (`rope_fast_*`, for the geometries it fits),
+/// gumbel_softmax (`gumbel_fast_*`) and the cross-entropy on one rank (`ce_fused_*`). Naive
+/// softmax always runs the simple kernel (its overflow is the lesson).
+pub fn has_fast_kernel(op: &Op) -> bool {
+    use crate::ops::{OpKind, rope::RopeOp, tensor_parallel::TpOp};
+    match op {
+        Op::Softmax { stable, .. } => *stable,
+        Op::LogSoftmax { .. } => true,
+        Op::Rope(RopeOp::Rope { .. }) => true,
+        Op::Gumbel(g) => crate::ops::TopicOp::kind(g) == OpKind::GumbelSoftmax,
+        Op::TensorParallel(TpOp::VocabParallelCrossEntropy { ranks }) => *ranks == 1,
+        _ => false,
+    }
+}
+
 /// Whether the CUDA driver library can be loaded. Checked before any other driver call.
 pub fn driver_available() -> Result<(), String> {
     // SAFETY: only tries to dlopen the library by its candidate names and closes it again.
@@ -801,7 +817,7 @@ impl CudaEngine {
                 let t = temperature as f32;
                 let blocks = rows.clamp(1, self.max_blocks);
                 // The naive mode is a teaching demo of overflow: always the simple kernel.
-                let fast = req.kernel == KernelVariant::Fast && mode != MODE_SOFTMAX_NAIVE;
+                let fast = req.kernel == KernelVariant::Fast && has_fast_kernel(&req.op);
                 let (function, threads) = if fast {
                     (&self.softmax_fast[di], FAST_THREADS)
                 } else {

@@ -863,14 +863,17 @@ impl WgpuEngine {
     }
 }
 
-/// Whether `req` runs the fast softmax kernel: stable softmax and log_softmax asked for with
-/// [`KernelVariant::Fast`]. Naive softmax always runs the simple kernel (its overflow is the lesson).
+/// The ops this engine has a fast kernel for: stable softmax and log_softmax (`softmax_fast`).
+/// Naive softmax always runs the simple kernel (its overflow is the lesson); the other topics have
+/// one shader each.
+pub fn has_fast_kernel(op: &Op) -> bool {
+    matches!(op, Op::LogSoftmax { .. } | Op::Softmax { stable: true, .. })
+}
+
+/// Whether `req` runs the fast softmax kernel: an op of [`has_fast_kernel`] asked for with
+/// [`KernelVariant::Fast`].
 fn uses_fast_softmax(req: &OpRequest) -> bool {
-    req.kernel == KernelVariant::Fast
-        && matches!(
-            req.op,
-            Op::LogSoftmax { .. } | Op::Softmax { stable: true, .. }
-        )
+    req.kernel == KernelVariant::Fast && has_fast_kernel(&req.op)
 }
 
 /// Workgroups for the fast softmax (each loops over rows): enough that the rows in flight stay
