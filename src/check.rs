@@ -230,6 +230,25 @@ pub fn fmt_sci(v: f64) -> String {
     }
 }
 
+impl CheckReport {
+    /// One short line for a narrow column read from the back of a room: the verdict, then the
+    /// largest ULP distance when it passed, or how many values are off (and how many are NaN or
+    /// inf) when it failed. The full report is the `Display` form.
+    pub fn short(&self) -> String {
+        if self.passed {
+            return format!("PASS · max {} ULP", self.max_ulp);
+        }
+        let mut s = format!("FAIL · {} of {} off", self.failures, self.elements);
+        if self.nan_got > 0 {
+            s.push_str(&format!(" · {} NaN", self.nan_got));
+        }
+        if self.inf_got > 0 {
+            s.push_str(&format!(" · {} inf", self.inf_got));
+        }
+        s
+    }
+}
+
 impl fmt::Display for CheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mark = if self.passed { "PASS" } else { "FAIL" };
@@ -264,6 +283,20 @@ mod tests {
 
     fn compare(kind: OpKind, dtype: DType, reference: &[f64], got: &[f32]) -> CheckReport {
         super::compare(Tolerance::for_kind(kind, dtype), dtype, reference, got)
+    }
+
+    #[test]
+    fn the_short_form_says_the_verdict_and_how_far_off() {
+        let pass = compare(OpKind::Softmax, DType::F32, &[0.25, 0.75], &[0.25, 0.75]);
+        assert_eq!(pass.short(), "PASS · max 0 ULP");
+        let fail = compare(
+            OpKind::Softmax,
+            DType::F32,
+            &[0.25, 0.75, 0.0],
+            &[f32::NAN, 0.5, f32::INFINITY],
+        );
+        assert!(!fail.passed);
+        assert_eq!(fail.short(), "FAIL · 3 of 3 off · 1 NaN · 1 inf");
     }
 
     #[test]

@@ -726,6 +726,7 @@ impl KernelbookApp {
             super::theme::install_fonts(&ctx);
             self.fonts_installed = true;
         }
+        self.theme.fit_to_screen(ctx.content_rect().height());
         self.theme.apply(&ctx);
         self.receive();
         self.handle_keys(&ctx);
@@ -975,49 +976,63 @@ impl KernelbookApp {
         );
     }
 
+    /// The notebook's top bar: the app and lesson names on the left, the engines and buttons on
+    /// the right. The right side is laid out first so that on a narrow window (or with projector
+    /// fonts) the lesson title is shortened with "…" instead of being drawn under the engines.
     fn top_bar_ui(&mut self, ui: &mut Ui) {
-        ui.horizontal(|ui| {
-            ui.label(
-                RichText::new("kernelbook")
-                    .strong()
-                    .size(self.theme.text_heading),
-            );
-            if let Some(lesson) = self.lesson() {
-                ui.separator();
-                ui.label(
-                    RichText::new(format!("{} · {}", lesson.order, lesson.title))
-                        .size(self.theme.text_subheading),
-                );
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            if ui
+                .button("Classroom")
+                .on_hover_text(
+                    "Full screen for a projector (F5). Keys: → Space PageDown next, ← PageUp back, \
+                     B blank, F full screen, P presenter view, S sweep, M measure, A autoplay, Esc leave",
+                )
+                .clicked()
+            {
+                let ctx = ui.ctx().clone();
+                self.enter_classroom(&ctx);
             }
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                if ui
-                    .button("Classroom")
-                    .on_hover_text(
-                        "Full screen for a projector (F5). Keys: → Space PageDown next, ← PageUp back, \
-                         B blank, F full screen, P presenter view, S sweep, M measure, A autoplay, Esc leave",
-                    )
-                    .clicked()
-                {
-                    let ctx = ui.ctx().clone();
-                    self.enter_classroom(&ctx);
+            let shot = ui
+                .button("Screenshot")
+                .on_hover_text("Save this view as PNG (F12); right-click to choose the folder");
+            if shot.clicked() {
+                let ctx = ui.ctx().clone();
+                self.request_screenshot(&ctx);
+            }
+            shot.context_menu(|ui| self.screenshot_folder_ui(ui));
+            let next_theme = if self.theme.dark { "light" } else { "dark" };
+            if ui
+                .button(format!("{next_theme} theme"))
+                .on_hover_text("Switch between the light and dark themes")
+                .clicked()
+            {
+                self.set_theme(next_theme);
+            }
+            self.engines_summary_ui(ui);
+            ui.add_space(self.theme.column_gap);
+            ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
+                let app_name = RichText::new("kernelbook")
+                    .strong()
+                    .size(self.theme.text_heading);
+                let Some(lesson) = self.lesson() else {
+                    ui.add(egui::Label::new(app_name).truncate());
+                    return;
+                };
+                let title = format!("{} · {}", lesson.order, lesson.title);
+                let title_text = RichText::new(title.clone()).size(self.theme.text_subheading);
+                let width = |text: &RichText| super::layout::text_width(ui, text.clone());
+                // The lesson's name says more than the app's: when both do not fit, the app's
+                // name goes first.
+                let both = width(&app_name)
+                    + width(&title_text)
+                    + 2.0 * ui.spacing().item_spacing.x
+                    + ui.spacing().item_spacing.x;
+                if both <= ui.available_width() {
+                    ui.label(app_name);
+                    ui.separator();
                 }
-                let shot = ui
-                    .button("Screenshot")
-                    .on_hover_text("Save this view as PNG (F12); right-click to choose the folder");
-                if shot.clicked() {
-                    let ctx = ui.ctx().clone();
-                    self.request_screenshot(&ctx);
-                }
-                shot.context_menu(|ui| self.screenshot_folder_ui(ui));
-                let next_theme = if self.theme.dark { "light" } else { "dark" };
-                if ui
-                    .button(format!("{next_theme} theme"))
-                    .on_hover_text("Switch between the light and dark themes")
-                    .clicked()
-                {
-                    self.set_theme(next_theme);
-                }
-                self.engines_summary_ui(ui);
+                ui.add(egui::Label::new(title_text).truncate())
+                    .on_hover_text(title);
             });
         });
     }

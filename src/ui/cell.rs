@@ -4,6 +4,7 @@
 //! The cell never computes: it sends requests to the worker and draws the `Comparison` (and the
 //! measurements) that come back.
 
+use super::layout::{text_width, wrap_unless_fits};
 use super::plots::chart_ui;
 use super::roofline::{Measurements, roofline_ui};
 use super::theme::Theme;
@@ -320,8 +321,8 @@ pub fn cell_ui(
         });
         ui.add_space(theme.block_gap * 0.5);
         input_ui(ui, id, state, theme, &mut events, options.compact);
-        extra_inputs_ui(ui, state, theme);
-        params_ui(ui, state, theme, &mut events);
+        extra_inputs_ui(ui, state, theme, options.compact);
+        params_ui(ui, state, theme, &mut events, options.compact);
         if let Some(sweep) = &state.spec.sweep {
             let text = if options.sweeping {
                 format!("■ Stop the {} sweep (S)", sweep.param)
@@ -442,14 +443,24 @@ fn input_ui(
     }
 }
 
-/// The cell's other inputs (positions, weights, ids): name, shape and the first values.
-fn extra_inputs_ui(ui: &mut Ui, state: &CellState, theme: &Theme) {
+/// The cell's other inputs (positions, weights, ids): name, shape and the first values (in
+/// classroom mode name and shape only: a room cannot read eight weights).
+fn extra_inputs_ui(ui: &mut Ui, state: &CellState, theme: &Theme, compact: bool) {
     if state.spec.extra.is_empty() {
         return;
     }
     ui.horizontal_wrapped(|ui| {
         ui.spacing_mut().item_spacing.x = theme.column_gap;
         for (name, t) in state.spec.extra_tensors() {
+            if compact {
+                ui.label(
+                    RichText::new(format!("{name} {:?}", t.shape))
+                        .monospace()
+                        .size(theme.text_small)
+                        .color(theme.text_weak),
+                );
+                continue;
+            }
             let shown: Vec<String> = t
                 .data
                 .iter()
@@ -471,7 +482,13 @@ fn extra_inputs_ui(ui: &mut Ui, state: &CellState, theme: &Theme) {
     });
 }
 
-fn params_ui(ui: &mut Ui, state: &mut CellState, theme: &Theme, events: &mut CellEvents) {
+fn params_ui(
+    ui: &mut Ui,
+    state: &mut CellState,
+    theme: &Theme,
+    events: &mut CellEvents,
+    compact: bool,
+) {
     let kernel_choices = state
         .spec
         .kernel
@@ -493,6 +510,13 @@ fn params_ui(ui: &mut Ui, state: &mut CellState, theme: &Theme, events: &mut Cel
             let value = &mut state.values[i];
             match (&p.control, value) {
                 (Control::Slider { min, max, log }, ParamValue::Float(v)) => {
+                    // A label and its slider wrap together: egui wraps single widgets, and a
+                    // slider that starts near the end of a row would run past a narrow column.
+                    let needed = text_width(ui, RichText::new(p.name).size(theme.text_body))
+                        + ui.spacing().slider_width
+                        + theme.text_body * 4.0
+                        + 2.0 * ui.spacing().item_spacing.x;
+                    wrap_unless_fits(ui, needed);
                     let label = ui.label(p.name);
                     let integer = p.is_integer(state.spec.op);
                     // Three significant digits, not three decimals: a decimals limit would also
@@ -521,6 +545,14 @@ fn params_ui(ui: &mut Ui, state: &mut CellState, theme: &Theme, events: &mut Cel
                     events.changed |= ui.checkbox(b, p.name).changed();
                 }
                 (Control::Choice { choices }, ParamValue::Choice(c)) => {
+                    // The name and its choices wrap together, as one control.
+                    let pad = 2.0 * ui.spacing().button_padding.x + ui.spacing().item_spacing.x;
+                    let needed = text_width(ui, RichText::new(p.name).size(theme.text_body))
+                        + choices
+                            .iter()
+                            .map(|c| text_width(ui, RichText::new(c).size(theme.text_body)) + pad)
+                            .sum::<f32>();
+                    wrap_unless_fits(ui, needed);
                     let label = ui.label(p.name);
                     for choice in choices {
                         let r = ui
@@ -534,7 +566,15 @@ fn params_ui(ui: &mut Ui, state: &mut CellState, theme: &Theme, events: &mut Cel
                 }
                 (Control::Fixed, v) => {
                     if let Some(s) = v.to_param_string() {
-                        ui.label(RichText::new(format!("{} = {s}", p.name)).color(theme.text_weak));
+                        let mut text =
+                            RichText::new(format!("{} = {s}", p.name)).color(theme.text_weak);
+                        if compact {
+                            // Context, not controls: smaller, so the sliders stand out.
+                            text = text.size(theme.text_small);
+                        }
+                        // "name = value" is one unit: start a new row rather than split it.
+                        wrap_unless_fits(ui, text_width(ui, text.clone()));
+                        ui.label(text);
                     }
                 }
                 _ => {}
@@ -585,6 +625,14 @@ fn results_ui(
             _ => 1.0,
         })
         .collect();
+    // In classroom mode a cell with a chart or a table does not also list the values: it shows them.
+    let list_values = !(options.compact
+        && views.iter().any(|v| {
+            matches!(
+                v,
+                View::Bars | View::Heatmap | View::Line | View::Table | View::Topic(_)
+            )
+        }));
     let total: f32 = weights.iter().sum::<f32>().max(1.0);
     let gap = theme.column_gap;
     let usable = (ui.available_width() - gap * (runs.len().saturating_sub(1)) as f32).max(0.0);
@@ -606,6 +654,7 @@ fn results_ui(
                         theme,
                         options,
                         state.spec.kernel.is_some(),
+                        list_values,
                     );
                 },
             );
@@ -626,7 +675,7 @@ fn results_ui(
             View::Line => {
                 chart_ui(ui, id.with("line"), &Chart::comparison_lines(result), theme);
             }
-            View::Table => table_ui(ui, id.with("table"), result, theme),
+            View::Table => table_ui(ui, id.with("table"), result, theme, options.compact),
             View::Topic(name) => topic_view_ui(ui, id.with(name), name, result, theme),
             _ => {}
         }
@@ -686,6 +735,7 @@ fn engine_column_ui(
     theme: &Theme,
     options: CellOptions,
     show_kernel: bool,
+    list_values: bool,
 ) {
     let name = run.kind.display_name();
     match &run.result {
@@ -734,9 +784,16 @@ fn engine_column_ui(
                         } else {
                             ("✘", theme.fail)
                         };
-                        ui.label(RichText::new(format!("{mark} {report}")).color(color))
+                        // Classroom columns are narrow and read from afar: the verdict and the
+                        // ULP distance, the full report on hover.
+                        let text = if options.compact {
+                            format!("{mark} {}", report.short())
+                        } else {
+                            format!("{mark} {report}")
+                        };
+                        ui.label(RichText::new(text).color(color))
                             .on_hover_text(format!(
-                                "Tolerance: |got - ref| ≤ {:e} + {:e}·|ref|, or within {} ULP",
+                                "{report}\nTolerance: |got - ref| ≤ {:e} + {:e}·|ref|, or within {} ULP",
                                 report.tolerance.atol,
                                 report.tolerance.rtol,
                                 report.tolerance.max_ulp
@@ -744,6 +801,9 @@ fn engine_column_ui(
                     }
                     _ => {}
                 }
+            }
+            if !list_values {
+                return;
             }
             let shown: Vec<String> = out
                 .values
@@ -787,7 +847,14 @@ fn table_value(v: f64) -> String {
     format_significant(v, 7)
 }
 
-fn table_ui(ui: &mut Ui, id: egui::Id, result: &Comparison, theme: &Theme) {
+/// The values next to the f64 reference, one column per engine (in classroom mode only the
+/// engines that ran: an absent one is already named under the engine columns).
+fn table_ui(ui: &mut Ui, id: egui::Id, result: &Comparison, theme: &Theme, compact: bool) {
+    let runs: Vec<&EngineRun> = result
+        .runs
+        .iter()
+        .filter(|r| !(compact && matches!(r.result, Err(EngineError::Unavailable(_)))))
+        .collect();
     let x = &result.request.x.data;
     // Ops whose output is not shaped like x (a loss per row, a lookup) list outputs by index.
     let same_shape = result.request.output_shape() == result.request.x.shape;
@@ -795,11 +862,26 @@ fn table_ui(ui: &mut Ui, id: egui::Id, result: &Comparison, theme: &Theme) {
     let n = outputs.min(TABLE_ROWS);
     egui::Grid::new(id)
         .striped(true)
-        .spacing([theme.column_gap, theme.item_spacing.y])
+        .spacing([
+            if compact {
+                theme.column_gap * 0.5
+            } else {
+                theme.column_gap
+            },
+            theme.item_spacing.y,
+        ])
         .show(ui, |ui| {
             ui.label(RichText::new(if same_shape { "x" } else { "i" }).strong());
-            ui.label(RichText::new("f64 reference").strong());
-            for run in &result.runs {
+            // The narrow classroom column keeps the values whole and shortens the header.
+            ui.label(
+                RichText::new(if compact {
+                    "reference"
+                } else {
+                    "f64 reference"
+                })
+                .strong(),
+            );
+            for run in &runs {
                 ui.label(RichText::new(run.kind.display_name()).strong());
             }
             ui.end_row();
@@ -810,7 +892,7 @@ fn table_ui(ui: &mut Ui, id: egui::Id, result: &Comparison, theme: &Theme) {
                 };
                 ui.label(RichText::new(first).monospace());
                 ui.label(RichText::new(table_value(result.reference[i])).monospace());
-                for run in &result.runs {
+                for run in &runs {
                     match &run.result {
                         Ok((out, _)) if i < out.values.len() => {
                             ui.label(RichText::new(table_value(out.values[i] as f64)).monospace())

@@ -12,6 +12,7 @@
 //! fallback highlighter knows C++ but not WGSL, and its colour customisation disappears when its
 //! `syntect` feature is on; one tokenizer for both tabs keeps them alike and in the theme's colours.
 
+use crate::ui::layout::{text_width, wrap_unless_fits};
 use crate::ui::theme::Theme;
 use egui::text::{LayoutJob, TextFormat};
 use egui::{Color32, FontId, Id, Label, Rect, Response, RichText, ScrollArea, Sense, Ui, vec2};
@@ -141,23 +142,36 @@ pub fn kernel_ui(
                     );
                     ui.add_space(theme.column_gap);
                 }
-                for tab in KernelTab::ALL {
-                    let text = RichText::new(tab.label()).size(theme.text_body);
+                // The tabs, and the marked lines, each start a new row where the rest of this one
+                // is too short for them (a wrapped label would run past a narrow column).
+                let tabs: Vec<RichText> = KernelTab::ALL
+                    .iter()
+                    .map(|t| RichText::new(t.label()).size(theme.text_body))
+                    .collect();
+                let tabs_width: f32 = tabs
+                    .iter()
+                    .map(|t| text_width(ui, t.clone()) + 2.0 * ui.spacing().button_padding.x)
+                    .sum::<f32>()
+                    + ui.spacing().item_spacing.x * tabs.len() as f32;
+                wrap_unless_fits(ui, tabs_width);
+                for (tab, text) in KernelTab::ALL.into_iter().zip(tabs) {
                     if ui.selectable_label(state.tab == tab, text).clicked() {
                         state.tab = tab;
                     }
                 }
                 if !marked.is_empty() {
-                    ui.add_space(theme.column_gap);
-                    ui.label(
-                        RichText::new(format!(
-                            "{} lines {}",
-                            Theme::MARK_GLYPH,
-                            describe_lines(&marked)
-                        ))
-                        .size(theme.text_small)
-                        .color(theme.text_weak),
-                    );
+                    let lines = RichText::new(format!(
+                        "{} lines {}",
+                        Theme::MARK_GLYPH,
+                        describe_lines(&marked)
+                    ))
+                    .size(theme.text_small)
+                    .color(theme.text_weak);
+                    let width = text_width(ui, lines.clone());
+                    if !wrap_unless_fits(ui, theme.column_gap + width) {
+                        ui.add_space(theme.column_gap);
+                    }
+                    ui.label(lines);
                 }
             });
             ui.add_space(theme.item_spacing.y);

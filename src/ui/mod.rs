@@ -6,6 +6,7 @@ pub mod app;
 pub mod cell;
 pub mod classroom;
 pub mod kernel_view;
+pub mod layout;
 pub mod plots;
 pub mod roofline;
 pub mod theme;

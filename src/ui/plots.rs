@@ -19,6 +19,7 @@ use crate::chart::{
     Chart, ChartKind, LineSeries, NonFiniteCounts, Series, SeriesRole, Special, format_value,
 };
 use crate::engine::EngineKind;
+use crate::ui::layout::{text_width, wrap_unless_fits};
 use crate::ui::theme::Theme;
 use egui::{
     Align2, Color32, ColorImage, Id, Pos2, Rangef, Rect, Response, RichText, Role, Sense, Shape,
@@ -247,7 +248,8 @@ fn bars_ui(
         );
     }
 
-    let response = base_plot(id, chart, theme, theme.plot_height)
+    let y_on_axis = y_title_ui(ui, chart, theme, theme.plot_height);
+    let response = base_plot(id, chart, theme, theme.plot_height, y_on_axis)
         .include_x(-0.5)
         .include_x(categories.len() as f64 - 0.5)
         .include_y(bottom)
@@ -492,7 +494,8 @@ fn lines_ui(ui: &mut Ui, id: Id, chart: &Chart, series: &[LineSeries], theme: &T
         lo
     };
 
-    let response = base_plot(id, chart, theme, theme.plot_height)
+    let y_on_axis = y_title_ui(ui, chart, theme, theme.plot_height);
+    let response = base_plot(id, chart, theme, theme.plot_height, y_on_axis)
         .include_y(bottom)
         .include_y(top)
         .custom_x_axes(vec![axis_hints(Axis::X, &chart.x_label, theme)])
@@ -567,10 +570,23 @@ fn heatmap_ui(
     let texture = heatmap_texture(ui.ctx(), id, (rows, cols), values, (lo, hi), theme);
     let scale_width = (theme.text_small * 10.0).round();
 
-    ui.horizontal_top(|ui| {
-        let plot_width =
-            (ui.available_width() - scale_width - ui.spacing().item_spacing.x).max(120.0);
-        let response = base_plot(id, chart, theme, theme.heatmap_height)
+    let y_on_axis = y_title_ui(ui, chart, theme, theme.heatmap_height);
+    // The colour scale goes beside the heatmap where the heatmap keeps a useful width, else under
+    // it (an engine column in classroom mode), so the pair never runs past the column.
+    let scale_beside =
+        ui.available_width() - scale_width - ui.spacing().item_spacing.x >= theme.text_body * 8.0;
+    let layout = if scale_beside {
+        egui::Layout::left_to_right(egui::Align::Min)
+    } else {
+        egui::Layout::top_down(egui::Align::Min)
+    };
+    ui.with_layout(layout, |ui| {
+        let plot_width = if scale_beside {
+            ui.available_width() - scale_width - ui.spacing().item_spacing.x
+        } else {
+            ui.available_width()
+        };
+        let response = base_plot(id, chart, theme, theme.heatmap_height, y_on_axis)
             .width(plot_width)
             .invert_y(true)
             .show_grid(false)
@@ -586,7 +602,7 @@ fn heatmap_ui(
                     .formatter(|mark, _| format!("{}", mark.value.floor())),
             ])
             .custom_y_axes(vec![
-                axis_hints(Axis::Y, &chart.y_label, theme)
+                axis_hints(Axis::Y, if y_on_axis { &chart.y_label } else { "" }, theme)
                     .formatter(|mark, _| format!("{}", mark.value.floor())),
             ])
             .label_formatter(move |hover| {
@@ -612,15 +628,19 @@ fn heatmap_ui(
                     .allow_hover(false),
                 );
             });
-        color_scale_ui(
-            ui,
-            *response.transform.frame(),
-            scale_width,
-            (lo, hi),
-            value_label,
-            chart.non_finite(),
-            theme,
-        );
+        if scale_beside {
+            color_scale_ui(
+                ui,
+                *response.transform.frame(),
+                scale_width,
+                (lo, hi),
+                value_label,
+                chart.non_finite(),
+                theme,
+            );
+        } else {
+            color_scale_below_ui(ui, (lo, hi), value_label, chart.non_finite(), theme);
+        }
         response.response
     })
     .inner
@@ -875,6 +895,111 @@ fn color_scale_ui(
     }
 }
 
+/// The colour scale as a horizontal bar under a heatmap in a narrow column: the value label, the
+/// bar (min at the left, max at the right), "min …" and "max …" under its ends, then what NaN and
+/// inf cells look like.
+fn color_scale_below_ui(
+    ui: &mut Ui,
+    (lo, hi): (f64, f64),
+    value_label: &str,
+    counts: NonFiniteCounts,
+    theme: &Theme,
+) {
+    let font = theme.small_font();
+    let line_height = ui.ctx().fonts_mut(|f| f.row_height(&font));
+    let bar_height = theme.text_small;
+    let (min_text, max_text) = (
+        format!("min {}", format_value(lo)),
+        format!("max {}", format_value(hi)),
+    );
+    // "min …" under the left end and "max …" under the right end, or one under the other where
+    // the column is too narrow for both on one line.
+    let width_of = |s: &str| text_width(ui, RichText::new(s).size(theme.text_small));
+    let one_line =
+        width_of(&min_text) + width_of(&max_text) + theme.column_gap <= ui.available_width();
+    let lines = if one_line { 2 } else { 3 } + nonfinite_lines(counts);
+    let (rect, _) = ui.allocate_exact_size(
+        vec2(
+            ui.available_width(),
+            line_height * lines as f32 + bar_height + 8.0,
+        ),
+        Sense::hover(),
+    );
+    let painter = ui.painter_at(rect);
+    let text = |pos: Pos2, anchor: Align2, s: &str, color: Color32| {
+        painter.text(pos, anchor, s, font.clone(), color)
+    };
+    text(rect.left_top(), Align2::LEFT_TOP, value_label, theme.text);
+    let bar = Rect::from_min_size(
+        pos2(rect.left(), rect.top() + line_height + 2.0),
+        vec2(rect.width(), bar_height),
+    );
+    // The scale texture runs max (v = 0) to min (v = 1): map its v onto x, min on the left.
+    let mut mesh = egui::Mesh::with_texture(color_scale_texture(ui.ctx()).id());
+    for (pos, v) in [
+        (bar.left_top(), 1.0),
+        (bar.right_top(), 0.0),
+        (bar.right_bottom(), 0.0),
+        (bar.left_bottom(), 1.0),
+    ] {
+        mesh.vertices.push(egui::epaint::Vertex {
+            pos,
+            uv: pos2(0.5, v),
+            color: Color32::WHITE,
+        });
+    }
+    mesh.add_triangle(0, 1, 2);
+    mesh.add_triangle(0, 2, 3);
+    painter.add(Shape::mesh(mesh));
+    painter.rect_stroke(bar, 0.0, Stroke::new(1.0, theme.grid), StrokeKind::Outside);
+    let under = bar.bottom() + 3.0;
+    text(
+        pos2(bar.left(), under),
+        Align2::LEFT_TOP,
+        &min_text,
+        theme.text,
+    );
+    let mut y = under + line_height;
+    if one_line {
+        text(
+            pos2(bar.right(), under),
+            Align2::RIGHT_TOP,
+            &max_text,
+            theme.text,
+        );
+    } else {
+        text(pos2(bar.left(), y), Align2::LEFT_TOP, &max_text, theme.text);
+        y += line_height;
+    }
+    for (n, special, color) in [
+        (counts.nan, Special::Nan, theme.heatmap_nan),
+        (counts.pos_inf, Special::PosInf, viridis(1.0)),
+        (counts.neg_inf, Special::NegInf, viridis(0.0)),
+    ] {
+        if n == 0 {
+            continue;
+        }
+        let swatch = Rect::from_min_size(
+            pos2(bar.left(), y + line_height * 0.15),
+            Vec2::splat(line_height * 0.7),
+        );
+        painter.rect_filled(swatch, 0.0, color);
+        painter.rect_stroke(
+            swatch,
+            0.0,
+            Stroke::new(1.0, theme.text_weak),
+            StrokeKind::Outside,
+        );
+        text(
+            pos2(swatch.right() + theme.text_small * 0.3, y),
+            Align2::LEFT_TOP,
+            &format!("{special} ×{n}"),
+            theme.text,
+        );
+        y += line_height;
+    }
+}
+
 fn nonfinite_lines(counts: NonFiniteCounts) -> usize {
     [counts.nan, counts.pos_inf, counts.neg_inf]
         .iter()
@@ -893,8 +1018,36 @@ fn persistent_id(ui: &Ui, id: impl Hash) -> Id {
     ui.make_persistent_id(hasher.finish())
 }
 
-/// A plot with no pan or zoom (a double-click resets), theme colours, and the y axis label.
-fn base_plot<'a>(id: Id, chart: &'a Chart, theme: &Theme, height: f32) -> Plot<'a> {
+/// Whether the chart's y title fits along a y axis `height` points tall (axes included). When it
+/// does not (a long title, projector fonts, a short chart on a small screen), it is written here,
+/// small, above the plot, instead of being clipped at both ends of the axis; returns false then.
+fn y_title_ui(ui: &mut Ui, chart: &Chart, theme: &Theme, height: f32) -> bool {
+    if chart.y_label.is_empty() {
+        return true;
+    }
+    let length = text_width(ui, RichText::new(&chart.y_label).size(theme.text_body));
+    // The x axis's tick labels and title take the bottom of the plot's height.
+    let axis_length = height - (theme.text_small + theme.text_body) * 1.6;
+    if length <= axis_length * 0.95 {
+        return true;
+    }
+    ui.label(
+        RichText::new(format!("↑ {}", chart.y_label))
+            .size(theme.text_small)
+            .color(theme.text_weak),
+    );
+    false
+}
+
+/// A plot with no pan or zoom (a double-click resets), theme colours, and the y axis label when
+/// `y_on_axis` (see [`y_title_ui`]).
+fn base_plot<'a>(
+    id: Id,
+    chart: &'a Chart,
+    theme: &Theme,
+    height: f32,
+    y_on_axis: bool,
+) -> Plot<'a> {
     let plot = Plot::new(id);
     let plot = if chart.equal_aspect {
         plot.data_aspect(1.0)
@@ -913,7 +1066,11 @@ fn base_plot<'a>(id: Id, chart: &'a Chart, theme: &Theme, height: f32) -> Plot<'
         .grid_color(theme.grid)
         .x_grid_spacer(value_grid_spacer(tick_gap(Axis::X, theme)))
         .y_grid_spacer(value_grid_spacer(tick_gap(Axis::Y, theme)))
-        .custom_y_axes(vec![axis_hints(Axis::Y, &chart.y_label, theme)])
+        .custom_y_axes(vec![axis_hints(
+            Axis::Y,
+            if y_on_axis { &chart.y_label } else { "" },
+            theme,
+        )])
 }
 
 /// Points between labelled ticks: numbers on the x axis are wide, on the y axis only tall.
@@ -986,18 +1143,8 @@ fn legend_ui<'s>(
             let w = if kind == LegendKind::Line { h * 2.0 } else { h };
             // An entry (symbol and name) wraps as a whole, never between its symbol and its name.
             let text = RichText::new(name).size(theme.text_body).color(theme.text);
-            let galley = egui::WidgetText::from(text.clone()).into_galley(
-                ui,
-                Some(egui::TextWrapMode::Extend),
-                f32::INFINITY,
-                egui::TextStyle::Body,
-            );
-            let entry_width = w + ui.spacing().item_spacing.x + galley.size().x;
-            if entry_width > ui.available_size_before_wrap().x
-                && ui.cursor().min.x > ui.max_rect().left()
-            {
-                ui.end_row();
-            }
+            let entry_width = w + ui.spacing().item_spacing.x + text_width(ui, text.clone());
+            wrap_unless_fits(ui, entry_width);
             let (rect, _) = ui.allocate_exact_size(vec2(w, h), Sense::hover());
             let painter = ui.painter();
             match kind {

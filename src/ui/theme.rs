@@ -405,6 +405,19 @@ impl Theme {
         v
     }
 
+    /// Caps the chart, heatmap and code heights at a share of a screen `height` points tall, so that
+    /// a chart fits beside its controls on a small projector (1280x800 draws the projector theme's
+    /// 420-point charts below the fold); taller screens keep the theme's own sizes.
+    pub fn fit_to_screen(&mut self, height: f32) {
+        let Some(base) = Theme::by_name(self.name) else {
+            return;
+        };
+        let height = height.max(1.0);
+        self.plot_height = base.plot_height.min((height * 0.34).max(160.0));
+        self.heatmap_height = base.heatmap_height.min((height * 0.42).max(200.0));
+        self.code_height = base.code_height.min((height * 0.55).max(200.0));
+    }
+
     /// Installs this theme: text styles, visuals and spacing, for both of egui's dark and light
     /// slots (so egui's own dark/light switch cannot undo it). Call [`install_fonts`] once too.
     pub fn apply(&self, ctx: &egui::Context) {
