@@ -277,54 +277,62 @@ fn the_m_key_measures_the_roofline() {
     assert!(!texts_containing(&h, "not a GPU").is_empty());
 }
 
-/// A projector's common 1280x800: in classroom mode nothing on any step runs off the right edge
-/// (a slider placed at the end of a row, a table with a column per engine, a long y-axis title).
-/// The kernel source is the one exception: it scrolls sideways inside its own view, so its text
-/// (one multi-line label) may be wider than the screen.
+/// Small screens: in classroom mode on a projector's common 1280x800, and in the notebook on an old
+/// 1024x768 one, nothing on any step runs off the right edge (a slider placed at the end of a row,
+/// a table with a column per engine, a heatmap and its colour scale, a long y-axis title). The
+/// kernel source is the one exception: it scrolls sideways inside its own view, so its text (one
+/// multi-line label) may be wider than the screen.
 #[test]
-fn no_step_runs_off_the_right_edge_of_a_1280x800_projector() {
-    let mut opts = options("logits");
-    opts.engines = EngineKind::ALL.to_vec();
-    opts.classroom = true;
-    let mut h = harness(opts);
-    h.run();
-    let lessons: Vec<(usize, String, usize)> = h
-        .state()
-        .lessons()
-        .iter()
-        .enumerate()
-        .filter_map(|(i, l)| l.as_ref().ok().map(|l| (i, l.id.clone(), l.steps.len())))
-        .collect();
-    assert!(lessons.len() >= 5);
+fn no_step_runs_off_the_right_edge_of_a_small_projector() {
     let mut overflowing = Vec::new();
-    for (index, id, steps) in lessons {
-        for step in 0..steps {
-            h.state_mut().go_to(index, step);
-            h.run();
-            let by = By::new().include_labels().predicate(|_| true);
-            for node in h.query_all(by) {
-                // Physical pixels; the harness draws at 1 pixel per point. The root has no box.
-                let Some(rect) = node.accesskit_node().bounding_box() else {
-                    continue;
-                };
-                let text = {
-                    let n = node.accesskit_node();
-                    n.label()
-                        .filter(|l| !l.is_empty())
-                        .or_else(|| n.value())
-                        .unwrap_or_default()
-                };
-                let kernel_source = text.contains('\n');
-                // A text field's text runs scroll inside the field; its box is what must fit.
-                let inside_a_field = node.accesskit_node().role() == Role::TextRun;
-                if rect.x1 > 1280.5 && rect.x0 < 1280.0 && !kernel_source && !inside_a_field {
-                    overflowing.push(format!(
-                        "{id} step {}: {:?} '{}' ends at x = {:.0}",
-                        step + 1,
-                        node.accesskit_node().role(),
-                        text.chars().take(40).collect::<String>(),
-                        rect.x1
-                    ));
+    for (classroom, width, height) in [(true, 1280.0, 800.0), (false, 1024.0, 768.0)] {
+        let mut opts = options("logits");
+        opts.engines = EngineKind::ALL.to_vec();
+        opts.classroom = classroom;
+        let mut h = Harness::builder()
+            .with_size(egui::vec2(width, height))
+            .wgpu()
+            .build_eframe(move |cc| KernelbookApp::new(&cc.egui_ctx, opts, Remembered::default()));
+        h.run();
+        let mode = if classroom { "classroom" } else { "notebook" };
+        let lessons: Vec<(usize, String, usize)> = h
+            .state()
+            .lessons()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.as_ref().ok().map(|l| (i, l.id.clone(), l.steps.len())))
+            .collect();
+        assert!(lessons.len() >= 5);
+        for (index, id, steps) in lessons {
+            for step in 0..steps {
+                h.state_mut().go_to(index, step);
+                h.run();
+                let by = By::new().include_labels().predicate(|_| true);
+                for node in h.query_all(by) {
+                    // Physical pixels; the harness draws at 1 pixel per point. The root has no box.
+                    let Some(rect) = node.accesskit_node().bounding_box() else {
+                        continue;
+                    };
+                    let text = {
+                        let n = node.accesskit_node();
+                        n.label()
+                            .filter(|l| !l.is_empty())
+                            .or_else(|| n.value())
+                            .unwrap_or_default()
+                    };
+                    let kernel_source = text.contains('\n');
+                    // A text field's text runs scroll inside the field; its box is what must fit.
+                    let inside_a_field = node.accesskit_node().role() == Role::TextRun;
+                    let edge = width as f64;
+                    if rect.x1 > edge + 0.5 && rect.x0 < edge && !kernel_source && !inside_a_field {
+                        overflowing.push(format!(
+                            "{mode} {width}x{height}, {id} step {}: {:?} '{}' ends at x = {:.0}",
+                            step + 1,
+                            node.accesskit_node().role(),
+                            text.chars().take(40).collect::<String>(),
+                            rect.x1
+                        ));
+                    }
                 }
             }
         }
