@@ -864,35 +864,12 @@ fn color_scale_ui(
             theme.text,
         );
     }
-    // Non-finite cells, in words: a swatch for NaN, the colour used for each infinity.
-    let mut y = bar.bottom() + 4.0;
-    for (n, special, color) in [
-        (counts.nan, Special::Nan, theme.heatmap_nan),
-        (counts.pos_inf, Special::PosInf, viridis(1.0)),
-        (counts.neg_inf, Special::NegInf, viridis(0.0)),
-    ] {
-        if n == 0 {
-            continue;
-        }
-        let swatch = Rect::from_min_size(
-            pos2(bar.left(), y + line_height * 0.15),
-            Vec2::splat(line_height * 0.7),
-        );
-        painter.rect_filled(swatch, 0.0, color);
-        painter.rect_stroke(
-            swatch,
-            0.0,
-            Stroke::new(1.0, theme.text_weak),
-            StrokeKind::Outside,
-        );
-        text(
-            pos2(swatch.right() + theme.text_small * 0.3, y),
-            Align2::LEFT_TOP,
-            &format!("{special} ×{n}"),
-            theme.text,
-        );
-        y += line_height;
-    }
+    nonfinite_legend(
+        &painter,
+        pos2(bar.left(), bar.bottom() + 4.0),
+        counts,
+        theme,
+    );
 }
 
 /// The colour scale as a horizontal bar under a heatmap in a narrow column: the value label, the
@@ -971,6 +948,20 @@ fn color_scale_below_ui(
         text(pos2(bar.left(), y), Align2::LEFT_TOP, &max_text, theme.text);
         y += line_height;
     }
+    nonfinite_legend(&painter, pos2(bar.left(), y), counts, theme);
+}
+
+/// Non-finite cells, in words, one line each from `top_left` down: a swatch for NaN, the colour
+/// used for each infinity, and how many cells there are.
+fn nonfinite_legend(
+    painter: &egui::Painter,
+    top_left: Pos2,
+    counts: NonFiniteCounts,
+    theme: &Theme,
+) {
+    let font = theme.small_font();
+    let line_height = painter.ctx().fonts_mut(|f| f.row_height(&font));
+    let mut y = top_left.y;
     for (n, special, color) in [
         (counts.nan, Special::Nan, theme.heatmap_nan),
         (counts.pos_inf, Special::PosInf, viridis(1.0)),
@@ -980,7 +971,7 @@ fn color_scale_below_ui(
             continue;
         }
         let swatch = Rect::from_min_size(
-            pos2(bar.left(), y + line_height * 0.15),
+            pos2(top_left.x, y + line_height * 0.15),
             Vec2::splat(line_height * 0.7),
         );
         painter.rect_filled(swatch, 0.0, color);
@@ -990,10 +981,11 @@ fn color_scale_below_ui(
             Stroke::new(1.0, theme.text_weak),
             StrokeKind::Outside,
         );
-        text(
+        painter.text(
             pos2(swatch.right() + theme.text_small * 0.3, y),
             Align2::LEFT_TOP,
-            &format!("{special} ×{n}"),
+            format!("{special} ×{n}"),
+            font.clone(),
             theme.text,
         );
         y += line_height;
