@@ -2071,46 +2071,37 @@ fn the_emulator_fails_loudly() {
         "__launch_bounds__",
         "more threads than __launch_bounds__",
     );
-    // The host's argument types are checked against the kernel's parameters.
-    let mut p = Program::topic("softmax");
-    let x = p.input_f32(&[0.0; 4]);
-    let y = p.zeros(Elem::F32, 4);
-    p.launch(
-        "softmax_f32",
-        1,
-        THREADS,
-        &[
-            x.into(),
-            y.into(),
-            Arg::I32(2),
-            Arg::U32(2),
-            Arg::F32(1.0),
-            Arg::I32(0),
-        ],
-    );
+    // The host's argument types are checked against the kernel's parameters: `softmax_f32` with
+    // f32 or f16-bit buffers and the given rows argument.
+    let softmax_f32 = |half: bool, rows: Arg| {
+        let mut p = Program::topic("softmax");
+        let (x, y) = if half {
+            (p.input_u16(&[0; 4]), p.zeros(Elem::U16, 4))
+        } else {
+            (p.input_f32(&[0.0; 4]), p.zeros(Elem::F32, 4))
+        };
+        p.launch(
+            "softmax_f32",
+            1,
+            THREADS,
+            &[
+                x.into(),
+                y.into(),
+                rows,
+                Arg::U32(2),
+                Arg::F32(1.0),
+                Arg::I32(0),
+            ],
+        );
+        p.run().map_err(|e| e.to_string())
+    };
     expect_err(
-        p.run().map_err(|e| e.to_string()),
+        softmax_f32(false, Arg::I32(2)),
         "argument 2",
         "an int for an unsigned",
     );
-    let mut p = Program::topic("softmax");
-    let x = p.input_u16(&[0; 4]);
-    let y = p.zeros(Elem::U16, 4);
-    p.launch(
-        "softmax_f32",
-        1,
-        THREADS,
-        &[
-            x.into(),
-            y.into(),
-            Arg::U32(2),
-            Arg::U32(2),
-            Arg::F32(1.0),
-            Arg::I32(0),
-        ],
-    );
     expect_err(
-        p.run().map_err(|e| e.to_string()),
+        softmax_f32(true, Arg::U32(2)),
         "buffer of u16",
         "f16 bits for floats",
     );

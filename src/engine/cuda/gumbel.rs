@@ -277,57 +277,40 @@ where
             ))
         },
         |stream, (x, y, soft, scratch, table)| {
+            // The two kernels share their arguments but for the simple one's scratch (after
+            // soft) and mode (last).
             let mut launch = stream.launch_builder(func);
             launch.arg(&*x).arg(y).arg(soft);
-            match p.kernel {
-                Kernel::Simple(mode) => {
-                    launch
-                        .arg(scratch)
-                        .arg(&*table)
-                        .arg(&p.rows)
-                        .arg(&p.cols)
-                        .arg(&p.draws)
-                        .arg(&p.key[0])
-                        .arg(&p.key[1])
-                        .arg(&p.offset[0])
-                        .arg(&p.offset[1])
-                        .arg(&p.inv_tau)
-                        .arg(&p.hard)
-                        .arg(&p.want_soft)
-                        .arg(&mode);
-                    // SAFETY: the arguments match `gumbel_*(const T* x, T* y, T* soft, float*
-                    // scratch, const uint2* ln_table, unsigned rows, unsigned cols, unsigned draws,
-                    // unsigned k0, unsigned k1, unsigned off0, unsigned off1, float inv_tau, int
-                    // hard, int want_soft, int mode)`; x holds rows * cols elements (one, unread,
-                    // for the noise), y rows * draws * cols (the noise: rows * cols), soft as many
-                    // when want_soft and scratch as many f32 in MODE_SOFTMAX_ROWS (one, untouched,
-                    // otherwise); the table holds 256 uint2 (512 words, 256-byte aligned by
-                    // cuMemAlloc); cols <= SHORT_K in MODE_SOFTMAX_SHORT.
-                    unsafe { launch.launch(p.cfg) }.map_err(failed("launch the gumbel kernel"))?;
-                }
-                Kernel::Fast => {
-                    launch
-                        .arg(&*table)
-                        .arg(&p.rows)
-                        .arg(&p.cols)
-                        .arg(&p.draws)
-                        .arg(&p.key[0])
-                        .arg(&p.key[1])
-                        .arg(&p.offset[0])
-                        .arg(&p.offset[1])
-                        .arg(&p.inv_tau)
-                        .arg(&p.hard)
-                        .arg(&p.want_soft);
-                    // SAFETY: the arguments match `gumbel_fast_*(const T* x, T* y, T* soft, const
-                    // uint2* ln_table, unsigned rows, unsigned cols, unsigned draws, unsigned k0,
-                    // unsigned k1, unsigned off0, unsigned off1, float inv_tau, int hard, int
-                    // want_soft)`; sizes as for the simple kernel; the block has fast_threads(cols)
-                    // <= FAST_THREADS threads, so a row that is kept in registers (cols <=
-                    // FAST_MAX_VALUES) has at most FAST_MAX_GROUPS groups per thread; cols > 0.
-                    unsafe { launch.launch(p.cfg) }
-                        .map_err(failed("launch the fast gumbel kernel"))?;
-                }
+            if let Kernel::Simple(_) = p.kernel {
+                launch.arg(scratch);
             }
+            launch
+                .arg(&*table)
+                .arg(&p.rows)
+                .arg(&p.cols)
+                .arg(&p.draws)
+                .arg(&p.key[0])
+                .arg(&p.key[1])
+                .arg(&p.offset[0])
+                .arg(&p.offset[1])
+                .arg(&p.inv_tau)
+                .arg(&p.hard)
+                .arg(&p.want_soft);
+            if let Kernel::Simple(mode) = &p.kernel {
+                launch.arg(mode);
+            }
+            // SAFETY: the arguments match `gumbel_*(const T* x, T* y, T* soft, float* scratch,
+            // const uint2* ln_table, unsigned rows, unsigned cols, unsigned draws, unsigned k0,
+            // unsigned k1, unsigned off0, unsigned off1, float inv_tau, int hard, int want_soft,
+            // int mode)`, and `gumbel_fast_*` has the same list without scratch and mode. x holds
+            // rows * cols elements (one, unread, for the noise), y rows * draws * cols (the noise:
+            // rows * cols), soft as many when want_soft and scratch as many f32 in
+            // MODE_SOFTMAX_ROWS (one, untouched, otherwise); the table holds 256 uint2 (512 words,
+            // 256-byte aligned by cuMemAlloc); cols <= SHORT_K in MODE_SOFTMAX_SHORT. The fast
+            // kernel's block has fast_threads(cols) <= FAST_THREADS threads, so a row that is kept
+            // in registers (cols <= FAST_MAX_VALUES) has at most FAST_MAX_GROUPS groups per thread;
+            // cols > 0.
+            unsafe { launch.launch(p.cfg) }.map_err(failed("launch the gumbel kernel"))?;
             Ok(())
         },
         |stream, (_, y, soft, _, _)| {
