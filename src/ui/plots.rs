@@ -179,12 +179,17 @@ fn bars_ui(
     series: &[Series],
     theme: &Theme,
 ) -> Response {
-    legend_ui(
-        ui,
-        series.iter().map(|s| (s.name.as_str(), s.role)),
-        LegendKind::Swatch,
-        theme,
-    );
+    // One engine's bars sit under the column header that names that engine: a key with one
+    // swatch would only repeat it.
+    let header_names_it = matches!(series, [one] if matches!(one.role, SeriesRole::Engine(_)));
+    if !header_names_it {
+        legend_ui(
+            ui,
+            series.iter().map(|s| (s.name.as_str(), s.role)),
+            LegendKind::Swatch,
+            theme,
+        );
+    }
 
     // y range: the finite values and the baseline; room above (below) for +inf (-inf) bars.
     let (lo, hi) = chart.finite_range().unwrap_or((0.0, 1.0));
