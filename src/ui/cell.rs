@@ -855,11 +855,34 @@ fn table_ui(ui: &mut Ui, id: egui::Id, result: &Comparison, theme: &Theme, compa
         .iter()
         .filter(|r| !(compact && matches!(r.result, Err(EngineError::Unavailable(_)))))
         .collect();
+    let outputs = result.reference.len();
+    let n = outputs.min(TABLE_ROWS);
+    // A table wider than its column (many engines, a narrow window) scrolls sideways inside the
+    // column instead of widening it.
+    egui::ScrollArea::horizontal()
+        .id_salt(id.with("scroll"))
+        .show(ui, |ui| {
+            table_grid_ui(ui, id, result, &runs, theme, compact, n)
+        });
+    if outputs > n {
+        ui.label(RichText::new(format!("first {n} of {outputs} values")).color(theme.text_weak));
+    }
+}
+
+/// The table's grid: x (or the output index), the reference and one column per engine in `runs`,
+/// `n` rows.
+fn table_grid_ui(
+    ui: &mut Ui,
+    id: egui::Id,
+    result: &Comparison,
+    runs: &[&EngineRun],
+    theme: &Theme,
+    compact: bool,
+    n: usize,
+) {
     let x = &result.request.x.data;
     // Ops whose output is not shaped like x (a loss per row, a lookup) list outputs by index.
     let same_shape = result.request.output_shape() == result.request.x.shape;
-    let outputs = result.reference.len();
-    let n = outputs.min(TABLE_ROWS);
     egui::Grid::new(id)
         .striped(true)
         .spacing([
@@ -881,7 +904,7 @@ fn table_ui(ui: &mut Ui, id: egui::Id, result: &Comparison, theme: &Theme, compa
                 })
                 .strong(),
             );
-            for run in &runs {
+            for run in runs {
                 ui.label(RichText::new(run.kind.display_name()).strong());
             }
             ui.end_row();
@@ -892,7 +915,7 @@ fn table_ui(ui: &mut Ui, id: egui::Id, result: &Comparison, theme: &Theme, compa
                 };
                 ui.label(RichText::new(first).monospace());
                 ui.label(RichText::new(table_value(result.reference[i])).monospace());
-                for run in &runs {
+                for run in runs {
                     match &run.result {
                         Ok((out, _)) if i < out.values.len() => {
                             ui.label(RichText::new(table_value(out.values[i] as f64)).monospace())
@@ -903,9 +926,6 @@ fn table_ui(ui: &mut Ui, id: egui::Id, result: &Comparison, theme: &Theme, compa
                 ui.end_row();
             }
         });
-    if outputs > n {
-        ui.label(RichText::new(format!("first {n} of {outputs} values")).color(theme.text_weak));
-    }
 }
 
 #[cfg(test)]
