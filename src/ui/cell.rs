@@ -510,8 +510,9 @@ fn params_ui(
             let value = &mut state.values[i];
             match (&p.control, value) {
                 (Control::Slider { min, max, log }, ParamValue::Float(v)) => {
-                    // A label and its slider wrap together: egui wraps single widgets, and a
-                    // slider that starts near the end of a row would run past a narrow column.
+                    // A label and its slider (rail and a value box of about four characters)
+                    // wrap together: egui wraps single widgets, and a slider that starts near the
+                    // end of a row would run past a narrow column.
                     let needed = text_width(ui, RichText::new(p.name).size(theme.text_body))
                         + ui.spacing().slider_width
                         + theme.text_body * 4.0
