@@ -27,11 +27,11 @@ use kernelbook::dtype::DType;
 use kernelbook::engine::cpu::CpuEngine;
 use kernelbook::engine::cuda::{
     FAST_THREADS, MODE_LOG_SOFTMAX, MODE_SOFTMAX, MODE_SOFTMAX_NAIVE, OP_LOGIT, OP_LOGSIGMOID,
-    OP_SIGMOID, THREADS,
+    OP_SIGMOID, ROPE_FAST_MAX_PAIRS, ROPE_FAST_THREADS, THREADS, rope_fast_fits,
 };
 use kernelbook::engine::{AuxOutput, Engine, EngineError, EngineKind, OpOutput, TimingSource};
 use kernelbook::ops::gumbel::{self as gm, GumbelOp};
-use kernelbook::ops::rope::{self, Geometry, Layout, PosSource, RopeOp};
+use kernelbook::ops::rope::{self, Layout, RopeOp};
 use kernelbook::ops::tensor_parallel::{self as tp, BufKind, Collective, ReduceOp, Step, TpOp};
 use kernelbook::ops::{KernelVariant, Op, OpRequest, Tensor};
 use kernelbook::suite::{self, Case, Expect};
@@ -53,9 +53,6 @@ const GUMBEL_SHORT_K: usize = 64;
 const GUMBEL_FAST_THREADS: usize = 1024;
 const GUMBEL_FAST_MAX_GROUPS: usize = 8;
 const GUMBEL_FAST_MAX_VALUES: usize = GUMBEL_FAST_THREADS * GUMBEL_FAST_MAX_GROUPS * 4;
-/// `rope_fast_*`'s block and shared table (`src/engine/cuda/rope.rs`).
-const ROPE_FAST_THREADS: u32 = 256;
-const ROPE_FAST_MAX_PAIRS: usize = 512;
 /// `tensor_parallel.cu`'s 1-D blocks and GEMM tile (`src/engine/cuda/tensor_parallel.rs`).
 const TP_THREADS: u32 = 256;
 const TP_TILE: u32 = 16;
@@ -523,13 +520,6 @@ impl EmuCuda {
                     .map(int_values)
                     .unwrap_or_else(|| vec![0]);
                 let items = (g.batch * g.seq * g.heads * (g.head_dim / 2)) as u32;
-                let rows = |source: PosSource| -> u32 {
-                    match source {
-                        PosSource::Default => 0,
-                        PosSource::Given { rows: 1 } => 1,
-                        PosSource::Given { .. } => g.batch.max(1) as u32,
-                    }
-                };
                 let tokens = (g.batch * g.seq) as u32;
                 let x = stored(p, dtype, &req.x.data);
                 let y = stored_zeros(p, dtype, g.out_len());
@@ -553,7 +543,7 @@ impl EmuCuda {
                             Arg::U32(g.x_seq as u32),
                             Arg::U32(g.rot as u32),
                             Arg::I32(g.layout.code() as i32),
-                            Arg::U32(rows(g.positions)),
+                            Arg::U32(g.rows_code(g.positions)),
                             Arg::I32(precise),
                         ],
                     );
@@ -575,8 +565,8 @@ impl EmuCuda {
                             Arg::U32(g.x_seq as u32),
                             Arg::U32(g.rot as u32),
                             Arg::I32(g.layout.code() as i32),
-                            Arg::U32(rows(g.positions)),
-                            Arg::U32(rows(g.block)),
+                            Arg::U32(g.rows_code(g.positions)),
+                            Arg::U32(g.rows_code(g.block)),
                             Arg::I32(precise),
                         ],
                     );
@@ -625,16 +615,7 @@ impl EmuCuda {
                 (Some(read), Some(_)) => read(out)?.into_iter().next(),
             };
             let (values, aux) = tp::assemble(&op, &shapes, outputs, unsplit);
-            let mut result = output(shape, dtype, values);
-            result.aux = aux
-                .into_iter()
-                .map(|(name, shape, values)| AuxOutput {
-                    name,
-                    shape,
-                    values,
-                })
-                .collect();
-            Ok(result)
+            Ok(output(shape, dtype, values).with_aux(aux))
         }))
     }
 
@@ -985,21 +966,6 @@ impl EmuCuda {
     }
 }
 
-/// `fast_fits` (src/engine/cuda/rope.rs): the fast rope kernel takes half_split and interleaved
-/// when every 16-byte chunk lines up.
-fn rope_fast_fits(g: &Geometry, dtype: DType) -> bool {
-    let per = 16 / dtype.size_bytes();
-    let chunked = match g.layout {
-        Layout::HalfSplit => (g.rot / 2).is_multiple_of(per),
-        Layout::Interleaved => g.rot.is_multiple_of(per),
-        Layout::Chatglm2d => false,
-    };
-    chunked
-        && g.head_dim.is_multiple_of(per)
-        && (g.head_dim - g.rot).is_multiple_of(per)
-        && g.rot / 2 <= ROPE_FAST_MAX_PAIRS
-}
-
 // ------------------------------------------------------------------------------------------------
 // Helpers.
 // ------------------------------------------------------------------------------------------------
@@ -1102,38 +1068,38 @@ fn bits(v: &[f32]) -> Vec<u32> {
 // logits and softmax.
 // ------------------------------------------------------------------------------------------------
 
-#[test]
-fn logits_suite_cases_run_on_the_emulator() {
+/// Every suite case of `topic` on the emulator with each of `kernels`, then every `stride`-th case
+/// again on a grid of `blocks` blocks (each block takes several rows) with each of `few_kernels`.
+fn run_topic_suite(
+    topic: &str,
+    kernels: &[KernelVariant],
+    (blocks, stride): (u32, usize),
+    few_kernels: &[KernelVariant],
+) {
     if !cuda_emu::ready() {
         return;
     }
-    let cases = topic_cases(&["logits"]);
-    run_cases(&EmuCuda::new(), &cases, KernelVariant::Simple, "logits");
-    run_cases(
-        &EmuCuda::with_max_blocks(3),
-        &cases,
-        KernelVariant::Simple,
-        "logits, 3 blocks",
-    );
+    let cases = topic_cases(&[topic]);
+    for &kernel in kernels {
+        run_cases(&EmuCuda::new(), &cases, kernel, topic);
+    }
+    let some: Vec<Case> = cases.iter().step_by(stride).cloned().collect();
+    for &kernel in few_kernels {
+        let what = format!("{topic}, {blocks} blocks");
+        run_cases(&EmuCuda::with_max_blocks(blocks), &some, kernel, &what);
+    }
+}
+
+#[test]
+fn logits_suite_cases_run_on_the_emulator() {
+    let simple = [KernelVariant::Simple];
+    run_topic_suite("logits", &simple, (3, 1), &simple);
 }
 
 #[test]
 fn softmax_suite_cases_run_on_both_kernels() {
-    if !cuda_emu::ready() {
-        return;
-    }
-    let cases = topic_cases(&["softmax"]);
-    // Every third case again with a grid of 3 blocks: each block takes several rows.
-    let some: Vec<Case> = cases.iter().step_by(3).cloned().collect();
-    for kernel in KernelVariant::ALL {
-        run_cases(&EmuCuda::new(), &cases, kernel, "softmax");
-        run_cases(
-            &EmuCuda::with_max_blocks(3),
-            &some,
-            kernel,
-            "softmax, 3 blocks",
-        );
-    }
+    let both = KernelVariant::ALL;
+    run_topic_suite("softmax", &both, (3, 3), &both);
 }
 
 /// Rows with special values through every softmax mode, dtype and kernel: a NaN, a +inf, an all
@@ -1317,7 +1283,7 @@ fn philox_known_answers() {
 }
 
 /// `CudaEngine::gumbel_words` on the emulator: the word -> Gumbel map bit for bit equal to
-/// `gumbel_from_word`, over a spread of the 2^24 uniforms and the edge words. A small grid makes
+/// `gumbel_from_word`, over a spread of the 2^24 uniforms, U close to 1 and the edge words. A small grid makes
 /// the grid-stride loop turn.
 #[test]
 fn gumbel_words_are_bit_identical() {
@@ -1330,6 +1296,8 @@ fn gumbel_words_are_bit_identical() {
             .step_by(4099)
             .map(|k| (k << 8) | (k & 0xff)),
     );
+    // U close to 1 (V < 2^-8: the series branch), densely.
+    words.extend((0..(1u32 << 18)).step_by(7).map(|k| u32::MAX - (k << 8)));
     words.extend([
         0,
         0xff,
@@ -1507,19 +1475,7 @@ fn gumbel_softmax_across_kernel_boundaries() {
 
 #[test]
 fn rope_suite_cases_run_on_both_kernels() {
-    if !cuda_emu::ready() {
-        return;
-    }
-    let cases = topic_cases(&["rope"]);
-    for kernel in KernelVariant::ALL {
-        run_cases(&EmuCuda::new(), &cases, kernel, "rope");
-    }
-    run_cases(
-        &EmuCuda::with_max_blocks(2),
-        &cases,
-        KernelVariant::Fast,
-        "rope, 2 blocks",
-    );
+    run_topic_suite("rope", &KernelVariant::ALL, (2, 1), &[KernelVariant::Fast]);
 }
 
 /// The fast rope kernel promises each element bit-identical to the simple kernel's: check it on
@@ -1609,18 +1565,11 @@ fn fast_rope_is_bit_identical_to_the_simple_kernel() {
 
 #[test]
 fn tensor_parallel_suite_cases_run_on_the_emulator() {
-    if !cuda_emu::ready() {
-        return;
-    }
-    let cases = topic_cases(&["tensor_parallel"]);
-    for kernel in KernelVariant::ALL {
-        run_cases(&EmuCuda::new(), &cases, kernel, "tensor_parallel");
-    }
-    run_cases(
-        &EmuCuda::with_max_blocks(2),
-        &cases,
-        KernelVariant::Simple,
-        "tensor_parallel, 2 blocks",
+    run_topic_suite(
+        "tensor_parallel",
+        &KernelVariant::ALL,
+        (2, 1),
+        &[KernelVariant::Simple],
     );
 }
 

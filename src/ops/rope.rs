@@ -505,6 +505,16 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// The rows code the GPU kernels take for a positions source (CUDA and WGSL alike): 0 = none
+    /// (p = s), else its row count (1, broadcast over the batch, or the batch).
+    pub fn rows_code(&self, source: PosSource) -> u32 {
+        match source {
+            PosSource::Default => 0,
+            PosSource::Given { rows: 1 } => 1,
+            PosSource::Given { .. } => self.batch.max(1) as u32,
+        }
+    }
+
     /// Frequencies in the table: rot / 2.
     pub fn n_freq(&self) -> usize {
         self.rot / 2

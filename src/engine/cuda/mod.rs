@@ -23,6 +23,11 @@
 
 mod gumbel;
 mod rope;
+// The rope launch decisions, shared with the CUDA emulator's tests.
+pub use rope::{
+    FAST_MAX_PAIRS as ROPE_FAST_MAX_PAIRS, FAST_THREADS as ROPE_FAST_THREADS,
+    fast_fits as rope_fast_fits,
+};
 mod tensor_parallel;
 
 use super::{Engine, EngineError, EngineKind, OpOutput, TimingSource};

@@ -8,7 +8,7 @@
 use super::{CudaEngine, THREADS, failed, mib};
 use crate::dtype::DType;
 use crate::engine::{AuxOutput, EngineError, OpOutput, TimingSource};
-use crate::ops::rope::{self, Geometry, Layout, PosSource, RopeOp};
+use crate::ops::rope::{self, Geometry, Layout, RopeOp};
 use crate::ops::{KernelVariant, OpRequest, Tensor};
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits};
 use std::time::Instant;
@@ -265,12 +265,12 @@ struct RopeInputs<'a> {
 
 /// Threads per block of `rope_fast_*` (`FAST_THREADS` in the kernel file) and the most
 /// frequencies its shared table holds (`FAST_MAX_PAIRS`).
-const FAST_THREADS: u32 = 256;
-const FAST_MAX_PAIRS: usize = 512;
+pub const FAST_THREADS: u32 = 256;
+pub const FAST_MAX_PAIRS: usize = 512;
 
 /// Whether the fast kernel can take this geometry: half_split or interleaved, and every 16-byte
 /// chunk inside one half (half_split), whole pairs (interleaved) or the pass-through dims.
-fn fast_fits(g: &Geometry, dtype: DType) -> bool {
+pub fn fast_fits(g: &Geometry, dtype: DType) -> bool {
     let per = 16 / dtype.size_bytes();
     let chunked = match g.layout {
         Layout::HalfSplit => (g.rot / 2).is_multiple_of(per),
@@ -281,16 +281,6 @@ fn fast_fits(g: &Geometry, dtype: DType) -> bool {
         && g.head_dim.is_multiple_of(per)
         && (g.head_dim - g.rot).is_multiple_of(per)
         && g.rot / 2 <= FAST_MAX_PAIRS
-}
-
-/// The shader's rows code for a positions source: 0 = none (p = s), 1 = one row for every
-/// batch, else one row per batch.
-fn rows(g: &Geometry, source: PosSource) -> u32 {
-    match source {
-        PosSource::Default => 0,
-        PosSource::Given { rows: 1 } => 1,
-        PosSource::Given { .. } => g.batch.max(1) as u32,
-    }
 }
 
 /// The rope launch: y in the storage type, and the kernel time.
@@ -312,8 +302,8 @@ where
     let x_seq = count(g.x_seq, "positions per sequence")?;
     let rot = count(g.rot, "rotated dims")?;
     let layout = g.layout.code() as i32;
-    let pos_rows = rows(g, g.positions);
-    let block_rows = rows(g, g.block);
+    let pos_rows = g.rows_code(g.positions);
+    let block_rows = g.rows_code(g.block);
     let precise = inputs.precise;
     let out_len = g.out_len();
     let tokens = count(g.batch * g.seq, "tokens")?;

@@ -9,7 +9,7 @@
 use super::{BufferInit, Dispatch, WgpuEngine, decode_values, encode_values};
 use crate::dtype::DType;
 use crate::engine::{AuxOutput, EngineError, OpOutput};
-use crate::ops::rope::{self, Geometry, PosSource, RopeOp};
+use crate::ops::rope::{self, RopeOp};
 use crate::ops::{OpRequest, Tensor};
 use std::time::Instant;
 
@@ -107,8 +107,8 @@ pub(super) fn execute(
                 word(g.x_seq, "seq")?,
                 word(g.rot, "rotated dims")?,
                 g.layout.code(),
-                rows(&g, g.positions),
-                rows(&g, g.block),
+                g.rows_code(g.positions),
+                g.rows_code(g.block),
                 word(g.n_freq(), "frequencies")?,
                 0,
             ];
@@ -161,16 +161,6 @@ fn word(n: usize, what: &str) -> Result<u32, EngineError> {
 /// Integer inputs (exact integers held as f32, |p| <= 2^24) as i32 bits.
 fn int_words(t: &Tensor) -> Vec<u32> {
     t.data.iter().map(|&p| (p as i32) as u32).collect()
-}
-
-/// The shader's rows code for a positions source: 0 = none (p = s), else its row count (1 or
-/// the batch).
-fn rows(g: &Geometry, source: PosSource) -> u32 {
-    match source {
-        PosSource::Default => 0,
-        PosSource::Given { rows: 1 } => 1,
-        PosSource::Given { .. } => g.batch.max(1) as u32,
-    }
 }
 
 /// Workgroups for `items` invocations: one line, or a 2D grid past the per-dimension limit.
