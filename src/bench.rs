@@ -11,8 +11,8 @@
 
 use crate::dtype::DType;
 use crate::engine::{Engine, EngineError, EngineKind, TimingSource};
+use crate::ops::case::BenchSpec;
 use crate::ops::{KernelVariant, Op, OpKind, OpRequest};
-use crate::suite::Input;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -49,11 +49,33 @@ impl BenchCase {
         self.kernel != Some(KernelVariant::Simple) || engine.has_kernel_variants(&self.definition)
     }
 
-    /// The same case for each kernel variant, simple first: `make(kernel)` builds one.
-    fn variants(make: impl Fn(Option<KernelVariant>) -> Option<BenchCase>) -> Vec<BenchCase> {
-        KernelVariant::ALL
+    /// The cases of one topic's [`BenchSpec`]: one per kernel variant, simple first, when the spec
+    /// asks for both, else one.
+    fn from_spec(spec: BenchSpec) -> Vec<BenchCase> {
+        let kernels: Vec<Option<KernelVariant>> = if spec.both_kernels {
+            KernelVariant::ALL.into_iter().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        kernels
             .into_iter()
-            .filter_map(|k| make(Some(k)))
+            .map(|kernel| {
+                let spec = spec.clone();
+                BenchCase {
+                    name: label(&spec.op.describe(), spec.dtype, &spec.shape, kernel),
+                    op: spec.op.kind(),
+                    definition: spec.op.clone(),
+                    dtype: spec.dtype,
+                    shape: spec.shape.clone(),
+                    kernel,
+                    build: Box::new(move || {
+                        spec.op
+                            .sized_request(spec.dtype, &spec.shape, spec.seed)
+                            .map(|r| r.with_kernel(kernel.unwrap_or_default()))
+                            .map_err(|e| e.to_string())
+                    }),
+                }
+            })
             .collect()
     }
 }
@@ -71,177 +93,29 @@ fn label(op: &str, dtype: DType, shape: &[usize], kernel: Option<KernelVariant>)
     }
 }
 
-/// The ops `kernelbook bench` knows how to feed, with the input each one gets.
-pub const OPS: [OpKind; 7] = [
-    OpKind::Softmax,
-    OpKind::LogSoftmax,
-    OpKind::Sigmoid,
-    OpKind::Logit,
-    OpKind::GumbelSoftmax,
-    OpKind::Rope,
-    OpKind::VocabParallelCrossEntropy,
-];
-
-/// A case built from an op name and `key=value` parameters (the way `kernelbook run` builds one).
-fn parsed_case(
-    name: &str,
-    params: &[(&str, &str)],
-    shape: Vec<usize>,
-    extra: impl Fn() -> Vec<(String, crate::ops::Tensor)> + Send + Sync + 'static,
-    seed: u64,
-    kernel: Option<KernelVariant>,
-) -> Option<BenchCase> {
-    let kv: Vec<(String, String)> = params
+/// The ops `kernelbook bench` knows how to feed: those some topic has bench cases for.
+pub fn ops() -> Vec<OpKind> {
+    let mut out: Vec<OpKind> = Vec::new();
+    for spec in crate::ops::TOPICS
         .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let (op, dtype) = Op::parse(name, &kv).ok()?;
-    let n: usize = shape.iter().product();
-    let name = label(&op.describe(), dtype, &shape, kernel);
-    let kind = op.kind();
-    let dims = shape.clone();
-    Some(BenchCase {
-        name,
-        op: kind,
-        definition: op.clone(),
-        dtype,
-        shape,
-        kernel,
-        build: Box::new(move || {
-            let x = Input::Normal {
-                rows: 1,
-                cols: n,
-                scale: 3.0,
-                seed,
-            }
-            .tensor();
-            let x = crate::ops::Tensor::new(dims.clone(), x.data).map_err(|e| e.to_string())?;
-            OpRequest::with_inputs(op.clone(), dtype, x, extra())
-                .map(|r| r.with_kernel(kernel.unwrap_or_default()))
-                .map_err(|e| e.to_string())
-        }),
-    })
+        .flat_map(|t| t.bench(SMALL_SIZE, false))
+    {
+        if !out.contains(&spec.op.kind()) {
+            out.push(spec.op.kind());
+        }
+    }
+    out
 }
 
-/// The cases for `ops` (all of [`OPS`] when empty). Row-wise ops run at `size` (rows x cols);
-/// the others at the sizes issue #8 names on a hardware GPU (`gpu`), or at a small size.
+/// The cases for `ops` (every topic's when empty). Row-wise ops run at `size` (rows x cols); the
+/// others at the sizes their topic names, larger on a hardware GPU (`gpu`).
 pub fn cases(ops: &[OpKind], size: (usize, usize), gpu: bool) -> Vec<BenchCase> {
-    let mut out = row_cases(ops, size);
-    let wanted = |k: OpKind| ops.is_empty() || ops.contains(&k);
-    if wanted(OpKind::GumbelSoftmax) {
-        let (rows, cols) = size;
-        out.extend(BenchCase::variants(|k| {
-            parsed_case(
-                "gumbel_softmax",
-                // The one-hot alone, as torch's F.gumbel_softmax(hard=True) returns one tensor.
-                &[("tau", "0.5"), ("hard", "true"), ("return_soft", "false")],
-                vec![rows, cols],
-                Vec::new,
-                5,
-                k,
-            )
-        }));
-    }
-    if wanted(OpKind::Rope) {
-        // q and k of [8, 4096, 32, 128] as one batch of 16 (HF applies rope to both).
-        let shape = if gpu {
-            vec![16, 4096, 32, 128]
-        } else {
-            vec![1, 256, 32, 128]
-        };
-        out.extend(BenchCase::variants(|k| {
-            parsed_case(
-                "rope",
-                &[("layout", "half_split"), ("dtype", "f16")],
-                shape.clone(),
-                Vec::new,
-                6,
-                k,
-            )
-        }));
-    }
-    if wanted(OpKind::VocabParallelCrossEntropy) {
-        let (n, v) = if gpu { (8192, 50304) } else { (64, 50304) };
-        out.extend(BenchCase::variants(|k| {
-            parsed_case(
-                "vocab_parallel_cross_entropy",
-                &[("ranks", "1")],
-                vec![n, v],
-                move || {
-                    let targets = (0..n).map(|i| ((i * 7919) % v) as f32).collect();
-                    vec![(
-                        "targets".into(),
-                        crate::ops::Tensor::new(vec![n], targets).expect("shape"),
-                    )]
-                },
-                7,
-                k,
-            )
-        }));
-    }
-    out
-}
-
-/// The row-wise logits and softmax ops at `size`.
-fn row_cases(ops: &[OpKind], size: (usize, usize)) -> Vec<BenchCase> {
-    let (rows, cols) = size;
-    let mut out = Vec::new();
-    let wanted = |k: OpKind| ops.is_empty() || ops.contains(&k);
-    let normal = move |seed| Input::Normal {
-        rows,
-        cols,
-        scale: 3.0,
-        seed,
-    };
-    let mut add = |op: Op, dtype: DType, input: Input, kernel: Option<KernelVariant>| {
-        let kind = op.kind();
-        out.push(BenchCase {
-            name: label(&op.describe(), dtype, &[rows, cols], kernel),
-            op: kind,
-            definition: op.clone(),
-            dtype,
-            shape: vec![rows, cols],
-            kernel,
-            build: Box::new(move || {
-                OpRequest::new(op.clone(), dtype, input.tensor())
-                    .map(|r| r.with_kernel(kernel.unwrap_or_default()))
-                    .map_err(|e| e.to_string())
-            }),
-        });
-    };
-    // Softmax in every dtype with both kernels: issue #8 compares the fast kernel with torch in
-    // each dtype, and the simple one shows what the fast one gains.
-    if wanted(OpKind::Softmax) {
-        for dtype in DType::ALL {
-            for kernel in KernelVariant::ALL {
-                let op = Op::Softmax {
-                    temperature: 1.0,
-                    stable: true,
-                };
-                add(op, dtype, normal(1), Some(kernel));
-            }
-        }
-    }
-    if wanted(OpKind::LogSoftmax) {
-        for kernel in KernelVariant::ALL {
-            let op = Op::LogSoftmax { temperature: 1.0 };
-            add(op, DType::F32, normal(2), Some(kernel));
-        }
-    }
-    if wanted(OpKind::Sigmoid) {
-        add(Op::Sigmoid, DType::F32, normal(3), None);
-    }
-    if wanted(OpKind::Logit) {
-        let uniform = Input::Uniform {
-            rows,
-            cols,
-            lo: 0.0,
-            hi: 1.0,
-            seed: 4,
-        };
-        add(Op::Logit { eps: None }, DType::F32, uniform, None);
-    }
-    out
+    crate::ops::TOPICS
+        .iter()
+        .flat_map(|t| t.bench(size, gpu))
+        .filter(|spec| ops.is_empty() || ops.contains(&spec.op.kind()))
+        .flat_map(BenchCase::from_spec)
+        .collect()
 }
 
 /// Bytes an op must move: every input read once and the main output written once, in their
@@ -376,7 +250,7 @@ mod tests {
 
     #[test]
     fn bytes_count_each_input_and_output_once_in_their_dtype() {
-        let all = cases(&[OpKind::Softmax], (4, 8), false);
+        let all = cases(&[crate::ops::softmax::SOFTMAX], (4, 8), false);
         let case = all.iter().find(|c| c.dtype == DType::F16).unwrap();
         let req = (case.build)().unwrap();
         assert_eq!(req.dtype, DType::F16);
@@ -386,7 +260,7 @@ mod tests {
     #[test]
     fn every_bench_op_has_a_valid_case() {
         let all = cases(&[], (4, 64), false);
-        for op in OPS {
+        for op in ops() {
             let case = all
                 .iter()
                 .find(|c| c.op == op)
@@ -400,11 +274,11 @@ mod tests {
     fn kernel_variants_reach_the_request_and_the_cpu_measures_each_case_once() {
         let all = cases(&[], (4, 64), false);
         for kind in [
-            OpKind::Softmax,
-            OpKind::LogSoftmax,
-            OpKind::GumbelSoftmax,
-            OpKind::Rope,
-            OpKind::VocabParallelCrossEntropy,
+            crate::ops::softmax::SOFTMAX,
+            crate::ops::softmax::LOG_SOFTMAX,
+            crate::ops::gumbel::GUMBEL_SOFTMAX,
+            crate::ops::rope::ROPE,
+            crate::ops::tensor_parallel::VOCAB_PARALLEL_CROSS_ENTROPY,
         ] {
             for kernel in KernelVariant::ALL {
                 let case = all
@@ -415,7 +289,10 @@ mod tests {
                 assert_eq!((case.build)().unwrap().kernel, kernel, "{}", case.name);
             }
         }
-        let sigmoid = all.iter().find(|c| c.op == OpKind::Sigmoid).unwrap();
+        let sigmoid = all
+            .iter()
+            .find(|c| c.op == crate::ops::logits::SIGMOID)
+            .unwrap();
         assert_eq!(sigmoid.kernel, None);
         // The CPU engine has one implementation: no case is measured twice there.
         let on_cpu: Vec<_> = all
@@ -430,7 +307,7 @@ mod tests {
         // wgpu has a fast kernel for softmax only: rope's simple case is not measured twice.
         let rope_simple = all
             .iter()
-            .find(|c| c.op == OpKind::Rope && c.kernel == Some(KernelVariant::Simple))
+            .find(|c| c.op == crate::ops::rope::ROPE && c.kernel == Some(KernelVariant::Simple))
             .unwrap();
         assert!(!rope_simple.runs_on(EngineKind::Wgpu));
     }
@@ -447,12 +324,12 @@ mod tests {
     fn the_cpu_bench_reports_throughput_against_its_own_copy() {
         let registry = Registry::probe_only(&[EngineKind::Cpu]);
         let cpu = registry.get(EngineKind::Cpu).unwrap();
-        let case = &cases(&[OpKind::Sigmoid], (64, 1024), false)[0];
+        let case = &cases(&[crate::ops::logits::SIGMOID], (64, 1024), false)[0];
         let req = (case.build)().unwrap();
         let r = measure(cpu, case, &req, RUNS).unwrap();
         assert_eq!(r.runs, RUNS);
         // A softmax case asks for the fast kernel; the CPU has one implementation, and says so.
-        let softmax = cases(&[OpKind::Softmax], (4, 64), false)
+        let softmax = cases(&[crate::ops::softmax::SOFTMAX], (4, 64), false)
             .into_iter()
             .find(|c| c.kernel == Some(KernelVariant::Fast))
             .unwrap();

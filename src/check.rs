@@ -22,67 +22,10 @@
 
 use crate::dtype::DType;
 use crate::engine::OpOutput;
-use crate::ops::{Op, OpKind, OpRequest, Reference};
+pub use crate::ops::tolerance::Tolerance;
+use crate::ops::{OpRequest, Reference};
 use serde::Serialize;
 use std::fmt;
-
-/// Bounds an element must meet: `|d| <= atol + rtol |ref|` or within `max_ulp` ULPs.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Tolerance {
-    pub rtol: f64,
-    pub atol: f64,
-    pub max_ulp: u64,
-}
-
-impl Tolerance {
-    pub fn for_op(op: &Op, dtype: DType) -> Tolerance {
-        if let Some(t) = op.topic_op() {
-            return t.tolerance(dtype);
-        }
-        let t = Tolerance::for_kind(op.kind(), dtype);
-        match op {
-            Op::Softmax { stable: false, .. } if dtype != DType::F32 => Tolerance {
-                rtol: 4.0 * dtype.unit_roundoff(),
-                max_ulp: 2,
-                ..t
-            },
-            _ => t,
-        }
-    }
-
-    /// The tolerance for logits and softmax ops (topic ops define theirs in `TopicOp::tolerance`,
-    /// usually from [`Tolerance::for_dtype`] and a floor).
-    pub fn for_kind(kind: OpKind, dtype: DType) -> Tolerance {
-        let op_floor = match kind {
-            OpKind::LogSoftmax | OpKind::LogSigmoid | OpKind::Logit => 2f64.powi(-21),
-            _ => 2f64.powi(-30),
-        };
-        Tolerance::for_dtype(dtype).with_floor(op_floor)
-    }
-
-    /// REFERENCE.md's storage-dtype bounds: f32 rtol 1e-6 (2 ULP); f16 2^-11 |ref| + 2^-24;
-    /// bf16 2^-8 |ref| (1 ULP).
-    pub fn for_dtype(dtype: DType) -> Tolerance {
-        let (rtol, atol, max_ulp) = match dtype {
-            DType::F32 => (1e-6, 0.0, 2),
-            DType::F16 => (2f64.powi(-11), 2f64.powi(-24), 1),
-            DType::Bf16 => (2f64.powi(-8), 2f64.powi(-133), 1),
-        };
-        Tolerance {
-            rtol,
-            atol,
-            max_ulp,
-        }
-    }
-
-    /// The same bounds with an absolute floor of at least `atol`.
-    pub fn with_floor(self, atol: f64) -> Tolerance {
-        Tolerance {
-            atol: self.atol.max(atol),
-            ..self
-        }
-    }
-}
 
 /// The comparison of one result against the reference.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -109,12 +52,7 @@ pub struct CheckReport {
 
 /// Compare `got` (an engine's output for `req`) with `reference` (`req.reference()`).
 pub fn check(req: &OpRequest, reference: &[f64], got: &[f32]) -> CheckReport {
-    compare(
-        Tolerance::for_op(&req.op, req.dtype),
-        req.dtype,
-        reference,
-        got,
-    )
+    compare(req.op.tolerance(req.dtype), req.dtype, reference, got)
 }
 
 /// Compare an engine's whole output for `req` (main values, then each auxiliary output the
@@ -133,12 +71,7 @@ pub fn check_output(req: &OpRequest, reference: &Reference, out: &OpOutput) -> C
             None => got.extend(std::iter::repeat_n(f32::NAN, aux.values.len() + 1)),
         }
     }
-    compare(
-        Tolerance::for_op(&req.op, req.dtype),
-        req.dtype,
-        &want,
-        &got,
-    )
+    compare(req.op.tolerance(req.dtype), req.dtype, &want, &got)
 }
 
 /// Compare values of `dtype` against an f64 reference with a tolerance.
@@ -281,16 +214,25 @@ impl fmt::Display for CheckReport {
 mod tests {
     use super::*;
 
-    fn compare(kind: OpKind, dtype: DType, reference: &[f64], got: &[f32]) -> CheckReport {
-        super::compare(Tolerance::for_kind(kind, dtype), dtype, reference, got)
+    /// The absolute floors of probability-valued and log-valued ops.
+    const PROBABILITY: f64 = 1.0 / 1_073_741_824.0; // 2^-30
+    const LOG_VALUED: f64 = 1.0 / 2_097_152.0; // 2^-21
+
+    fn compare(floor: f64, dtype: DType, reference: &[f64], got: &[f32]) -> CheckReport {
+        super::compare(
+            Tolerance::for_dtype(dtype).with_floor(floor),
+            dtype,
+            reference,
+            got,
+        )
     }
 
     #[test]
     fn the_short_form_says_the_verdict_and_how_far_off() {
-        let pass = compare(OpKind::Softmax, DType::F32, &[0.25, 0.75], &[0.25, 0.75]);
+        let pass = compare(PROBABILITY, DType::F32, &[0.25, 0.75], &[0.25, 0.75]);
         assert_eq!(pass.short(), "PASS · max 0 ULP");
         let fail = compare(
-            OpKind::Softmax,
+            PROBABILITY,
             DType::F32,
             &[0.25, 0.75, 0.0],
             &[f32::NAN, 0.5, f32::INFINITY],
@@ -301,7 +243,7 @@ mod tests {
 
     #[test]
     fn exact_match_passes() {
-        let r = compare(OpKind::Softmax, DType::F32, &[0.25, 0.75], &[0.25, 0.75]);
+        let r = compare(PROBABILITY, DType::F32, &[0.25, 0.75], &[0.25, 0.75]);
         assert!(r.passed);
         assert_eq!((r.max_abs, r.max_rel, r.max_ulp), (0.0, 0.0, 0));
     }
@@ -311,8 +253,8 @@ mod tests {
         let want = 0.5f64;
         let inside = (want * (1.0 + 0.9e-6)) as f32;
         let outside = (want * (1.0 + 3e-6)) as f32;
-        assert!(compare(OpKind::Softmax, DType::F32, &[want], &[inside]).passed);
-        let r = compare(OpKind::Softmax, DType::F32, &[want], &[outside]);
+        assert!(compare(PROBABILITY, DType::F32, &[want], &[inside]).passed);
+        let r = compare(PROBABILITY, DType::F32, &[want], &[outside]);
         assert!(!r.passed);
         assert_eq!(r.failures, 1);
         assert!(r.to_string().starts_with("FAIL"), "{r}");
@@ -322,19 +264,11 @@ mod tests {
     fn f16_accepts_faithful_rounding_only() {
         // 1 + 2^-10 is the next f16 after 1: one ULP away is accepted, two are not.
         let want = 1.0 + 2f64.powi(-12);
-        assert!(compare(OpKind::Softmax, DType::F16, &[want], &[1.0]).passed);
-        assert!(
-            compare(
-                OpKind::Softmax,
-                DType::F16,
-                &[want],
-                &[1.0 + 2f32.powi(-10)]
-            )
-            .passed
-        );
+        assert!(compare(PROBABILITY, DType::F16, &[want], &[1.0]).passed);
+        assert!(compare(PROBABILITY, DType::F16, &[want], &[1.0 + 2f32.powi(-10)]).passed);
         assert!(
             !compare(
-                OpKind::Softmax,
+                PROBABILITY,
                 DType::F16,
                 &[want],
                 &[1.0 + 2.0 * 2f32.powi(-10)]
@@ -349,22 +283,17 @@ mod tests {
         let inf = f64::INFINITY;
         assert!(
             compare(
-                OpKind::Logit,
+                LOG_VALUED,
                 DType::F32,
                 &[nan, inf, -inf],
                 &[f32::NAN, f32::INFINITY, f32::NEG_INFINITY]
             )
             .passed
         );
-        let r = compare(OpKind::Logit, DType::F32, &[inf], &[f32::NEG_INFINITY]);
+        let r = compare(LOG_VALUED, DType::F32, &[inf], &[f32::NEG_INFINITY]);
         assert!(!r.passed);
         // The naive f16 softmax: the reference is finite, the engine overflowed.
-        let r = compare(
-            OpKind::Softmax,
-            DType::F16,
-            &[0.5, 0.5],
-            &[f32::NAN, f32::NAN],
-        );
+        let r = compare(PROBABILITY, DType::F16, &[0.5, 0.5], &[f32::NAN, f32::NAN]);
         assert!(!r.passed);
         assert_eq!((r.nan_got, r.failures), (2, 2));
         assert!(r.to_string().contains("2 NaN"), "{r}");
@@ -373,18 +302,13 @@ mod tests {
     #[test]
     fn reference_beyond_dtype_range_accepts_infinity() {
         // A true value of 1e5 is +inf in f16.
-        assert!(compare(OpKind::Logit, DType::F16, &[1e5], &[f32::INFINITY]).passed);
+        assert!(compare(LOG_VALUED, DType::F16, &[1e5], &[f32::INFINITY]).passed);
     }
 
     #[test]
     fn tiny_probabilities_use_the_absolute_floor() {
         // sigmoid(-100): true 3.7e-44, fp32 torch gives 0. Within 2^-30 absolute.
-        let r = compare(
-            OpKind::Sigmoid,
-            DType::F32,
-            &[3.720075976020836e-44],
-            &[0.0],
-        );
+        let r = compare(PROBABILITY, DType::F32, &[3.720075976020836e-44], &[0.0]);
         assert!(r.passed, "{r}");
         assert_eq!(
             r.max_rel, 0.0,
@@ -394,6 +318,6 @@ mod tests {
 
     #[test]
     fn length_mismatch_fails() {
-        assert!(!compare(OpKind::Softmax, DType::F32, &[1.0], &[]).passed);
+        assert!(!compare(PROBABILITY, DType::F32, &[1.0], &[]).passed);
     }
 }

@@ -84,10 +84,10 @@ mod tests {
     fn every_engine_is_reported_present_or_not() {
         let registry = Registry::probe_only(&[EngineKind::Cpu]);
         let req = OpRequest::new(
-            Op::Softmax {
+            Op::new(crate::ops::softmax::SoftmaxOp::Softmax {
                 temperature: 1.0,
                 stable: true,
-            },
+            }),
             DType::F32,
             Tensor::row(vec![1.0, 2.0]),
         )

@@ -718,7 +718,7 @@ fn aux_path(output: &Path, name: &str) -> PathBuf {
 
 fn ops_cmd() -> Result<ExitCode> {
     use kernelbook::ops::{OpKind, ParamKind};
-    for kind in OpKind::ALL {
+    for kind in OpKind::all() {
         println!("{kind}");
         println!("    {}", kind.summary());
         let inputs: Vec<String> = kind
@@ -827,10 +827,15 @@ fn bench_cmd(
             .collect::<Result<_>>()?,
         None => Vec::new(),
     };
-    if let Some(k) = ops.iter().find(|k| !bench::OPS.contains(k)) {
+    let measured = bench::ops();
+    if let Some(k) = ops.iter().find(|k| !measured.contains(k)) {
         return Err(usage(format!(
             "bench has no input recipe for {k} yet (it measures: {})",
-            bench::OPS.map(|k| k.name()).join(", ")
+            measured
+                .iter()
+                .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     let size = size.map(|s| parse_size(s, "--size")).transpose()?;

@@ -13,27 +13,27 @@ use kernelbook::suite::Input;
 
 fn ops() -> Vec<Op> {
     vec![
-        Op::Softmax {
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
             temperature: 1.0,
             stable: true,
-        },
-        Op::Softmax {
+        }),
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
             temperature: 0.7,
             stable: true,
-        },
-        Op::LogSoftmax { temperature: 1.0 },
-        Op::LogSoftmax { temperature: 2.5 },
-        Op::Sigmoid,
-        Op::LogSigmoid,
-        Op::Logit { eps: None },
-        Op::Logit { eps: Some(1e-6) },
+        }),
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 1.0 }),
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 2.5 }),
+        Op::new(kernelbook::ops::logits::LogitsOp::Sigmoid),
+        Op::new(kernelbook::ops::logits::LogitsOp::LogSigmoid),
+        Op::new(kernelbook::ops::logits::LogitsOp::Logit { eps: None }),
+        Op::new(kernelbook::ops::logits::LogitsOp::Logit { eps: Some(1e-6) }),
     ]
 }
 
 /// An input for `op`: probabilities for logit, normal(0, 4) logits elsewhere.
 fn input(op: &Op, rows: usize, cols: usize, seed: u64) -> Tensor {
-    match op {
-        Op::Logit { .. } => Input::Uniform {
+    match op.get::<kernelbook::ops::logits::LogitsOp>() {
+        Some(kernelbook::ops::logits::LogitsOp::Logit { .. }) => Input::Uniform {
             rows,
             cols,
             lo: 0.0,

@@ -22,13 +22,11 @@
 mod cuda_emu;
 
 use cuda_emu::{Arg, Buf, Elem, Outputs, Program, Schedule};
-use kernelbook::check::{Tolerance, check_output, compare};
+use kernelbook::check::{check_output, compare};
 use kernelbook::dtype::DType;
 use kernelbook::engine::cpu::CpuEngine;
-use kernelbook::engine::cuda::{
-    FAST_THREADS, MODE_LOG_SOFTMAX, MODE_SOFTMAX, MODE_SOFTMAX_NAIVE, OP_LOGIT, OP_LOGSIGMOID,
-    OP_SIGMOID, ROPE_FAST_MAX_PAIRS, ROPE_FAST_THREADS, THREADS, rope_fast_fits,
-};
+use kernelbook::engine::cuda::plan::{self as cplan, Downloads, HostData, Init, Limits};
+use kernelbook::engine::cuda::{ROPE_FAST_MAX_PAIRS, ROPE_FAST_THREADS, THREADS, rope_fast_fits};
 use kernelbook::engine::{AuxOutput, Engine, EngineError, EngineKind, OpOutput, TimingSource};
 use kernelbook::ops::gumbel::{self as gm, GumbelOp};
 use kernelbook::ops::rope::{self, Layout, RopeOp};
@@ -84,11 +82,14 @@ impl EmuCuda {
     /// Plan `req`'s launches into `p` (a program of `topic_of(req)`); the decoder reads the
     /// result back from the program's outputs.
     fn plan(&self, p: &mut Program, req: &OpRequest) -> Result<Decoder, EngineError> {
-        match &req.op {
-            Op::Gumbel(op) => self.gumbel(p, req, op),
-            Op::Rope(op) => self.rope(p, req, op),
-            Op::TensorParallel(op) => self.tensor_parallel(p, req, op),
-            _ => self.logits_softmax(p, req),
+        if let Some(op) = req.op.get::<GumbelOp>() {
+            self.gumbel(p, req, op)
+        } else if let Some(op) = req.op.get::<RopeOp>() {
+            self.rope(p, req, op)
+        } else if let Some(op) = req.op.get::<TpOp>() {
+            self.tensor_parallel(p, req, op)
+        } else {
+            self.planned(p, req)
         }
     }
 
@@ -165,13 +166,7 @@ type TpReader = Box<dyn Fn(&Outputs) -> Result<Vec<Vec<f32>>, EngineError>>;
 
 /// The kernel file a request runs.
 fn topic_of(req: &OpRequest) -> &'static str {
-    match req.op {
-        Op::Softmax { .. } | Op::LogSoftmax { .. } => "softmax",
-        Op::Logit { .. } | Op::Sigmoid | Op::LogSigmoid => "logits",
-        Op::Gumbel(_) => "gumbel",
-        Op::Rope(_) => "rope",
-        Op::TensorParallel(_) => "tensor_parallel",
-    }
+    req.op.kind().topic()
 }
 
 fn suffix(dtype: DType) -> &'static str {
@@ -202,6 +197,45 @@ fn decode(out: &Outputs, b: Buf, dtype: DType) -> Vec<f32> {
         DType::F32 => out.f32(b),
         _ => dtype.decode_u16(&out.u16(b)),
     }
+}
+
+/// Add a plan's buffers and launches to `p` (a program of the plan's kernel file): the program's
+/// buffer for each of the plan's.
+fn add_plan(p: &mut Program, plan: &cplan::Plan) -> Vec<Buf> {
+    let elem = |e: cplan::Elem| match e {
+        cplan::Elem::F32 => Elem::F32,
+        cplan::Elem::U16 => Elem::U16,
+        cplan::Elem::U32 => Elem::U32,
+        cplan::Elem::I32 => Elem::I32,
+        cplan::Elem::U8 => Elem::U8,
+    };
+    let bufs: Vec<Buf> = plan
+        .buffers
+        .iter()
+        .map(|b| match &b.init {
+            // An empty upload is allocated like an empty output: one zero element, never read.
+            Init::Upload(data) if !data.is_empty() => {
+                p.input_bytes(elem(data.elem()), data.to_bytes())
+            }
+            _ => p.zeros(elem(b.elem()), b.len()),
+        })
+        .collect();
+    for l in &plan.launches {
+        let args: Vec<Arg> = l
+            .args
+            .iter()
+            .map(|a| match *a {
+                cplan::Arg::In(id) | cplan::Arg::Out(id) => Arg::Buf(bufs[id]),
+                cplan::Arg::U32(v) => Arg::U32(v),
+                cplan::Arg::I32(v) => Arg::I32(v),
+                cplan::Arg::F32(v) => Arg::F32(v),
+                cplan::Arg::U64(v) => Arg::U64(v),
+                cplan::Arg::I64(v) => Arg::I64(v),
+            })
+            .collect();
+        p.launch_shared(&l.entry, l.grid, l.block, l.shared_bytes as usize, &args);
+    }
+    bufs
 }
 
 fn failed(e: cuda_emu::EmuError) -> EngineError {
@@ -246,75 +280,33 @@ impl Engine for EmuCuda {
 }
 
 impl EmuCuda {
-    /// `CudaEngine::launch_and_time` (src/engine/cuda/mod.rs).
-    fn logits_softmax(&self, p: &mut Program, req: &OpRequest) -> Result<Decoder, EngineError> {
-        let dtype = req.dtype;
-        let n = req.x.len();
-        let x = stored(p, dtype, &req.x.data);
-        let y = stored_zeros(p, dtype, n);
-        match req.op {
-            Op::Logit { .. } | Op::Sigmoid | Op::LogSigmoid => {
-                let op_id = match req.op {
-                    Op::Logit { .. } => OP_LOGIT,
-                    Op::Sigmoid => OP_SIGMOID,
-                    _ => OP_LOGSIGMOID,
-                };
-                let (clamp, lo, hi) = match req.op.logit_bounds() {
-                    Some((lo, hi)) => (1i32, lo, hi),
-                    None => (0i32, 0.0f32, 1.0f32),
-                };
-                let count = n as u32;
-                let blocks = count.div_ceil(THREADS).clamp(1, self.max_blocks);
-                p.launch(
-                    &format!("logits_{}", suffix(dtype)),
-                    blocks,
-                    THREADS,
-                    &[
-                        x.into(),
-                        y.into(),
-                        Arg::U32(count),
-                        Arg::I32(op_id),
-                        Arg::I32(clamp),
-                        Arg::F32(lo),
-                        Arg::F32(hi),
-                    ],
-                );
-            }
-            Op::Softmax { temperature, .. } | Op::LogSoftmax { temperature } => {
-                let mode = match req.op {
-                    Op::Softmax { stable: true, .. } => MODE_SOFTMAX,
-                    Op::Softmax { stable: false, .. } => MODE_SOFTMAX_NAIVE,
-                    _ => MODE_LOG_SOFTMAX,
-                };
-                let rows = req.x.rows() as u32;
-                let cols = req.x.cols() as u32;
-                let t = temperature as f32;
-                let blocks = rows.clamp(1, self.max_blocks);
-                let fast = req.kernel == KernelVariant::Fast && mode != MODE_SOFTMAX_NAIVE;
-                let (entry, threads) = if fast {
-                    ("softmax_fast", FAST_THREADS)
-                } else {
-                    ("softmax", THREADS)
-                };
-                p.launch(
-                    &format!("{entry}_{}", suffix(dtype)),
-                    blocks,
-                    threads,
-                    &[
-                        x.into(),
-                        y.into(),
-                        Arg::U32(rows),
-                        Arg::U32(cols),
-                        Arg::F32(t),
-                        Arg::I32(mode),
-                    ],
-                );
-            }
-            _ => unreachable!("topic ops are dispatched in execute"),
-        }
-        let shape = req.x.shape.clone();
+    /// The CUDA engine's own plan of `req` (`kernelbook::engine::cuda::plan`), added to `p`:
+    /// the host code that runs on a GPU, executed here launch for launch.
+    fn planned(&self, p: &mut Program, req: &OpRequest) -> Result<Decoder, EngineError> {
+        let limits = Limits {
+            max_blocks: self.max_blocks,
+        };
+        let planned = kernelbook::engine::cuda::plan(req, &limits)?;
+        planned.plan.validate()?;
+        let plan = planned.plan;
+        let bufs = add_plan(p, &plan);
+        let decode = planned.decode;
         Ok(Box::new(move |out: &Outputs| {
-            Ok(output(shape, dtype, decode(out, y, dtype)))
+            let downloads = Downloads {
+                buffers: plan
+                    .read
+                    .iter()
+                    .map(|&id| {
+                        let (elem, len) = match &plan.buffers[id].init {
+                            Init::Upload(d) => (d.elem(), d.len()),
+                            Init::Zeros(e, len) => (*e, *len),
+                        };
+                        let bytes = &out.bytes(bufs[id])[..len * elem.size()];
+                        (id, HostData::from_bytes(elem, bytes))
+                    })
+                    .collect(),
+            };
+            decode(&downloads)
         }))
     }
 
@@ -1145,15 +1137,15 @@ fn softmax_special_rows_and_small_grids() {
     let mut reqs = Vec::new();
     for dtype in DType::ALL {
         for op in [
-            Op::Softmax {
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                 temperature: 1.0,
                 stable: true,
-            },
-            Op::Softmax {
+            }),
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                 temperature: 0.7,
                 stable: false,
-            },
-            Op::LogSoftmax { temperature: 2.5 },
+            }),
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 2.5 }),
         ] {
             for kernel in KernelVariant::ALL {
                 for input in [&special, &long, &extreme] {
@@ -1176,14 +1168,17 @@ fn softmax_special_rows_and_small_grids() {
                 req.x.shape,
                 engine.max_blocks
             );
-            let naive = matches!(req.op, Op::Softmax { stable: false, .. });
+            let naive = req
+                .op
+                .get::<kernelbook::ops::softmax::SoftmaxOp>()
+                .is_some_and(|op| op.is_naive());
             if naive && req.x.cols() != long.cols() {
                 // The naive algorithm's special values are its own (e^inf / inf is 0 for the
                 // finite entries, e^60 is inf in f16): the same as the CPU engine's naive
                 // softmax, not the reference's.
                 let on_cpu = run_ok(&cpu, req);
                 let want: Vec<f64> = on_cpu.values.iter().map(|&v| v as f64).collect();
-                let tolerance = Tolerance::for_op(&req.op, req.dtype);
+                let tolerance = req.op.tolerance(req.dtype);
                 let report = compare(tolerance, req.dtype, &want, &out.values);
                 assert!(report.passed, "{what} against the CPU engine: {report}");
                 if req.dtype == DType::F16 && req.x.cols() == cols {
@@ -1219,11 +1214,11 @@ fn fast_softmax_online_rows() {
             .collect();
         for dtype in DType::ALL {
             for op in [
-                Op::Softmax {
+                Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                     temperature: 1.0,
                     stable: true,
-                },
-                Op::LogSoftmax { temperature: 0.5 },
+                }),
+                Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 0.5 }),
             ] {
                 let x = Tensor::matrix(rows, cols, data.clone()).unwrap();
                 reqs.push(
@@ -1367,9 +1362,7 @@ fn gumbel_suite_cases_match_the_reference_and_the_cpu() {
                 case.expect == Expect::Match,
                 "{what}: {report}"
             );
-            let Op::Gumbel(op) = &req.op else {
-                panic!("not a gumbel case")
-            };
+            let op = req.op.get::<GumbelOp>().expect("a gumbel case");
             if matches!(op, GumbelOp::GumbelNoise { .. }) || op.hard() {
                 let on_cpu = run_ok(&cpu, req);
                 assert_eq!(
@@ -1424,7 +1417,7 @@ fn gumbel_softmax_across_kernel_boundaries() {
         for dtype in dtypes {
             for (hard, return_soft) in [(false, true), (true, true), (true, false)] {
                 let req = OpRequest::new(
-                    Op::Gumbel(GumbelOp::GumbelSoftmax {
+                    Op::new(GumbelOp::GumbelSoftmax {
                         tau: 0.7,
                         hard,
                         return_soft,
@@ -1454,9 +1447,7 @@ fn gumbel_softmax_across_kernel_boundaries() {
             );
             let report = check_output(req, &req.reference_full(), out);
             assert!(report.passed, "{what}: {report}");
-            let Op::Gumbel(op) = &req.op else {
-                unreachable!()
-            };
+            let op = req.op.get::<GumbelOp>().expect("a gumbel case");
             if op.hard() {
                 let on_cpu = run_ok(&cpu, req);
                 assert_eq!(
@@ -1494,7 +1485,7 @@ fn fast_rope_is_bit_identical_to_the_simple_kernel() {
                 for precise in [true, false] {
                     for positions in [None, Some(1usize), Some(2)] {
                         let (batch, seq, heads) = (2usize, 5usize, 3usize);
-                        let op = Op::Rope(RopeOp::Rope {
+                        let op = Op::new(RopeOp::Rope {
                             layout,
                             theta: 10000.0,
                             rotary_fraction: fraction,
@@ -1522,9 +1513,7 @@ fn fast_rope_is_bit_identical_to_the_simple_kernel() {
                         let Ok(req) = OpRequest::with_inputs(op, dtype, x, extra) else {
                             continue;
                         };
-                        let Op::Rope(rop) = &req.op else {
-                            unreachable!()
-                        };
+                        let rop = req.op.get::<RopeOp>().expect("a rope request");
                         let g = rope::geometry(rop, &req).unwrap();
                         if !rope_fast_fits(&g, dtype) {
                             continue;
@@ -1605,7 +1594,7 @@ fn cross_entropy_special_rows_on_every_path() {
             ] {
                 // V = 1001 splits over one rank only.
                 let Ok(req) = OpRequest::with_inputs(
-                    Op::TensorParallel(TpOp::VocabParallelCrossEntropy { ranks }),
+                    Op::new(TpOp::VocabParallelCrossEntropy { ranks }),
                     dtype,
                     Tensor::matrix(rows, v, x.clone()).unwrap(),
                     vec![(
@@ -1659,10 +1648,10 @@ fn results_do_not_depend_on_the_thread_order() {
         for dtype in [DType::F32, DType::Bf16] {
             requests.push(
                 OpRequest::new(
-                    Op::Softmax {
+                    Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                         temperature: 1.0,
                         stable: true,
-                    },
+                    }),
                     dtype,
                     x.clone(),
                 )
@@ -1678,7 +1667,7 @@ fn results_do_not_depend_on_the_thread_order() {
     ] {
         requests.push(
             OpRequest::new(
-                Op::Gumbel(GumbelOp::GumbelSoftmax {
+                Op::new(GumbelOp::GumbelSoftmax {
                     tau: 1.0,
                     hard,
                     return_soft: true,
@@ -2194,7 +2183,7 @@ fn every_entry_point_is_emulated() {
         .map(String::from),
     );
     let mut missing = Vec::new();
-    for (topic, _, _) in kernelbook::sources::CUDA {
+    for (topic, _, _) in kernelbook::sources::cuda_files() {
         let entries = cuda_emu::topic_entries(topic).unwrap_or_else(|e| panic!("{topic}: {e}"));
         assert!(
             !entries.is_empty(),
@@ -2252,5 +2241,4 @@ fn mirrored_constants_match_the_kernels() {
     define("tensor_parallel", "THREADS", TP_THREADS.into());
     define("tensor_parallel", "TILE", TP_TILE.into());
     define("tensor_parallel", "CE_THREADS", TP_CE_THREADS.into());
-    define("softmax", "FAST_THREADS", FAST_THREADS.into());
 }

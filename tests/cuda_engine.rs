@@ -76,8 +76,8 @@ fn nvrtc_compiles_every_kernel() {
     };
     for arch in ["compute_80".to_string(), format!("sm_{real}")] {
         let kernels = cuda::compile_all(&arch).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(kernels.len(), kernelbook::sources::CUDA.len());
-        for (k, (topic, file, _)) in kernels.iter().zip(kernelbook::sources::CUDA) {
+        assert_eq!(kernels.len(), kernelbook::sources::cuda_files().count());
+        for (k, (topic, file, _)) in kernels.iter().zip(kernelbook::sources::cuda_files()) {
             println!(
                 "{file} -> {arch}: {} bytes of {} in {:.1} ms{}",
                 k.size(),
@@ -89,7 +89,7 @@ fn nvrtc_compiles_every_kernel() {
                     format!("\n  log: {}", k.log)
                 }
             );
-            assert_eq!(&k.file, file);
+            assert_eq!(k.file, file);
             assert!(k.size() > 0);
             match k.format {
                 ImageFormat::Ptx => {
@@ -166,7 +166,7 @@ fn kernel_sources_mark_their_steps() {
             "softmax.cu should mark `{step}` once"
         );
     }
-    for (_, file, source) in kernelbook::sources::CUDA {
+    for (_, file, source) in kernelbook::sources::cuda_files() {
         assert!(
             source.starts_with("// "),
             "{file} starts with a module comment"
@@ -267,28 +267,29 @@ fn run_and_check(engine: &CudaEngine, req: &OpRequest) {
 
 fn ops() -> Vec<Op> {
     vec![
-        Op::Logit { eps: None },
-        Op::Logit { eps: Some(1e-6) },
-        Op::Sigmoid,
-        Op::LogSigmoid,
-        Op::Softmax {
+        Op::new(kernelbook::ops::logits::LogitsOp::Logit { eps: None }),
+        Op::new(kernelbook::ops::logits::LogitsOp::Logit { eps: Some(1e-6) }),
+        Op::new(kernelbook::ops::logits::LogitsOp::Sigmoid),
+        Op::new(kernelbook::ops::logits::LogitsOp::LogSigmoid),
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
             temperature: 1.0,
             stable: true,
-        },
-        Op::Softmax {
+        }),
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
             temperature: 0.5,
             stable: true,
-        },
-        Op::LogSoftmax { temperature: 1.0 },
-        Op::LogSoftmax { temperature: 2.0 },
+        }),
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 1.0 }),
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 2.0 }),
     ]
 }
 
 fn input_for(op: &Op, n: usize, seed: u64) -> Vec<f32> {
-    match op {
-        Op::Logit { .. } => uniform(n, 0.0, 1.0, seed),
-        Op::Sigmoid | Op::LogSigmoid => uniform(n, -30.0, 30.0, seed),
-        _ => uniform(n, -6.0, 6.0, seed),
+    use kernelbook::ops::logits::LogitsOp;
+    match op.get::<LogitsOp>() {
+        Some(LogitsOp::Logit { .. }) => uniform(n, 0.0, 1.0, seed),
+        Some(LogitsOp::Sigmoid | LogitsOp::LogSigmoid) => uniform(n, -30.0, 30.0, seed),
+        None => uniform(n, -6.0, 6.0, seed),
     }
 }
 
@@ -333,10 +334,10 @@ fn naive_softmax_matches_when_nothing_overflows() {
     for dtype in DType::ALL {
         // |z| <= 4 over 20 columns: e^z <= 55, the sum stays far below f16's 65504.
         let req = request(
-            Op::Softmax {
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                 temperature: 1.0,
                 stable: false,
-            },
+            }),
             dtype,
             31,
             20,
@@ -349,14 +350,14 @@ fn naive_softmax_matches_when_nothing_overflows() {
 #[test]
 fn naive_f16_softmax_really_overflows() {
     let Some(engine) = engine() else { return };
-    let naive = Op::Softmax {
+    let naive = Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
         temperature: 1.0,
         stable: false,
-    };
-    let stable = Op::Softmax {
+    });
+    let stable = Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
         temperature: 1.0,
         stable: true,
-    };
+    });
     // 12 > ln(65504) = 11.09: e^12 = 162755 is inf in f16, so that entry is inf/inf = NaN.
     let row = vec![12.0, 0.0, 1.0, -1.0, 2.5, 11.0, -3.0, 0.5];
     let out = engine
@@ -402,7 +403,13 @@ fn edge_values_match_torch() {
         // logit([0, 1, 1.5, -0.1, nan, 0.5]) = [-inf, inf, nan, nan, nan, 0]
         let p = vec![0.0, 1.0, 1.5, -0.1, f32::NAN, 0.5];
         let out = engine
-            .run(&request(Op::Logit { eps: None }, dtype, 1, 6, p.clone()))
+            .run(&request(
+                Op::new(kernelbook::ops::logits::LogitsOp::Logit { eps: None }),
+                dtype,
+                1,
+                6,
+                p.clone(),
+            ))
             .unwrap();
         assert_eq!(out.values[0], ninf, "{dtype}");
         assert_eq!(out.values[1], inf, "{dtype}");
@@ -415,7 +422,13 @@ fn edge_values_match_torch() {
         // With eps the ends clamp to finite values; NaN stays NaN.
         run_and_check(
             engine,
-            &request(Op::Logit { eps: Some(1e-6) }, dtype, 1, 6, p),
+            &request(
+                Op::new(kernelbook::ops::logits::LogitsOp::Logit { eps: Some(1e-6) }),
+                dtype,
+                1,
+                6,
+                p,
+            ),
         );
 
         let x = vec![
@@ -430,7 +443,10 @@ fn edge_values_match_torch() {
             ninf,
             f32::NAN,
         ];
-        for op in [Op::Sigmoid, Op::LogSigmoid] {
+        for op in [
+            Op::new(kernelbook::ops::logits::LogitsOp::Sigmoid),
+            Op::new(kernelbook::ops::logits::LogitsOp::LogSigmoid),
+        ] {
             run_and_check(engine, &request(op, dtype, 1, 10, x.clone()));
         }
 
@@ -450,11 +466,11 @@ fn edge_values_match_torch() {
             ninf,
         ];
         for op in [
-            Op::Softmax {
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                 temperature: 1.0,
                 stable: true,
-            },
-            Op::LogSoftmax { temperature: 1.0 },
+            }),
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 1.0 }),
         ] {
             let req = request(op, dtype, 4, 3, rows.clone());
             run_and_check(engine, &req);
@@ -462,7 +478,13 @@ fn edge_values_match_torch() {
     }
     // logsigmoid(-200) = -200 exactly in f32 (log(sigmoid(-200)) would be -inf).
     let out = engine
-        .run(&request(Op::LogSigmoid, DType::F32, 1, 1, vec![-200.0]))
+        .run(&request(
+            Op::new(kernelbook::ops::logits::LogitsOp::LogSigmoid),
+            DType::F32,
+            1,
+            1,
+            vec![-200.0],
+        ))
         .unwrap();
     assert_eq!(out.values[0], -200.0);
 }
@@ -480,12 +502,12 @@ fn odd_shapes_and_single_columns() {
         (1, 100_000),
     ] {
         for op in [
-            Op::Softmax {
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                 temperature: 1.0,
                 stable: true,
-            },
-            Op::LogSoftmax { temperature: 1.0 },
-            Op::Sigmoid,
+            }),
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 1.0 }),
+            Op::new(kernelbook::ops::logits::LogitsOp::Sigmoid),
         ] {
             for dtype in DType::ALL {
                 let req = request(
@@ -501,10 +523,10 @@ fn odd_shapes_and_single_columns() {
     }
     // Three axes: the last one is the row.
     let req = OpRequest::new(
-        Op::Softmax {
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
             temperature: 1.0,
             stable: true,
-        },
+        }),
         DType::F32,
         Tensor::new(vec![2, 3, 50], uniform(300, -6.0, 6.0, 3)).unwrap(),
     )
@@ -512,7 +534,7 @@ fn odd_shapes_and_single_columns() {
     run_and_check(engine, &req);
     // Empty inputs never reach the device.
     let empty = OpRequest::new(
-        Op::Sigmoid,
+        Op::new(kernelbook::ops::logits::LogitsOp::Sigmoid),
         DType::F16,
         Tensor::new(vec![0, 5], vec![]).unwrap(),
     )
@@ -528,20 +550,23 @@ fn llm_sized_softmax() {
     let x = uniform(rows * cols, -8.0, 8.0, 42);
     for (op, dtype) in [
         (
-            Op::Softmax {
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                 temperature: 1.0,
                 stable: true,
-            },
+            }),
             DType::F32,
         ),
         (
-            Op::Softmax {
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                 temperature: 1.0,
                 stable: true,
-            },
+            }),
             DType::Bf16,
         ),
-        (Op::LogSoftmax { temperature: 1.0 }, DType::F16),
+        (
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 1.0 }),
+            DType::F16,
+        ),
     ] {
         let req = request(op, dtype, rows, cols, x.clone());
         engine.supports(&req).unwrap();
@@ -567,12 +592,12 @@ fn concurrent_requests_are_safe() {
             scope.spawn(move || {
                 for i in 0..5u64 {
                     let op = if (t + i) % 2 == 0 {
-                        Op::Softmax {
+                        Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                             temperature: 1.0,
                             stable: true,
-                        }
+                        })
                     } else {
-                        Op::Sigmoid
+                        Op::new(kernelbook::ops::logits::LogitsOp::Sigmoid)
                     };
                     let req = request(
                         op,
@@ -639,7 +664,7 @@ fn storage_types_are_written_once() {
     let prelude = kernelbook::sources::CUDA_PRELUDE;
     for name in ["struct F32 {", "struct F16 {", "struct BF16 {"] {
         assert!(prelude.contains(name), "dtype.cuh defines {name}");
-        for (_, file, source) in kernelbook::sources::CUDA {
+        for (_, file, source) in kernelbook::sources::cuda_files() {
             assert!(!source.contains(name), "{file} defines {name} again");
         }
     }
@@ -674,21 +699,27 @@ fn fast_softmax_matches_the_simple_kernel_and_the_reference() {
         for dtype in DType::ALL {
             for (op, t) in [
                 (
-                    Op::Softmax {
+                    Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                         temperature: 1.0,
                         stable: true,
-                    },
+                    }),
                     1.0,
                 ),
                 (
-                    Op::Softmax {
+                    Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                         temperature: 0.37,
                         stable: true,
-                    },
+                    }),
                     0.37,
                 ),
-                (Op::LogSoftmax { temperature: 1.0 }, 1.0),
-                (Op::LogSoftmax { temperature: 3.0 }, 3.0),
+                (
+                    Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 1.0 }),
+                    1.0,
+                ),
+                (
+                    Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 3.0 }),
+                    3.0,
+                ),
             ] {
                 let x = uniform(
                     rows * cols,
@@ -730,10 +761,10 @@ fn fast_softmax_matches_the_simple_kernel_and_the_reference() {
         }
         x[3 * cols + 3] = ninf; // row 3: one -inf -> probability 0
         let req = request(
-            Op::Softmax {
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                 temperature: 1.0,
                 stable: true,
-            },
+            }),
             DType::F32,
             4,
             cols,

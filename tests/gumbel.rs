@@ -223,10 +223,9 @@ fn run(engine: &dyn Engine, req: &OpRequest) -> OpOutput {
 }
 
 fn gumbel_op(req: &OpRequest) -> &GumbelOp {
-    match &req.op {
-        Op::Gumbel(op) => op,
-        other => panic!("not a gumbel op: {other:?}"),
-    }
+    req.op
+        .get::<GumbelOp>()
+        .unwrap_or_else(|| panic!("not a gumbel op: {:?}", req.op))
 }
 
 /// Every gumbel suite case on `a` and `b`: each within tolerance of the reference, the noise and
@@ -298,7 +297,7 @@ fn suite_cases_agree_on_cpu_and_wgpu() {
 
 fn hard_request(logits: &[f32], tau: f64, seed: u64, offset: u64, draws: usize) -> OpRequest {
     OpRequest::new(
-        Op::Gumbel(GumbelOp::GumbelSoftmax {
+        Op::new(GumbelOp::GumbelSoftmax {
             tau,
             hard: true,
             return_soft: true,
@@ -478,7 +477,7 @@ fn long_rows_agree_sample_for_sample() {
         .collect();
     for hard in [true, false] {
         let req = OpRequest::new(
-            Op::Gumbel(GumbelOp::GumbelSoftmax {
+            Op::new(GumbelOp::GumbelSoftmax {
                 tau: 0.2,
                 hard,
                 return_soft: true,
@@ -510,7 +509,7 @@ fn long_rows_agree_sample_for_sample() {
 fn mean_soft_sample_differs_from_softmax() {
     let k = LOGITS.len();
     let req = OpRequest::new(
-        Op::Gumbel(GumbelOp::GumbelSoftmax {
+        Op::new(GumbelOp::GumbelSoftmax {
             tau: 1.0,
             hard: false,
             return_soft: true,
@@ -555,7 +554,7 @@ fn bad_parameters_and_logits_are_clear_errors() {
     assert!(e.contains("draws"), "{e}");
     let e = parse(&[("hard", "maybe")]).unwrap_err();
     assert!(e.contains("true or false"), "{e}");
-    let op = Op::Gumbel(GumbelOp::GumbelSoftmax {
+    let op = Op::new(GumbelOp::GumbelSoftmax {
         tau: 1.0,
         hard: true,
         return_soft: true,
@@ -575,7 +574,7 @@ fn bad_parameters_and_logits_are_clear_errors() {
         assert!(e.contains(what), "{e}");
     }
     // A hand-built op with τ = 0 is refused by every engine before it runs.
-    let zero = Op::Gumbel(GumbelOp::GumbelSoftmax {
+    let zero = Op::new(GumbelOp::GumbelSoftmax {
         tau: 0.0,
         hard: false,
         return_soft: true,
@@ -602,7 +601,7 @@ fn bad_parameters_and_logits_are_clear_errors() {
 fn near_ties_are_resolved_honestly_and_wrong_classes_fail() {
     let mut g = [0.0f32; 2];
     gm::noise_row(gm::key_of(5), 0, 0, &mut g);
-    let op = Op::Gumbel(GumbelOp::GumbelSoftmax {
+    let op = Op::new(GumbelOp::GumbelSoftmax {
         tau: 0.5,
         hard: true,
         return_soft: true,

@@ -20,10 +20,10 @@ fn cpu(op: Op, dtype: DType, row: &[f32]) -> Vec<f32> {
 }
 
 fn softmax(t: f64) -> Op {
-    Op::Softmax {
+    Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
         temperature: t,
         stable: true,
-    }
+    })
 }
 
 proptest! {
@@ -49,7 +49,7 @@ proptest! {
         // x + c exact in f32: multiples of 1/8 below 2^21.
         let x: Vec<f32> = eighths.iter().map(|&k| k as f32 / 8.0).collect();
         let shifted: Vec<f32> = eighths.iter().map(|&k| k as f32 / 8.0 + c as f32).collect();
-        for op in [softmax(1.0), Op::LogSoftmax { temperature: 1.0 }] {
+        for op in [softmax(1.0), Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 1.0 })] {
             let a = reference(op.clone(), &x);
             let b = reference(op, &shifted);
             for (u, v) in a.iter().zip(&b) {
@@ -67,7 +67,7 @@ proptest! {
         // (below 2^24), so subtracting the max gives back exactly the same z - m.
         let x: Vec<f32> = ints.iter().map(|&i| i as f32).collect();
         let shifted: Vec<f32> = ints.iter().map(|&i| (i + c) as f32).collect();
-        for op in [softmax(1.0), Op::LogSoftmax { temperature: 1.0 }] {
+        for op in [softmax(1.0), Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 1.0 })] {
             let a = cpu(op.clone(), DType::F32, &x);
             let b = cpu(op, DType::F32, &shifted);
             prop_assert_eq!(
@@ -80,14 +80,14 @@ proptest! {
     #[test]
     fn log_softmax_is_log_of_softmax_where_finite(row in prop::collection::vec(-40.0f32..40.0, 1..300), t in 0.1f64..10.0) {
         let p = reference(softmax(t), &row);
-        let lp = reference(Op::LogSoftmax { temperature: t }, &row);
+        let lp = reference(Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: t }), &row);
         for (a, b) in p.iter().zip(&lp) {
             if *a > 1e-300 {
                 prop_assert!((a.ln() - b).abs() < 1e-12 * (1.0 + b.abs()), "ln {a} vs {b}");
             }
         }
         let p = cpu(softmax(t), DType::F32, &row);
-        let lp = cpu(Op::LogSoftmax { temperature: t }, DType::F32, &row);
+        let lp = cpu(Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: t }), DType::F32, &row);
         for (a, b) in p.iter().zip(&lp) {
             if *a >= f32::MIN_POSITIVE {
                 let (a, b) = (*a as f64, *b as f64);
@@ -103,12 +103,12 @@ proptest! {
         stable in any::<bool>(),
     ) {
         for op in [
-            Op::Logit { eps: None },
-            Op::Logit { eps: Some(1e-3) },
-            Op::Sigmoid,
-            Op::LogSigmoid,
-            Op::Softmax { temperature: 0.5, stable },
-            Op::LogSoftmax { temperature: 2.0 },
+            Op::new(kernelbook::ops::logits::LogitsOp::Logit { eps: None }),
+            Op::new(kernelbook::ops::logits::LogitsOp::Logit { eps: Some(1e-3) }),
+            Op::new(kernelbook::ops::logits::LogitsOp::Sigmoid),
+            Op::new(kernelbook::ops::logits::LogitsOp::LogSigmoid),
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax { temperature: 0.5, stable }),
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 2.0 }),
         ] {
             let req = OpRequest::new(op, dtype, Tensor::row(row.clone())).unwrap();
             let out = CpuEngine::new().run(&req).unwrap();

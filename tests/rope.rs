@@ -71,7 +71,7 @@ fn engines() -> Vec<&'static dyn Engine> {
 }
 
 fn rope_op(layout: Layout, rotary_fraction: f64, precise_angles: bool) -> Op {
-    Op::Rope(RopeOp::Rope {
+    Op::new(RopeOp::Rope {
         layout,
         theta: rope::DEFAULT_THETA,
         rotary_fraction,
@@ -80,7 +80,7 @@ fn rope_op(layout: Layout, rotary_fraction: f64, precise_angles: bool) -> Op {
 }
 
 fn freqs_op(dim: usize, precise_angles: bool) -> Op {
-    Op::Rope(RopeOp::RopeFreqs {
+    Op::new(RopeOp::RopeFreqs {
         dim,
         theta: rope::DEFAULT_THETA,
         rotary_fraction: 1.0,
@@ -288,12 +288,12 @@ fn every_engine_matches_the_reference_for_every_layout_and_dtype() {
 
 /// The largest |angle error| of a rope_freqs output: atan2(sin, cos) against p · inv_freq in f64.
 fn max_angle_error(req: &OpRequest, out: &OpOutput, positions: std::ops::Range<usize>) -> f64 {
-    let Op::Rope(RopeOp::RopeFreqs {
+    let Some(&RopeOp::RopeFreqs {
         dim,
         theta,
         rotary_fraction,
         ..
-    }) = req.op
+    }) = req.op.get::<RopeOp>()
     else {
         unreachable!("a rope_freqs request")
     };
@@ -451,7 +451,7 @@ fn lesson_cells_run_and_their_views_build() {
                 let req = OpRequest::with_inputs(op.clone(), dtype, x, cell.extra_tensors())
                     .unwrap_or_else(|e| panic!("{at}: {e}"));
                 let c = compare_all(&registry, req);
-                let precise = matches!(&op, Op::Rope(r) if r.precise_angles());
+                let precise = op.get::<RopeOp>().is_some_and(|r| r.precise_angles());
                 for run in &c.runs {
                     if let Ok((_, report)) = &run.result
                         && precise

@@ -123,7 +123,7 @@ fn normal(rows: usize, cols: usize, scale: f32, seed: u64) -> Tensor {
 
 fn tp_request(op: TpOp, dtype: DType, x: Tensor, extra: Vec<(&str, Tensor)>) -> OpRequest {
     OpRequest::with_inputs(
-        Op::TensorParallel(op),
+        Op::new(op),
         dtype,
         x,
         extra.into_iter().map(|(n, t)| (n.to_string(), t)).collect(),
@@ -631,7 +631,7 @@ fn shards_under_cpu_init_equal_slices_of_the_k1_weight() {
 
 fn error(op: TpOp, x: Tensor, extra: Vec<(&str, Tensor)>) -> String {
     OpRequest::with_inputs(
-        Op::TensorParallel(op),
+        Op::new(op),
         DType::F32,
         x,
         extra.into_iter().map(|(n, t)| (n.to_string(), t)).collect(),

@@ -75,7 +75,7 @@ fn checked(engine: &WgpuEngine, req: &OpRequest) -> (Vec<f32>, CheckReport) {
 #[test]
 fn every_wgsl_source_parses_and_validates_with_naga() {
     use wgpu::naga;
-    for (topic, file, own) in kernelbook::sources::WGSL {
+    for (topic, file, own) in kernelbook::sources::wgsl_files() {
         // What the engine compiles: the shared prelude (shaders/dtype.wgsl), then the file.
         let program = kernelbook::sources::wgsl_program(topic).expect("embedded");
         let source = program.as_str();
@@ -115,7 +115,7 @@ fn shared_wgsl_helpers_are_written_once() {
         "const POS_INF_BITS",
     ] {
         assert!(prelude.contains(name), "dtype.wgsl defines {name}");
-        for (_, file, source) in kernelbook::sources::WGSL {
+        for (_, file, source) in kernelbook::sources::wgsl_files() {
             assert!(!source.contains(name), "{file} defines {name} again");
         }
     }
@@ -181,7 +181,13 @@ fn a_shader_compile_error_is_an_err_not_a_panic() {
     assert!(!err.contains('\n'), "one line: {err}");
     eprintln!("compile error as reported: {err}");
     // The engine still works afterwards.
-    let req = request(Op::Sigmoid, DType::F32, 1, 1, vec![0.0]);
+    let req = request(
+        Op::new(kernelbook::ops::logits::LogitsOp::Sigmoid),
+        DType::F32,
+        1,
+        1,
+        vec![0.0],
+    );
     assert_eq!(run(engine, &req), vec![0.5]);
 }
 
@@ -193,28 +199,43 @@ fn random_inputs_match_the_reference() {
     let Some(engine) = engine() else { return };
     let shapes = [(31, 20), (33, 2049), (16, 30576), (1, 1)];
     let mut ops: Vec<(Op, &str)> = vec![
-        (Op::Logit { eps: None }, "uniform(0,1)"),
-        (Op::Logit { eps: Some(1e-6) }, "uniform(0,1)"),
-        (Op::Sigmoid, "normal(0,4)"),
-        (Op::LogSigmoid, "normal(0,8)"),
+        (
+            Op::new(kernelbook::ops::logits::LogitsOp::Logit { eps: None }),
+            "uniform(0,1)",
+        ),
+        (
+            Op::new(kernelbook::ops::logits::LogitsOp::Logit { eps: Some(1e-6) }),
+            "uniform(0,1)",
+        ),
+        (
+            Op::new(kernelbook::ops::logits::LogitsOp::Sigmoid),
+            "normal(0,4)",
+        ),
+        (
+            Op::new(kernelbook::ops::logits::LogitsOp::LogSigmoid),
+            "normal(0,8)",
+        ),
         // Naive where it is safe: small logits, sums far below f16's 65504.
         (
-            Op::Softmax {
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                 temperature: 1.0,
                 stable: false,
-            },
+            }),
             "normal(0,0.5)",
         ),
     ];
     for t in [0.05, 1.0, 10.0] {
         ops.push((
-            Op::Softmax {
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                 temperature: t,
                 stable: true,
-            },
+            }),
             "normal(0,3)",
         ));
-        ops.push((Op::LogSoftmax { temperature: t }, "normal(0,3)"));
+        ops.push((
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: t }),
+            "normal(0,3)",
+        ));
     }
     let mut seed = 100u64;
     let mut failures = Vec::new();
@@ -292,7 +313,7 @@ fn edge_values_match_torch() {
     for dtype in DType::ALL {
         // torch.logit([0, 1, 1.5, -0.1, 0.5]) = [-inf, inf, nan, nan, 0]
         let req = request(
-            Op::Logit { eps: None },
+            Op::new(kernelbook::ops::logits::LogitsOp::Logit { eps: None }),
             dtype,
             1,
             6,
@@ -312,7 +333,7 @@ fn edge_values_match_torch() {
 
         // eps = 1e-6 clamps to [-13.8155, 13.8023] (in f32; f16/bf16 round those).
         let req = request(
-            Op::Logit { eps: Some(1e-6) },
+            Op::new(kernelbook::ops::logits::LogitsOp::Logit { eps: Some(1e-6) }),
             dtype,
             1,
             6,
@@ -331,7 +352,7 @@ fn edge_values_match_torch() {
 
         // sigmoid(-100) = 3.7e-44 (0 in f32 torch), sigmoid(-20) = 0 in f16.
         let req = request(
-            Op::Sigmoid,
+            Op::new(kernelbook::ops::logits::LogitsOp::Sigmoid),
             dtype,
             1,
             7,
@@ -357,7 +378,7 @@ fn edge_values_match_torch() {
 
         // logsigmoid(-200) = -200 exactly, where log(sigmoid(-200)) = -inf.
         let req = request(
-            Op::LogSigmoid,
+            Op::new(kernelbook::ops::logits::LogitsOp::LogSigmoid),
             dtype,
             1,
             6,
@@ -392,11 +413,11 @@ fn edge_values_match_torch() {
             1.0,
         ];
         for op in [
-            Op::Softmax {
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                 temperature: 1.0,
                 stable: true,
-            },
-            Op::LogSoftmax { temperature: 1.0 },
+            }),
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 1.0 }),
         ] {
             let req = request(op.clone(), dtype, 4, 3, rows.clone());
             let (y, report) = checked(engine, &req);
@@ -415,13 +436,17 @@ fn edge_values_match_torch() {
 #[test]
 fn naive_f16_softmax_really_overflows() {
     let Some(engine) = engine() else { return };
-    let naive = |t: f64| Op::Softmax {
-        temperature: t,
-        stable: false,
+    let naive = |t: f64| {
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
+            temperature: t,
+            stable: false,
+        })
     };
-    let stable = |t: f64| Op::Softmax {
-        temperature: t,
-        stable: true,
+    let stable = |t: f64| {
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
+            temperature: t,
+            stable: true,
+        })
     };
     let cases: [(f64, Vec<f32>); 3] = [
         (1.0, vec![12.09, 0.0, -1.0, 2.0]),
@@ -491,22 +516,38 @@ fn f16_and_bf16_conversions_round_exactly() {
         probabilities.extend((0..500).map(|k| 1.0 - k as f32 * 2f32.powi(-11)));
         let wide: Vec<f32> = (0..8192).map(|_| normal.sample(&mut rng)).collect();
         let cases = [
-            (Op::Logit { eps: None }, probabilities.clone()),
-            (Op::Logit { eps: Some(1e-3) }, probabilities),
-            (Op::Sigmoid, wide.clone()),
-            (Op::LogSigmoid, wide.clone()),
             (
-                Op::Softmax {
-                    temperature: 1.0,
-                    stable: true,
-                },
+                Op::new(kernelbook::ops::logits::LogitsOp::Logit { eps: None }),
+                probabilities.clone(),
+            ),
+            (
+                Op::new(kernelbook::ops::logits::LogitsOp::Logit { eps: Some(1e-3) }),
+                probabilities,
+            ),
+            (
+                Op::new(kernelbook::ops::logits::LogitsOp::Sigmoid),
                 wide.clone(),
             ),
-            (Op::LogSoftmax { temperature: 2.0 }, wide),
+            (
+                Op::new(kernelbook::ops::logits::LogitsOp::LogSigmoid),
+                wide.clone(),
+            ),
+            (
+                Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
+                    temperature: 1.0,
+                    stable: true,
+                }),
+                wide.clone(),
+            ),
+            (
+                Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 2.0 }),
+                wide,
+            ),
         ];
         for (op, x) in cases {
             let x: Vec<f32> = x.iter().map(|&v| dtype.round(v)).collect();
-            let cols = if op.is_elementwise() { x.len() } else { 64 };
+            let elementwise = op.kind().topic() == "logits";
+            let cols = if elementwise { x.len() } else { 64 };
             let rows = x.len() / cols;
             let x = x[..rows * cols].to_vec();
             let wide = run(
@@ -548,10 +589,10 @@ fn shapes_beyond_one_workgroup_grid_line_and_odd_shapes() {
     let normal = Normal::new(0.0f32, 3.0).expect("valid");
     let x: Vec<f32> = (0..rows * 3).map(|_| normal.sample(&mut rng)).collect();
     let req = request(
-        Op::Softmax {
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
             temperature: 1.0,
             stable: true,
-        },
+        }),
         DType::F32,
         rows,
         3,
@@ -562,12 +603,18 @@ fn shapes_beyond_one_workgroup_grid_line_and_odd_shapes() {
     // More than 65535 * 256 elements: the element-wise grid goes 2D.
     let n = 65_535 * 256 + 1000;
     let x: Vec<f32> = (0..n).map(|i| (i % 1000) as f32 / 1000.0).collect();
-    let req = request(Op::Logit { eps: None }, DType::F16, 1, n, x);
+    let req = request(
+        Op::new(kernelbook::ops::logits::LogitsOp::Logit { eps: None }),
+        DType::F16,
+        1,
+        n,
+        x,
+    );
     let (_, report) = checked(engine, &req);
     assert!(report.passed, "{n} element logit: {report}");
     // A 3-d input: rows are all leading axes.
     let req = OpRequest::new(
-        Op::LogSoftmax { temperature: 1.0 },
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 1.0 }),
         DType::F32,
         Tensor::new(vec![2, 3, 5], (0..30).map(|i| i as f32 * 0.1).collect()).expect("shape"),
     )
@@ -576,10 +623,10 @@ fn shapes_beyond_one_workgroup_grid_line_and_odd_shapes() {
     assert!(report.passed, "2x3x5 log_softmax: {report}");
     // Empty inputs never touch the device.
     let req = request(
-        Op::Softmax {
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
             temperature: 1.0,
             stable: true,
-        },
+        }),
         DType::F32,
         0,
         10,
@@ -592,7 +639,7 @@ fn shapes_beyond_one_workgroup_grid_line_and_odd_shapes() {
 fn outputs_carry_shape_dtype_and_timings() {
     let Some(engine) = engine() else { return };
     let req = request(
-        Op::LogSoftmax { temperature: 1.0 },
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 1.0 }),
         DType::Bf16,
         4,
         300,
@@ -612,10 +659,10 @@ fn outputs_carry_shape_dtype_and_timings() {
     assert!(out.total_time.as_nanos() > 0);
     // A larger run, for the record: the kernel time is part of the whole call.
     let req = request(
-        Op::Softmax {
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
             temperature: 1.0,
             stable: true,
-        },
+        }),
         DType::F32,
         16,
         30576,
@@ -659,7 +706,7 @@ fn requests_beyond_the_device_limits_are_unsupported() {
         return;
     }
     let req = OpRequest {
-        op: Op::Sigmoid,
+        op: Op::new(kernelbook::ops::logits::LogitsOp::Sigmoid),
         dtype: DType::F32,
         x: Tensor {
             shape: vec![1, n],
@@ -690,10 +737,10 @@ fn concurrent_runs_from_many_threads() {
                         .map(|i| ((i * (t + 1) + k) % 17) as f32 * 0.5)
                         .collect();
                     let req = request(
-                        Op::Softmax {
+                        Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                             temperature: 1.0,
                             stable: true,
-                        },
+                        }),
                         DType::F16,
                         5,
                         100,
@@ -727,7 +774,13 @@ fn measure_exp_and_log_accuracy() {
         .collect();
     let got = run(
         engine,
-        &request(Op::Sigmoid, DType::F32, 1, xs.len(), xs.clone()),
+        &request(
+            Op::new(kernelbook::ops::logits::LogitsOp::Sigmoid),
+            DType::F32,
+            1,
+            xs.len(),
+            xs.clone(),
+        ),
     );
     let mut bins: BTreeMap<u32, (u64, f32)> = BTreeMap::new();
     for (&x, &g) in xs.iter().zip(&got) {
@@ -751,7 +804,13 @@ fn measure_exp_and_log_accuracy() {
         .collect();
     let got = run(
         engine,
-        &request(Op::Logit { eps: None }, DType::F32, 1, ps.len(), ps.clone()),
+        &request(
+            Op::new(kernelbook::ops::logits::LogitsOp::Logit { eps: None }),
+            DType::F32,
+            1,
+            ps.len(),
+            ps.clone(),
+        ),
     );
     let worst = ps
         .iter()
@@ -766,7 +825,13 @@ fn measure_exp_and_log_accuracy() {
         .collect();
     let got = run(
         engine,
-        &request(Op::Logit { eps: None }, DType::F32, 1, ps.len(), ps.clone()),
+        &request(
+            Op::new(kernelbook::ops::logits::LogitsOp::Logit { eps: None }),
+            DType::F32,
+            1,
+            ps.len(),
+            ps.clone(),
+        ),
     );
     let worst = ps
         .iter()
@@ -790,11 +855,13 @@ fn measure_exp_and_log_accuracy() {
 fn fast_ops() -> Vec<Op> {
     let mut ops = Vec::new();
     for temperature in [0.05, 1.0, 10.0] {
-        ops.push(Op::Softmax {
+        ops.push(Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
             temperature,
             stable: true,
-        });
-        ops.push(Op::LogSoftmax { temperature });
+        }));
+        ops.push(Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax {
+            temperature,
+        }));
     }
     ops
 }
@@ -939,10 +1006,10 @@ fn fast_softmax_special_rows_match_the_reference_and_the_simple_kernel() {
         }
         // What torch says, spelled out for softmax at T = 1.
         let req = request(
-            Op::Softmax {
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                 temperature: 1.0,
                 stable: true,
-            },
+            }),
             dtype,
             rows.len(),
             cols,
@@ -992,10 +1059,10 @@ fn fast_softmax_special_rows_match_the_reference_and_the_simple_kernel() {
     // x / T overflows f32 for x = 3e38 and T = 0.05: z = +inf, so the row is NaN, as in the
     // reference (which forms z = x / T in f32 too).
     let req = request(
-        Op::Softmax {
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
             temperature: 0.05,
             stable: true,
-        },
+        }),
         DType::F32,
         1,
         5,
@@ -1026,7 +1093,7 @@ fn fast_softmax_loops_over_more_rows_than_one_dispatch_holds() {
     let x: Vec<f32> = (0..rows * cols).map(|_| normal.sample(&mut rng)).collect();
     // (Softmax at this shape runs in `shapes_beyond_one_workgroup_grid_line_and_odd_shapes`.)
     let req = request(
-        Op::LogSoftmax { temperature: 0.5 },
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 0.5 }),
         DType::Bf16,
         rows,
         cols,
@@ -1043,10 +1110,10 @@ fn fast_softmax_loops_over_more_rows_than_one_dispatch_holds() {
 fn naive_softmax_runs_the_simple_kernel_either_way() {
     let Some(engine) = engine() else { return };
     let req = request(
-        Op::Softmax {
+        Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
             temperature: 1.0,
             stable: false,
-        },
+        }),
         DType::F16,
         1,
         4,
@@ -1090,11 +1157,11 @@ fn measure_softmax_simple_and_fast_against_copy() {
     );
     for dtype in [DType::F32, DType::F16] {
         for op in [
-            Op::Softmax {
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::Softmax {
                 temperature: 1.0,
                 stable: true,
-            },
-            Op::LogSoftmax { temperature: 1.0 },
+            }),
+            Op::new(kernelbook::ops::softmax::SoftmaxOp::LogSoftmax { temperature: 1.0 }),
         ] {
             let req = request(op.clone(), dtype, rows, cols, x.clone());
             let bytes = kernelbook::bench::bytes_moved(&req);

@@ -11,7 +11,7 @@ pub mod cuda;
 pub mod wgpu;
 
 use crate::dtype::DType;
-use crate::ops::{OpError, OpRequest};
+use crate::ops::{OpError, OpRequest, TopicOp};
 use serde::Serialize;
 use std::fmt;
 use std::str::FromStr;
@@ -246,6 +246,18 @@ pub trait Engine: Send + Sync {
         }
         Ok(out)
     }
+}
+
+/// The request's op as its topic's own type `T`: what an engine's topic file runs. A request of
+/// another topic (an engine's table pointing at the wrong file) is an error, not a panic.
+pub(crate) fn topic_op<T: TopicOp>(req: &OpRequest) -> Result<&T, EngineError> {
+    req.op.get::<T>().ok_or_else(|| {
+        EngineError::Failed(format!(
+            "{} is not an op of the file that was asked to run it ({})",
+            req.op.kind(),
+            std::any::type_name::<T>()
+        ))
+    })
 }
 
 /// An engine slot in the registry: ready, or absent with the reason.

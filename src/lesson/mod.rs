@@ -279,8 +279,8 @@ impl RooflineSpec {
 
     /// Whether the roofline view can generate `op`'s inputs at a size of its own: the primary
     /// input must be floats (seeded random values), and of the other inputs only the optional
-    /// ones (left out) and cross-entropy's `targets` (one per row) can be made up. `Err` says why
-    /// not.
+    /// ones (left out) and those the op makes up itself (`InputDecl::generated`, e.g.
+    /// cross-entropy's targets). `Err` says why not.
     pub fn check_size(op: OpKind) -> Result<(), String> {
         let decls = op.inputs();
         if decls[0].int {
@@ -290,8 +290,7 @@ impl RooflineSpec {
             ));
         }
         for d in &decls[1..] {
-            let made_up = op == OpKind::VocabParallelCrossEntropy && d.name == "targets";
-            if !(d.optional || made_up) {
+            if !(d.optional || d.generated) {
                 return Err(format!(
                     "{op} needs its input '{}' at the size measured, which the roofline view cannot make up; measure the cell's own inputs (leave out size)",
                     d.name

@@ -605,8 +605,7 @@ fn parse_block(fence: &Fence<'_>, line: usize, body_lines: &[&str]) -> Res<Optio
 }
 
 fn op_names() -> String {
-    OpKind::ALL
-        .iter()
+    OpKind::all()
         .map(|k| k.name())
         .collect::<Vec<_>>()
         .join(", ")
@@ -2046,9 +2045,8 @@ fn count_u64(body: &TomlBody, v: &Spanned<DeValue<'_>>) -> Res<u64> {
 
 /// Topics with both a CUDA and a WGSL source.
 fn kernel_topics() -> Vec<&'static str> {
-    crate::sources::CUDA
-        .iter()
-        .map(|(t, _, _)| *t)
+    crate::sources::cuda_files()
+        .map(|(t, _, _)| t)
         .filter(|t| crate::sources::wgsl(t).is_some())
         .collect()
 }
@@ -2096,14 +2094,12 @@ fn parse_kernel(line: usize, col: usize, body: &TomlBody, table: &DeTable<'_>) -
     if mark_values.is_empty() {
         return Ok(spec);
     }
-    let find = |list: &[(&str, &'static str, &'static str)]| {
-        list.iter()
-            .find(|(t, _, _)| *t == spec.topic)
-            .map(|(_, file, src)| (*file, *src))
+    let topic_files = |t: &str| {
+        let cu = crate::sources::cuda(t).map(|s| (format!("kernels/{t}.cu"), s));
+        let wgsl = crate::sources::wgsl(t).map(|s| (format!("shaders/{t}.wgsl"), s));
+        (cu, wgsl)
     };
-    let (Some((cu_file, cu)), Some((wgsl_file, wgsl))) =
-        (find(crate::sources::CUDA), find(crate::sources::WGSL))
-    else {
+    let (Some((cu_file, cu)), Some((wgsl_file, wgsl))) = topic_files(&spec.topic) else {
         return fail(
             line,
             col,
@@ -2355,7 +2351,7 @@ input = { linspace = [0.0, 1.0], count = 11 }
         assert_eq!(s.notes(), vec!["Ask the room."]);
 
         let c = s.cells().next().unwrap();
-        assert_eq!((c.line, c.op), (11, OpKind::Softmax));
+        assert_eq!((c.line, c.op), (11, crate::ops::softmax::SOFTMAX));
         assert_eq!(c.title.as_deref(), Some("Temperature"));
         assert_eq!(c.input, InputSpec::Values(vec![vec![2.0, 1.0, 0.1, -1.0]]));
         assert_eq!(c.show, vec![View::Bars, View::Table, View::Check]);
@@ -3549,7 +3545,7 @@ input = { linspace = [0.0, 1.0], count = 11 }
         ] {
             let body = TomlBody::new(&[text.as_str()], 10);
             let table = body.parse("cell", 9, 1).unwrap();
-            let e = parse_cell(OpKind::Sigmoid, 9, 1, &body, &table).unwrap_err();
+            let e = parse_cell(crate::ops::logits::SIGMOID, 9, 1, &body, &table).unwrap_err();
             assert_eq!((e.line, e.column), (10, 9));
             assert!(
                 e.message.contains("more than 1048576 values"),

@@ -92,13 +92,13 @@
 //! negative logit such as −1e4; beyond 1e30, (a − m)/τ could overflow f32). gumbel_noise ignores the
 //! values of x (only its shape matters), so any values, even NaN, are accepted there.
 
+use super::case::{Draw, BenchSpec, Case, Expect, Input};
+use super::tolerance::Tolerance;
 use super::{
-    DTYPE_PARAM, InputDecl, MAX_ELEMENTS, OpError, OpKind, OpRequest, ParamKind, ParamSpec,
-    ParamValues, Reference, TopicOp, check_float,
+    DTYPE_PARAM, InputDecl, MAX_ELEMENTS, Op, OpDef, OpError, OpKind, OpRequest, ParamKind,
+    ParamSpec, ParamValues, Reference, Topic, TopicOp, check_float,
 };
-use crate::check::Tolerance;
 use crate::dtype::DType;
-use crate::suite::{Case, Expect, Input};
 use serde::Serialize;
 
 // ------------------------------------------------------------------------------------------------
@@ -522,41 +522,70 @@ const DRAWS: ParamSpec = ParamSpec {
     help: "samples per logits row: the output has rows·draws rows of K; draw d of row r is output row r·draws + d",
 };
 
-/// One line on what the op computes and the shape it returns.
-pub fn summary(kind: OpKind) -> &'static str {
-    match kind {
-        OpKind::GumbelNoise => {
-            "Gumbel noise g = -ln(-ln U) from Philox4x32-10 (seed, offset), the same bits on every engine; x's values are ignored; output shape = x"
-        }
-        _ => {
-            "softmax((l + g)/tau) for logits x [rows, K], Gumbel noise g; hard: one-hot of argmax(l + g), soft sample as aux 'soft'; output shape = [rows*draws, K]"
-        }
-    }
-}
+const NOISE_INPUTS: &[InputDecl] = &[InputDecl::float(
+    "x",
+    "any tensor: only its shape is used (its values are ignored); the noise has the same shape",
+)];
 
-/// Parameters, with bounds and defaults.
-pub fn params(kind: OpKind) -> &'static [ParamSpec] {
-    match kind {
-        OpKind::GumbelNoise => &[SEED, OFFSET, DTYPE_PARAM],
-        _ => &[TAU, HARD, RETURN_SOFT, SEED, OFFSET, DRAWS, DTYPE_PARAM],
-    }
-}
+const LOGITS_INPUTS: &[InputDecl] = &[InputDecl::float(
+    "x",
+    "logits [rows, K]: K classes per row (all axes but the last are rows); finite, |l| <= 1e30",
+)];
 
-/// Inputs: one tensor each.
-pub fn inputs(kind: OpKind) -> &'static [InputDecl] {
-    match kind {
-        OpKind::GumbelNoise => &[InputDecl {
-            name: "x",
-            int: false,
-            optional: false,
-            help: "any tensor: only its shape is used (its values are ignored); the noise has the same shape",
-        }],
-        _ => &[InputDecl {
-            name: "x",
-            int: false,
-            optional: false,
-            help: "logits [rows, K]: K classes per row (all axes but the last are rows); finite, |l| <= 1e30",
-        }],
+pub const GUMBEL_NOISE: OpKind = OpKind::new(&OpDef {
+    name: "gumbel_noise",
+    topic: "gumbel",
+    summary: "Gumbel noise g = -ln(-ln U) from Philox4x32-10 (seed, offset), the same bits on every engine; x's values are ignored; output shape = x",
+    inputs: NOISE_INPUTS,
+    params: &[SEED, OFFSET, DTYPE_PARAM],
+    draw: Draw::LOGITS,
+});
+
+pub const GUMBEL_SOFTMAX: OpKind = OpKind::new(&OpDef {
+    name: "gumbel_softmax",
+    topic: "gumbel",
+    summary: "softmax((l + g)/tau) for logits x [rows, K], Gumbel noise g; hard: one-hot of argmax(l + g), soft sample as aux 'soft'; output shape = [rows*draws, K]",
+    inputs: LOGITS_INPUTS,
+    params: &[TAU, HARD, RETURN_SOFT, SEED, OFFSET, DRAWS, DTYPE_PARAM],
+    draw: Draw::LOGITS,
+});
+
+/// The topic, as listed in [`super::TOPICS`].
+pub static TOPIC: GumbelTopic = GumbelTopic;
+
+/// The topic's registration: its two ops, their parsing, check cases and bench cases.
+pub struct GumbelTopic;
+
+impl Topic for GumbelTopic {
+    fn name(&self) -> &'static str {
+        "gumbel"
+    }
+
+    fn ops(&self) -> &'static [OpKind] {
+        &[GUMBEL_NOISE, GUMBEL_SOFTMAX]
+    }
+
+    fn parse(&self, kind: OpKind, values: &ParamValues) -> Result<Op, OpError> {
+        parse(kind, values).map(Op::new)
+    }
+
+    fn cases(&self, large: bool) -> Vec<Case> {
+        suite_cases(large)
+    }
+
+    /// A hard sample without the soft one (`return_soft=false`), as torch's
+    /// `F.gumbel_softmax(hard=True)` returns one tensor, with both kernels.
+    fn bench(&self, size: (usize, usize), _gpu: bool) -> Vec<BenchSpec> {
+        let (rows, cols) = size;
+        BenchSpec::parsed(
+            "gumbel_softmax",
+            &[("tau", "0.5"), ("hard", "true"), ("return_soft", "false")],
+            vec![rows, cols],
+            true,
+            5,
+        )
+        .into_iter()
+        .collect()
     }
 }
 
@@ -567,12 +596,12 @@ pub fn parse(kind: OpKind, values: &ParamValues) -> Result<GumbelOp, OpError> {
         check_float(name, v, kind)?;
         Ok(v as u64)
     };
-    match kind {
-        OpKind::GumbelNoise => Ok(GumbelOp::GumbelNoise {
+    match kind.name() {
+        "gumbel_noise" => Ok(GumbelOp::GumbelNoise {
             seed: whole("seed", 0.0)?,
             offset: whole("offset", 0.0)?,
         }),
-        OpKind::GumbelSoftmax => {
+        "gumbel_softmax" => {
             let tau = values.get_float("tau").unwrap_or(1.0);
             check_tau(tau)?;
             Ok(GumbelOp::GumbelSoftmax {
@@ -584,7 +613,7 @@ pub fn parse(kind: OpKind, values: &ParamValues) -> Result<GumbelOp, OpError> {
                 draws: whole("draws", 1.0)? as usize,
             })
         }
-        _ => Err(OpError::UnknownOp(kind.name().into())),
+        other => Err(OpError::UnknownOp(other.into())),
     }
 }
 
@@ -597,12 +626,12 @@ fn check_tau(tau: f64) -> Result<(), OpError> {
             ),
         });
     }
-    check_float("tau", tau, OpKind::GumbelSoftmax)
+    check_float("tau", tau, GUMBEL_SOFTMAX)
 }
 
 /// The ops of this topic, parameters resolved.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum GumbelOp {
     /// Gumbel noise with x's shape.
     GumbelNoise { seed: u64, offset: u64 },
@@ -816,8 +845,8 @@ fn noise_reference(req: &OpRequest, seed: u64, offset: u64) -> Vec<f64> {
 impl TopicOp for GumbelOp {
     fn kind(&self) -> OpKind {
         match self {
-            GumbelOp::GumbelNoise { .. } => OpKind::GumbelNoise,
-            GumbelOp::GumbelSoftmax { .. } => OpKind::GumbelSoftmax,
+            GumbelOp::GumbelNoise { .. } => GUMBEL_NOISE,
+            GumbelOp::GumbelSoftmax { .. } => GUMBEL_SOFTMAX,
         }
     }
 
@@ -1144,7 +1173,7 @@ fn case(op: GumbelOp, dtype: DType, input: Input) -> Case {
     };
     Case::new(
         format!("{} {shape}", op.describe()),
-        super::Op::Gumbel(op),
+        Op::new(op),
         dtype,
         input,
         Expect::Match,
@@ -1389,7 +1418,7 @@ mod tests {
 
     fn softmax_req(x: Tensor, tau: f64, hard: bool, draws: usize) -> OpRequest {
         OpRequest::new(
-            Op::Gumbel(GumbelOp::GumbelSoftmax {
+            Op::new(GumbelOp::GumbelSoftmax {
                 tau,
                 hard,
                 return_soft: true,
@@ -1433,7 +1462,7 @@ mod tests {
     fn softmax_noise_is_gumbel_noise_of_the_output_shape() {
         let x = Tensor::matrix(2, 3, vec![0.0; 6]).unwrap();
         let noise = OpRequest::new(
-            Op::Gumbel(GumbelOp::GumbelNoise { seed: 7, offset: 0 }),
+            Op::new(GumbelOp::GumbelNoise { seed: 7, offset: 0 }),
             DType::F32,
             Tensor::matrix(8, 3, vec![0.0; 24]).unwrap(),
         )
@@ -1500,7 +1529,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             op,
-            Op::Gumbel(GumbelOp::GumbelSoftmax {
+            Op::new(GumbelOp::GumbelSoftmax {
                 tau: 0.5,
                 hard: true,
                 return_soft: true,
@@ -1520,7 +1549,7 @@ mod tests {
         assert!(bad.validate().is_err());
         for v in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 2e30] {
             let e = OpRequest::new(
-                Op::Gumbel(GumbelOp::GumbelSoftmax {
+                Op::new(GumbelOp::GumbelSoftmax {
                     tau: 1.0,
                     hard: false,
                     return_soft: true,
@@ -1540,7 +1569,7 @@ mod tests {
         }
         // Too many output values.
         let e = OpRequest::new(
-            Op::Gumbel(GumbelOp::GumbelSoftmax {
+            Op::new(GumbelOp::GumbelSoftmax {
                 tau: 1.0,
                 hard: false,
                 return_soft: true,
@@ -1557,7 +1586,7 @@ mod tests {
         // The noise ignores x's values.
         assert!(
             OpRequest::new(
-                Op::Gumbel(GumbelOp::GumbelNoise { seed: 0, offset: 0 }),
+                Op::new(GumbelOp::GumbelNoise { seed: 0, offset: 0 }),
                 DType::F32,
                 Tensor::row(vec![f32::NAN, f32::INFINITY]),
             )

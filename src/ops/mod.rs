@@ -1,33 +1,50 @@
-//! The ops kernelbook teaches: their parameters (with bounds), the request an engine receives, input
-//! validation, and the f64 CPU reference that every engine is checked against.
+//! The ops kernelbook teaches: the topic registry, parameters (with bounds), the request an engine
+//! receives, input validation, and the f64 CPU reference that every engine is checked against.
 //!
-//! One topic per file: `logits.rs` (logit, sigmoid, logsigmoid), `softmax.rs` (softmax,
-//! log_softmax), `gumbel.rs` (gumbel_noise, gumbel_softmax), `rope.rs` (rope_freqs, rope) and
-//! `tensor_parallel.rs` (linear, column/row-parallel linear, vocab-parallel embedding and
-//! cross-entropy). Each file holds the precise algorithm every engine implements (so CUDA, WGSL and
-//! the CPU compute the same thing) and its f64 reference. Nothing here touches a GPU or the UI.
-//!
-//! The first two topics are variants of [`Op`] directly. Later topics own their op enum and
-//! implement [`TopicOp`]; [`Op`] wraps it (`Op::Gumbel`, `Op::Rope`, `Op::TensorParallel`), and the
-//! topic file also provides `summary`, `params`, `inputs` and `parse` for its [`OpKind`]s.
+//! One topic per file, listed once in [`TOPICS`] (the `topic_registry!` table below): `logits.rs` (logit,
+//! sigmoid, logsigmoid), `softmax.rs` (softmax, log_softmax), `gumbel.rs` (gumbel_noise,
+//! gumbel_softmax), `rope.rs` (rope_freqs, rope) and `tensor_parallel.rs` (linear, column/row-parallel
+//! linear, vocab-parallel embedding and cross-entropy). Each file holds the precise algorithm every
+//! engine implements (so CUDA, WGSL and the CPU compute the same thing), its f64 reference, its
+//! tolerances and its check cases, behind the [`Topic`] and [`TopicOp`] traits (`topic.rs`). Nothing
+//! here touches a GPU or the UI, and nothing here imports a module above it: the check cases
+//! (`case.rs`), tolerances (`tolerance.rs`) and number formatting (`crate::format`) live at or below
+//! this layer.
 //!
 //! Inputs: every op has a primary input (`OpRequest::x`, the first of [`OpKind::inputs`]) and may
 //! declare more by name (`OpRequest::extra`: positions, weights, ids...). Integer inputs (ids,
 //! positions, targets) travel as f32 holding exact integers (|v| <= 2^24), checked on entry.
 
-pub mod gumbel;
-pub mod logits;
-pub mod rope;
-pub mod softmax;
-pub mod tensor_parallel;
+pub mod case;
+pub mod tolerance;
+mod topic;
+
+pub use topic::{Op, OpDef, OpKind, OpValue, Topic, TopicOp};
 
 use crate::dtype::DType;
 use serde::Serialize;
 use std::fmt;
 use thiserror::Error;
 
-/// Largest number of elements one request may hold (2^29 = 537M; 2 GiB in f32: room for issue #8's
-/// cross-entropy benchmark, [8192, 50304] = 412M logits). Larger inputs are refused before any
+crate::topic_registry! {
+    pub mod {
+        logits,
+        softmax,
+        gumbel,
+        rope,
+        tensor_parallel,
+    }
+    /// Every topic, in lesson order. Adding a topic is one line here (and one per engine).
+    pub static TOPICS: [&'static dyn Topic] = TOPIC;
+}
+
+/// The topic named `name` (a topic file stem).
+pub fn topic(name: &str) -> Option<&'static dyn Topic> {
+    TOPICS.iter().copied().find(|t| t.name() == name)
+}
+
+/// Largest number of elements one request may hold (2^29 = 537M; 2 GiB in f32: room for the
+/// cross-entropy benchmark at [8192, 50304] = 412M logits). Larger inputs are refused before any
 /// engine allocates.
 pub const MAX_ELEMENTS: usize = 1 << 29;
 
@@ -35,7 +52,7 @@ pub const MAX_ELEMENTS: usize = 1 << 29;
 /// it on one line and exits with code 2; the UI shows it next to the widget.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum OpError {
-    #[error("unknown op '{0}' (known: {known})", known = OpKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", "))]
+    #[error("unknown op '{0}' (known: {known})", known = OpKind::all().map(|k| k.name()).collect::<Vec<_>>().join(", "))]
     UnknownOp(String),
     #[error("op {op} has no parameter '{name}' (it takes: {known})")]
     UnknownParam {
@@ -111,176 +128,6 @@ impl Tensor {
     }
 }
 
-/// The op families. `name()` is what the CLI, lesson files and JSON use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-pub enum OpKind {
-    Logit,
-    Sigmoid,
-    LogSigmoid,
-    Softmax,
-    LogSoftmax,
-    GumbelNoise,
-    GumbelSoftmax,
-    RopeFreqs,
-    Rope,
-    Linear,
-    ColumnParallelLinear,
-    RowParallelLinear,
-    VocabParallelEmbedding,
-    VocabParallelCrossEntropy,
-}
-
-impl OpKind {
-    pub const ALL: [OpKind; 14] = [
-        OpKind::Logit,
-        OpKind::Sigmoid,
-        OpKind::LogSigmoid,
-        OpKind::Softmax,
-        OpKind::LogSoftmax,
-        OpKind::GumbelNoise,
-        OpKind::GumbelSoftmax,
-        OpKind::RopeFreqs,
-        OpKind::Rope,
-        OpKind::Linear,
-        OpKind::ColumnParallelLinear,
-        OpKind::RowParallelLinear,
-        OpKind::VocabParallelEmbedding,
-        OpKind::VocabParallelCrossEntropy,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            OpKind::Logit => "logit",
-            OpKind::Sigmoid => "sigmoid",
-            OpKind::LogSigmoid => "logsigmoid",
-            OpKind::Softmax => "softmax",
-            OpKind::LogSoftmax => "log_softmax",
-            OpKind::GumbelNoise => "gumbel_noise",
-            OpKind::GumbelSoftmax => "gumbel_softmax",
-            OpKind::RopeFreqs => "rope_freqs",
-            OpKind::Rope => "rope",
-            OpKind::Linear => "linear",
-            OpKind::ColumnParallelLinear => "column_parallel_linear",
-            OpKind::RowParallelLinear => "row_parallel_linear",
-            OpKind::VocabParallelEmbedding => "vocab_parallel_embedding",
-            OpKind::VocabParallelCrossEntropy => "vocab_parallel_cross_entropy",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Result<Self, OpError> {
-        OpKind::ALL
-            .into_iter()
-            .find(|k| k.name() == name)
-            .ok_or_else(|| OpError::UnknownOp(name.to_string()))
-    }
-
-    /// The topic file this op belongs to (`kernels/<topic>.cu`, `shaders/<topic>.wgsl`).
-    pub fn topic(self) -> &'static str {
-        match self {
-            OpKind::Logit | OpKind::Sigmoid | OpKind::LogSigmoid => "logits",
-            OpKind::Softmax | OpKind::LogSoftmax => "softmax",
-            OpKind::GumbelNoise | OpKind::GumbelSoftmax => "gumbel",
-            OpKind::RopeFreqs | OpKind::Rope => "rope",
-            OpKind::Linear
-            | OpKind::ColumnParallelLinear
-            | OpKind::RowParallelLinear
-            | OpKind::VocabParallelEmbedding
-            | OpKind::VocabParallelCrossEntropy => "tensor_parallel",
-        }
-    }
-
-    /// The inputs this op takes, by name. The first is the primary input (`OpRequest::x`); the
-    /// others travel in `OpRequest::extra`.
-    pub fn inputs(self) -> &'static [InputDecl] {
-        const X: &[InputDecl] = &[InputDecl {
-            name: "x",
-            int: false,
-            optional: false,
-            help: "the input tensor; row-wise ops work along the last axis",
-        }];
-        match self {
-            OpKind::Logit
-            | OpKind::Sigmoid
-            | OpKind::LogSigmoid
-            | OpKind::Softmax
-            | OpKind::LogSoftmax => X,
-            OpKind::GumbelNoise | OpKind::GumbelSoftmax => gumbel::inputs(self),
-            OpKind::RopeFreqs | OpKind::Rope => rope::inputs(self),
-            _ => tensor_parallel::inputs(self),
-        }
-    }
-
-    /// One line on what the op computes and the shape it returns (CLI help, lesson tooltips).
-    pub fn summary(self) -> &'static str {
-        match self {
-            OpKind::Logit => {
-                "log-odds ln(p/(1-p)) element-wise; optional eps clamps p to [eps, 1-eps]; output shape = x"
-            }
-            OpKind::Sigmoid => {
-                "1/(1+e^-x) element-wise, evaluated without overflow; output shape = x"
-            }
-            OpKind::LogSigmoid => {
-                "ln(sigmoid(x)) = min(x,0) - ln(1+e^-|x|) element-wise; output shape = x"
-            }
-            OpKind::Softmax => {
-                "row-wise e^(x/T) / sum e^(x/T) over the last axis, stable (max-subtracted) or naive; output shape = x"
-            }
-            OpKind::LogSoftmax => {
-                "row-wise x/T - max - ln(sum e^(x/T - max)) over the last axis; output shape = x"
-            }
-            OpKind::GumbelNoise | OpKind::GumbelSoftmax => gumbel::summary(self),
-            OpKind::RopeFreqs | OpKind::Rope => rope::summary(self),
-            _ => tensor_parallel::summary(self),
-        }
-    }
-
-    /// Parameters this op accepts, with bounds and defaults. `dtype` is accepted by every op.
-    pub fn params(self) -> &'static [ParamSpec] {
-        const DTYPE: ParamSpec = DTYPE_PARAM;
-        const TEMPERATURE: ParamSpec = ParamSpec {
-            name: "temperature",
-            kind: ParamKind::Float {
-                min: 1e-3,
-                max: 1e3,
-                default: 1.0,
-                log_scale: true,
-                integer: false,
-            },
-            help: "divides the logits before softmax; must be > 0 (T -> 0 approaches argmax, T -> inf uniform)",
-        };
-        match self {
-            OpKind::Logit => &[
-                ParamSpec {
-                    name: "eps",
-                    kind: ParamKind::Float {
-                        min: 0.0,
-                        max: 0.49,
-                        default: f64::NAN,
-                        log_scale: false,
-                        integer: false,
-                    },
-                    help: "optional: clamp p to [eps, 1-eps] (bounds rounded to f32, as torch.logit does); absent = no clamp",
-                },
-                DTYPE,
-            ],
-            OpKind::Sigmoid | OpKind::LogSigmoid => &[DTYPE],
-            OpKind::Softmax => &[
-                TEMPERATURE,
-                ParamSpec {
-                    name: "stable",
-                    kind: ParamKind::Bool { default: true },
-                    help: "subtract the row max before exp (true) or exponentiate directly (false: overflows)",
-                },
-                DTYPE,
-            ],
-            OpKind::LogSoftmax => &[TEMPERATURE, DTYPE],
-            OpKind::GumbelNoise | OpKind::GumbelSoftmax => gumbel::params(self),
-            OpKind::RopeFreqs | OpKind::Rope => rope::params(self),
-            _ => tensor_parallel::params(self),
-        }
-    }
-}
-
 /// The `dtype` parameter every op accepts (topic files list it in their `params`).
 pub const DTYPE_PARAM: ParamSpec = ParamSpec {
     name: "dtype",
@@ -300,17 +147,27 @@ pub struct InputDecl {
     pub int: bool,
     /// May be left out (the op then uses a default, e.g. positions 0..seq).
     pub optional: bool,
+    /// The op makes this input up when it runs on generated inputs of any size
+    /// ([`TopicOp::sized_inputs`]: the bench and the roofline), e.g. cross-entropy targets.
+    pub generated: bool,
     pub help: &'static str,
+}
+
+impl InputDecl {
+    /// A required float input.
+    pub const fn float(name: &'static str, help: &'static str) -> InputDecl {
+        InputDecl {
+            name,
+            int: false,
+            optional: false,
+            generated: false,
+            help,
+        }
+    }
 }
 
 /// Largest magnitude an integer input may have: every integer up to 2^24 is exact in f32.
 pub const MAX_INT_INPUT: f32 = 16_777_216.0;
-
-impl fmt::Display for OpKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// How a parameter is bounded: lesson widgets and the CLI parser both read this.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -341,58 +198,6 @@ pub struct ParamSpec {
     pub help: &'static str,
 }
 
-/// An op with its parameters resolved and validated.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Op {
-    /// `eps`: clamp p to [lo, hi] with lo = f32(eps), hi = f32(1 - lo), before the log-odds.
-    Logit {
-        eps: Option<f64>,
-    },
-    Sigmoid,
-    #[serde(rename = "logsigmoid")]
-    LogSigmoid,
-    Softmax {
-        temperature: f64,
-        stable: bool,
-    },
-    LogSoftmax {
-        temperature: f64,
-    },
-    /// gumbel_noise, gumbel_softmax (`ops/gumbel.rs`).
-    #[serde(rename = "gumbel")]
-    Gumbel(gumbel::GumbelOp),
-    /// rope_freqs, rope (`ops/rope.rs`).
-    #[serde(rename = "rope")]
-    Rope(rope::RopeOp),
-    /// linear and the tensor-parallel ops (`ops/tensor_parallel.rs`).
-    #[serde(rename = "tensor_parallel")]
-    TensorParallel(tensor_parallel::TpOp),
-}
-
-/// What a topic file provides for each of its ops. The topic's op enum implements it; [`Op`]
-/// forwards to it, so engines, the check and the UI treat every topic alike.
-pub trait TopicOp {
-    fn kind(&self) -> OpKind;
-    /// Parameter values in range (the parser checks bounds too; a hand-built op is checked here).
-    fn validate(&self) -> Result<(), OpError>;
-    /// Parameters as text, e.g. "gumbel_softmax tau=0.5 hard seed=1".
-    fn describe(&self) -> String;
-    /// Shapes of `x` and the extra inputs agree with each other and with the parameters.
-    fn check_inputs(&self, req: &OpRequest) -> Result<(), OpError>;
-    /// Shape of the main output.
-    fn output_shape(&self, req: &OpRequest) -> Vec<usize>;
-    /// The f64 reference: the main output and any auxiliary outputs, in the order the engines
-    /// return them.
-    fn reference(&self, req: &OpRequest) -> Reference;
-    /// How close an engine must come to the reference.
-    fn tolerance(&self, dtype: DType) -> crate::check::Tolerance;
-    /// Things worth knowing about this input that are not errors.
-    fn notes(&self, _req: &OpRequest) -> Vec<String> {
-        Vec::new()
-    }
-}
-
 /// The f64 reference for a request: the main output and named auxiliary outputs (e.g.
 /// gumbel_softmax's soft sample next to the hard one-hot).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -407,146 +212,6 @@ pub struct AuxReference {
     pub name: String,
     pub shape: Vec<usize>,
     pub values: Vec<f64>,
-}
-
-impl Op {
-    /// The topic op, for ops defined in a topic file.
-    pub fn topic_op(&self) -> Option<&dyn TopicOp> {
-        match self {
-            Op::Gumbel(t) => Some(t),
-            Op::Rope(t) => Some(t),
-            Op::TensorParallel(t) => Some(t),
-            _ => None,
-        }
-    }
-
-    pub fn kind(&self) -> OpKind {
-        match self {
-            Op::Logit { .. } => OpKind::Logit,
-            Op::Sigmoid => OpKind::Sigmoid,
-            Op::LogSigmoid => OpKind::LogSigmoid,
-            Op::Softmax { .. } => OpKind::Softmax,
-            Op::LogSoftmax { .. } => OpKind::LogSoftmax,
-            Op::Gumbel(t) => t.kind(),
-            Op::Rope(t) => t.kind(),
-            Op::TensorParallel(t) => t.kind(),
-        }
-    }
-
-    /// Element-wise ops map each value on its own; the others reduce along rows.
-    pub fn is_elementwise(&self) -> bool {
-        matches!(
-            self.kind(),
-            OpKind::Logit | OpKind::Sigmoid | OpKind::LogSigmoid
-        )
-    }
-
-    /// Resolve `name` and `key=value` parameters (CLI, lesson files) into an op and a dtype.
-    /// Every value is checked against its [`ParamSpec`]; unknown names are errors.
-    pub fn parse(name: &str, params: &[(String, String)]) -> Result<(Op, DType), OpError> {
-        let kind = OpKind::from_name(name)?;
-        let specs = kind.params();
-        let mut values = ParamValues::default();
-        for (key, raw) in params {
-            let spec =
-                specs
-                    .iter()
-                    .find(|s| s.name == key)
-                    .ok_or_else(|| OpError::UnknownParam {
-                        op: kind.name(),
-                        name: key.clone(),
-                        known: specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
-                    })?;
-            values.set(spec, raw)?;
-        }
-        let dtype = match values.get_choice("dtype") {
-            Some(s) => s.parse().map_err(|reason| OpError::BadParam {
-                name: "dtype".into(),
-                reason,
-            })?,
-            None => DType::F32,
-        };
-        let op = match kind {
-            OpKind::Logit => Op::Logit {
-                eps: values.get_float("eps"),
-            },
-            OpKind::Sigmoid => Op::Sigmoid,
-            OpKind::LogSigmoid => Op::LogSigmoid,
-            OpKind::Softmax => Op::Softmax {
-                temperature: values.get_float("temperature").unwrap_or(1.0),
-                stable: values.get_bool("stable").unwrap_or(true),
-            },
-            OpKind::LogSoftmax => Op::LogSoftmax {
-                temperature: values.get_float("temperature").unwrap_or(1.0),
-            },
-            OpKind::GumbelNoise | OpKind::GumbelSoftmax => {
-                Op::Gumbel(gumbel::parse(kind, &values)?)
-            }
-            OpKind::RopeFreqs | OpKind::Rope => Op::Rope(rope::parse(kind, &values)?),
-            _ => Op::TensorParallel(tensor_parallel::parse(kind, &values)?),
-        };
-        op.validate()?;
-        Ok((op, dtype))
-    }
-
-    /// Check parameter values (bounds, finiteness). Constructing an `Op` by hand skips the parser,
-    /// so every engine entry point calls this too.
-    pub fn validate(&self) -> Result<(), OpError> {
-        if let Some(t) = self.topic_op() {
-            return t.validate();
-        }
-        match *self {
-            Op::Logit { eps: Some(eps) } => check_float("eps", eps, self.kind()),
-            Op::Softmax { temperature, .. } | Op::LogSoftmax { temperature } => {
-                if temperature.is_finite() && temperature <= 0.0 {
-                    return Err(OpError::BadParam {
-                        name: "temperature".into(),
-                        reason: format!(
-                            "must be > 0 (got {temperature}): dividing by T = 0 is undefined; as T -> 0 softmax approaches a one-hot argmax"
-                        ),
-                    });
-                }
-                check_float("temperature", temperature, self.kind())
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Parameters as `name=value` pairs (provenance, tables).
-    pub fn describe(&self) -> String {
-        match self {
-            Op::Logit { eps: Some(e) } => format!("logit eps={e}"),
-            Op::Logit { eps: None } => "logit".into(),
-            Op::Sigmoid => "sigmoid".into(),
-            Op::LogSigmoid => "logsigmoid".into(),
-            Op::Softmax {
-                temperature,
-                stable,
-            } => {
-                format!(
-                    "softmax T={temperature} {}",
-                    if *stable { "stable" } else { "naive" }
-                )
-            }
-            Op::LogSoftmax { temperature } => format!("log_softmax T={temperature}"),
-            Op::Gumbel(t) => t.describe(),
-            Op::Rope(t) => t.describe(),
-            Op::TensorParallel(t) => t.describe(),
-        }
-    }
-
-    /// For `logit` with eps: the clamp bounds every engine uses, computed in f32 as torch.logit
-    /// does (lo = f32(eps), hi = 1 - lo in f32). With eps=1e-6 they give logits in
-    /// [-13.8155, 13.8023].
-    pub fn logit_bounds(&self) -> Option<(f32, f32)> {
-        match *self {
-            Op::Logit { eps: Some(eps) } => {
-                let lo = eps as f32;
-                Some((lo, 1.0f32 - lo))
-            }
-            _ => None,
-        }
-    }
 }
 
 /// Check a float parameter against its [`ParamSpec`] bounds (finite, in range, whole if integer).
@@ -584,7 +249,7 @@ pub fn check_float(name: &str, v: f64, kind: OpKind) -> Result<(), OpError> {
 }
 
 /// Parsed `key=value` parameters, checked against their specs, for `Op::parse` and the topic
-/// files' `parse`. The last value given for a name wins.
+/// files' `parse`. A name given twice is an error.
 #[derive(Default)]
 pub struct ParamValues {
     floats: Vec<(&'static str, f64)>,
@@ -593,6 +258,32 @@ pub struct ParamValues {
 }
 
 impl ParamValues {
+    /// Check `key=value` pairs against `kind`'s parameter specs: unknown names, values out of
+    /// their specs and names given twice are errors.
+    pub fn parse(kind: OpKind, params: &[(String, String)]) -> Result<ParamValues, OpError> {
+        let specs = kind.params();
+        let mut values = ParamValues::default();
+        for (i, (key, raw)) in params.iter().enumerate() {
+            let spec =
+                specs
+                    .iter()
+                    .find(|s| s.name == key)
+                    .ok_or_else(|| OpError::UnknownParam {
+                        op: kind.name(),
+                        name: key.clone(),
+                        known: specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
+                    })?;
+            if params[..i].iter().any(|(k, _)| k == key) {
+                return Err(OpError::BadParam {
+                    name: key.clone(),
+                    reason: "given twice".into(),
+                });
+            }
+            values.set(spec, raw)?;
+        }
+        Ok(values)
+    }
+
     fn set(&mut self, spec: &ParamSpec, raw: &str) -> Result<(), OpError> {
         let bad = |reason: String| OpError::BadParam {
             name: spec.name.into(),
@@ -782,9 +473,7 @@ impl OpRequest {
             extra: ordered,
             kernel: KernelVariant::default(),
         };
-        if let Some(t) = req.op.topic_op() {
-            t.check_inputs(&req)?;
-        }
+        req.op.topic_op().check_inputs(&req)?;
         Ok(req)
     }
 
@@ -804,10 +493,7 @@ impl OpRequest {
 
     /// Shape of the main output (the primary input's shape for the element- and row-wise ops).
     pub fn output_shape(&self) -> Vec<usize> {
-        match self.op.topic_op() {
-            Some(t) => t.output_shape(self),
-            None => self.x.shape.clone(),
-        }
+        self.op.topic_op().output_shape(self)
     }
 
     /// Number of values in the main output.
@@ -823,76 +509,20 @@ impl OpRequest {
 
     /// The f64 reference with its auxiliary outputs (see [`Reference`]).
     pub fn reference_full(&self) -> Reference {
-        match self.op.topic_op() {
-            Some(t) => t.reference(self),
-            None => Reference {
-                values: self.reference(),
-                aux: Vec::new(),
-            },
-        }
+        self.op.topic_op().reference(self)
     }
 
     /// Things a learner should know about this input that are not errors: rows where the result is
     /// undefined (all -inf), non-finite inputs. The op still runs and the outputs there are NaN, as
     /// in PyTorch.
     pub fn notes(&self) -> Vec<String> {
-        if let Some(t) = self.op.topic_op() {
-            return t.notes(self);
-        }
-        let mut notes = Vec::new();
-        let nan = self.x.data.iter().filter(|v| v.is_nan()).count();
-        let inf = self.x.data.iter().filter(|v| v.is_infinite()).count();
-        if nan > 0 {
-            notes.push(format!(
-                "{nan} NaN input value(s): NaN propagates to the outputs that depend on them"
-            ));
-        }
-        if inf > 0 && !self.op.is_elementwise() {
-            notes.push(format!(
-                "{inf} infinite input value(s): a +inf logit makes its row NaN (inf - inf); -inf logits get probability 0"
-            ));
-        }
-        if !self.op.is_elementwise() && self.x.cols() > 0 {
-            let all_neg_inf = self
-                .x
-                .data
-                .chunks(self.x.cols())
-                .filter(|row| row.iter().all(|&v| v == f32::NEG_INFINITY))
-                .count();
-            if all_neg_inf > 0 {
-                notes.push(format!(
-                    "{all_neg_inf} row(s) are all -inf: softmax is 0/0 there, so those rows are NaN (as in torch)"
-                ));
-            }
-        }
-        notes
+        self.op.topic_op().notes(self)
     }
 
     /// The f64 reference result (the source of truth), computed from the dtype-rounded input.
     /// Only the main output; [`OpRequest::reference_full`] adds the auxiliary ones.
     pub fn reference(&self) -> Vec<f64> {
-        if let Some(t) = self.op.topic_op() {
-            return t.reference(self).values;
-        }
-        let x: Vec<f64> = self.x.data.iter().map(|&v| v as f64).collect();
-        match self.op {
-            Op::Logit { .. } => {
-                let bounds = self
-                    .op
-                    .logit_bounds()
-                    .map(|(lo, hi)| (lo as f64, hi as f64));
-                x.iter().map(|&p| logits::logit_ref(p, bounds)).collect()
-            }
-            Op::Sigmoid => x.iter().map(|&v| logits::sigmoid_ref(v)).collect(),
-            Op::LogSigmoid => x.iter().map(|&v| logits::logsigmoid_ref(v)).collect(),
-            Op::Softmax { temperature, .. } => softmax::rows_ref(&x, self.x.cols(), |row, out| {
-                softmax::softmax_row_ref(row, temperature, out)
-            }),
-            Op::LogSoftmax { temperature } => softmax::rows_ref(&x, self.x.cols(), |row, out| {
-                softmax::log_softmax_row_ref(row, temperature, out)
-            }),
-            Op::Gumbel(_) | Op::Rope(_) | Op::TensorParallel(_) => unreachable!("handled above"),
-        }
+        self.reference_full().values
     }
 }
 
@@ -931,100 +561,38 @@ fn prepare_input(decl: &InputDecl, dtype: DType, t: &mut Tensor) -> Result<(), O
 mod tests {
     use super::*;
 
-    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     #[test]
-    fn parses_softmax_params() {
-        let (op, dt) = Op::parse(
-            "softmax",
-            &kv(&[
-                ("temperature", "0.5"),
-                ("stable", "false"),
-                ("dtype", "f16"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(
-            op,
-            Op::Softmax {
-                temperature: 0.5,
-                stable: false
-            }
-        );
-        assert_eq!(dt, DType::F16);
-    }
-
-    #[test]
-    fn rejects_bad_params_with_reasons() {
-        let e = Op::parse("softmax", &kv(&[("temperature", "0")])).unwrap_err();
-        assert!(e.to_string().contains("must be > 0"), "{e}");
-        let e = Op::parse("softmax", &kv(&[("temperature", "-1")])).unwrap_err();
-        assert!(e.to_string().contains("must be > 0"), "{e}");
-        let e = Op::parse("softmax", &kv(&[("temperature", "nan")])).unwrap_err();
-        assert!(e.to_string().contains("finite"), "{e}");
-        let e = Op::parse("softmax", &kv(&[("temp", "1")])).unwrap_err();
-        assert!(e.to_string().contains("no parameter 'temp'"), "{e}");
-        let e = Op::parse("softmax", &kv(&[("stable", "maybe")])).unwrap_err();
-        assert!(e.to_string().contains("not true or false"), "{e}");
-        let e = Op::parse("softmax", &kv(&[("dtype", "f64")])).unwrap_err();
-        assert!(e.to_string().contains("f32, f16, bf16"), "{e}");
-        let e = Op::parse("logit", &kv(&[("eps", "0.7")])).unwrap_err();
-        assert!(e.to_string().contains("outside"), "{e}");
+    fn op_names_are_unique_and_every_topic_is_found() {
+        let names: Vec<&str> = OpKind::all().map(|k| k.name()).collect();
+        for (i, n) in names.iter().enumerate() {
+            assert!(!names[..i].contains(n), "op {n} listed twice");
+            let kind = OpKind::from_name(n).unwrap();
+            assert_eq!(kind.topic_def().unwrap().name(), kind.topic());
+            assert!(kind.params().iter().any(|p| p.name == "dtype"), "{n}");
+        }
         let e = Op::parse("softmaxx", &[]).unwrap_err();
         assert!(e.to_string().contains("unknown op 'softmaxx'"), "{e}");
     }
 
     #[test]
-    fn request_rounds_input_to_dtype_and_checks_shape() {
-        let x = Tensor::row(vec![1.0 + 1.0 / 4096.0]);
-        let r = OpRequest::new(Op::Sigmoid, DType::F16, x).unwrap();
-        assert_eq!(r.x.data[0], 1.0);
-        assert!(Tensor::matrix(2, 3, vec![0.0; 5]).is_err());
-        assert!(
-            OpRequest::new(
-                Op::Sigmoid,
-                DType::F32,
-                Tensor {
-                    shape: vec![],
-                    data: vec![1.0]
-                }
-            )
-            .is_err()
-        );
+    fn every_topic_parses_its_default_ops() {
+        for kind in OpKind::all() {
+            let (op, dtype) = Op::parse(kind.name(), &[]).unwrap();
+            assert_eq!(op.kind(), kind);
+            assert_eq!(dtype, DType::F32);
+            assert_eq!(op, op.clone());
+        }
     }
 
     #[test]
-    fn notes_name_undefined_rows() {
-        let x = Tensor::matrix(
-            2,
-            2,
-            vec![f32::NEG_INFINITY, f32::NEG_INFINITY, 1.0, f32::NAN],
-        )
-        .unwrap();
-        let r = OpRequest::new(
-            Op::Softmax {
-                temperature: 1.0,
-                stable: true,
-            },
-            DType::F32,
-            x,
-        )
-        .unwrap();
-        let notes = r.notes().join("\n");
-        assert!(notes.contains("1 row(s) are all -inf"), "{notes}");
-        assert!(notes.contains("1 NaN input"), "{notes}");
-    }
-
-    #[test]
-    fn logit_bounds_match_torch_f32() {
-        let (lo, hi) = Op::Logit { eps: Some(1e-6) }.logit_bounds().unwrap();
-        let l = |p: f32| ((p as f64) / (1.0 - p as f64)).ln();
-        assert!((l(lo) - -13.8155).abs() < 1e-4, "{}", l(lo));
-        assert!((l(hi) - 13.8023).abs() < 1e-4, "{}", l(hi));
+    fn a_parameter_given_twice_is_refused() {
+        let kv = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let e = Op::parse("softmax", &kv(&[("dtype", "f16"), ("dtype", "f32")])).unwrap_err();
+        assert!(e.to_string().contains("given twice"), "{e}");
     }
 }

@@ -48,13 +48,13 @@
 //! their own exact argument reduction), and the f64 rotation of the dtype-rounded input. Naive
 //! angles are checked against the same truth, which is how their error shows up as a failure.
 
+use super::case::{Draw, BenchSpec, Case, Expect, Input};
+use super::tolerance::Tolerance;
 use super::{
-    AuxReference, DTYPE_PARAM, InputDecl, MAX_ELEMENTS, OpError, OpKind, OpRequest, ParamKind,
-    ParamSpec, ParamValues, Reference, Tensor, TopicOp, check_float,
+    AuxReference, DTYPE_PARAM, InputDecl, MAX_ELEMENTS, Op, OpDef, OpError, OpKind, OpRequest,
+    ParamKind, ParamSpec, ParamValues, Reference, Tensor, Topic, TopicOp, check_float,
 };
-use crate::check::Tolerance;
 use crate::dtype::DType;
-use crate::suite::{Case, Expect, Input};
 use serde::Serialize;
 use std::f64::consts::TAU;
 
@@ -104,7 +104,7 @@ impl Layout {
 
 /// The two ops of this topic, with their parameters.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum RopeOp {
     /// The frequency table of a head of `dim` dims and cos/sin of p · inv_freq for every position
     /// p of the input.
@@ -205,56 +205,93 @@ const LAYOUT: ParamSpec = ParamSpec {
     help: "which dims pair up: half_split (i, i+d/2) as HF Llama/GPT-NeoX; interleaved (2i, 2i+1) as GPT-J; chatglm2d: ChatGLM-6B's two half-split halves, turned by positions and block_positions",
 };
 
-/// One line on what the op computes and the shape it returns.
-pub fn summary(kind: OpKind) -> &'static str {
-    match kind {
-        OpKind::RopeFreqs => {
-            "inv_freq_i = theta^(-2i/d) for the d rotated dims of a head of `dim` dims, plus aux cos and sin of p·inv_freq_i for every position p given; output shape = [d/2], aux shape = positions.shape + [d/2]"
-        }
-        _ => {
-            "rotates each pair of head dims of x [batch, seq, heads, head_dim] by position·inv_freq_i (layout half_split, interleaved or chatglm2d; partial rotary passes the rest through); positions [batch, seq] default 0..seq-1; output shape = x (x with seq 1 is rotated to every position given)"
-        }
-    }
-}
+const FREQS_INPUTS: &[InputDecl] = &[InputDecl {
+    name: "positions",
+    int: true,
+    optional: false,
+    generated: false,
+    help: "integer positions p (any shape); the aux outputs hold cos and sin of p·inv_freq_i for each",
+}];
 
-/// Parameters, with bounds and defaults.
-pub fn params(kind: OpKind) -> &'static [ParamSpec] {
-    match kind {
-        OpKind::RopeFreqs => &[DIM, THETA, ROTARY_FRACTION, PRECISE_ANGLES, DTYPE_PARAM],
-        _ => &[LAYOUT, THETA, ROTARY_FRACTION, PRECISE_ANGLES, DTYPE_PARAM],
-    }
-}
+const ROPE_INPUTS: &[InputDecl] = &[
+    InputDecl::float(
+        "x",
+        "queries or keys [batch, seq, heads, head_dim] (HF's q is [batch, heads, seq, head_dim]: transpose(1, 2) first); seq 1 broadcasts to every position given",
+    ),
+    InputDecl {
+        name: "positions",
+        int: true,
+        optional: true,
+        generated: false,
+        help: "position ids [batch, seq], [1, seq] or [seq] (integers, may be negative); default 0..seq-1",
+    },
+    InputDecl {
+        name: "block_positions",
+        int: true,
+        optional: true,
+        generated: false,
+        help: "chatglm2d only (required there): ChatGLM-6B's block position ids [batch, seq], turning the second half of each head",
+    },
+];
 
-/// Inputs: rope_freqs takes positions; rope takes x and optional positions (block_positions for
-/// chatglm2d).
-pub fn inputs(kind: OpKind) -> &'static [InputDecl] {
-    match kind {
-        OpKind::RopeFreqs => &[InputDecl {
-            name: "positions",
-            int: true,
-            optional: false,
-            help: "integer positions p (any shape); the aux outputs hold cos and sin of p·inv_freq_i for each",
-        }],
-        _ => &[
-            InputDecl {
-                name: "x",
-                int: false,
-                optional: false,
-                help: "queries or keys [batch, seq, heads, head_dim] (HF's q is [batch, heads, seq, head_dim]: transpose(1, 2) first); seq 1 broadcasts to every position given",
-            },
-            InputDecl {
-                name: "positions",
-                int: true,
-                optional: true,
-                help: "position ids [batch, seq], [1, seq] or [seq] (integers, may be negative); default 0..seq-1",
-            },
-            InputDecl {
-                name: "block_positions",
-                int: true,
-                optional: true,
-                help: "chatglm2d only (required there): ChatGLM-6B's block position ids [batch, seq], turning the second half of each head",
-            },
-        ],
+pub const ROPE_FREQS: OpKind = OpKind::new(&OpDef {
+    name: "rope_freqs",
+    topic: "rope",
+    summary: "inv_freq_i = theta^(-2i/d) for the d rotated dims of a head of `dim` dims, plus aux cos and sin of p·inv_freq_i for every position p given; output shape = [d/2], aux shape = positions.shape + [d/2]",
+    inputs: FREQS_INPUTS,
+    params: &[DIM, THETA, ROTARY_FRACTION, PRECISE_ANGLES, DTYPE_PARAM],
+    draw: Draw::LOGITS,
+});
+
+pub const ROPE: OpKind = OpKind::new(&OpDef {
+    name: "rope",
+    topic: "rope",
+    summary: "rotates each pair of head dims of x [batch, seq, heads, head_dim] by position·inv_freq_i (layout half_split, interleaved or chatglm2d; partial rotary passes the rest through); positions [batch, seq] default 0..seq-1; output shape = x (x with seq 1 is rotated to every position given)",
+    inputs: ROPE_INPUTS,
+    params: &[LAYOUT, THETA, ROTARY_FRACTION, PRECISE_ANGLES, DTYPE_PARAM],
+    draw: Draw::LOGITS,
+});
+
+/// The topic, as listed in [`super::TOPICS`].
+pub static TOPIC: RopeTopic = RopeTopic;
+
+/// The topic's registration: its two ops, their parsing, check cases and bench cases.
+pub struct RopeTopic;
+
+impl Topic for RopeTopic {
+    fn name(&self) -> &'static str {
+        "rope"
+    }
+
+    fn ops(&self) -> &'static [OpKind] {
+        &[ROPE_FREQS, ROPE]
+    }
+
+    fn parse(&self, kind: OpKind, values: &ParamValues) -> Result<Op, OpError> {
+        parse(kind, values).map(Op::new)
+    }
+
+    fn cases(&self, large: bool) -> Vec<Case> {
+        suite_cases(large)
+    }
+
+    /// q and k of Llama-7B, [8, 4096, 32, 128] f16, as one batch of 16 on a hardware GPU (HF applies
+    /// rope to both), [1, 256, 32, 128] elsewhere; both kernels.
+    fn bench(&self, _size: (usize, usize), gpu: bool) -> Vec<BenchSpec> {
+        let shape = if gpu {
+            vec![16, 4096, 32, 128]
+        } else {
+            vec![1, 256, 32, 128]
+        };
+        BenchSpec::parsed(
+            "rope",
+            &[("layout", "half_split"), ("dtype", "f16")],
+            shape,
+            true,
+            6,
+        )
+        .into_iter()
+        .collect()
     }
 }
 
@@ -263,8 +300,8 @@ pub fn parse(kind: OpKind, values: &ParamValues) -> Result<RopeOp, OpError> {
     let theta = values.get_float("theta").unwrap_or(DEFAULT_THETA);
     let rotary_fraction = values.get_float("rotary_fraction").unwrap_or(1.0);
     let precise_angles = values.get_bool("precise_angles").unwrap_or(true);
-    match kind {
-        OpKind::RopeFreqs => {
+    match kind.name() {
+        "rope_freqs" => {
             let dim = values.get_float("dim").unwrap_or(DEFAULT_DIM as f64);
             check_float("dim", dim, kind)?;
             Ok(RopeOp::RopeFreqs {
@@ -274,7 +311,7 @@ pub fn parse(kind: OpKind, values: &ParamValues) -> Result<RopeOp, OpError> {
                 precise_angles,
             })
         }
-        OpKind::Rope => {
+        "rope" => {
             let name = values.get_choice("layout").unwrap_or("half_split");
             let layout = Layout::from_name(name).ok_or_else(|| OpError::BadParam {
                 name: "layout".into(),
@@ -287,7 +324,7 @@ pub fn parse(kind: OpKind, values: &ParamValues) -> Result<RopeOp, OpError> {
                 precise_angles,
             })
         }
-        _ => Err(OpError::UnknownOp(kind.name().into())),
+        other => Err(OpError::UnknownOp(other.into())),
     }
 }
 
@@ -627,7 +664,7 @@ pub fn geometry(op: &RopeOp, req: &OpRequest) -> Result<Geometry, OpError> {
                 } else {
                     ""
                 },
-                crate::chart::format_value(2.0 / span as f64)
+                crate::format::format_value(2.0 / span as f64)
             ),
         });
     }
@@ -713,8 +750,8 @@ pub fn geometry(op: &RopeOp, req: &OpRequest) -> Result<Geometry, OpError> {
 impl TopicOp for RopeOp {
     fn kind(&self) -> OpKind {
         match self {
-            RopeOp::RopeFreqs { .. } => OpKind::RopeFreqs,
-            RopeOp::Rope { .. } => OpKind::Rope,
+            RopeOp::RopeFreqs { .. } => ROPE_FREQS,
+            RopeOp::Rope { .. } => ROPE,
         }
     }
 
@@ -736,7 +773,7 @@ impl TopicOp for RopeOp {
                     name: "rotary_fraction".into(),
                     reason: format!(
                         "{fraction} x dim {dim} rotates no pair of dims: raise it to at least {}",
-                        crate::chart::format_value(2.0 / dim as f64)
+                        crate::format::format_value(2.0 / dim as f64)
                     ),
                 });
             }
@@ -923,7 +960,7 @@ impl TopicOp for RopeOp {
         if !self.precise_angles() && max_pos >= 16.0 {
             notes.push(format!(
                 "naive f32 angles at positions up to {max_pos}: f32(inv_freq) and the product p·inv_freq are each rounded to f32, so the angle is off by up to about p · 2^-24 = {} rad; precise_angles = true avoids it",
-                crate::chart::format_value(max_pos as f64 * 2f64.powi(-24))
+                crate::format::format_value(max_pos as f64 * 2f64.powi(-24))
             ));
         }
         notes
@@ -1018,7 +1055,7 @@ fn rope_case(
     let n: usize = shape.iter().product();
     let mut c = Case::new(
         name,
-        super::Op::Rope(op),
+        Op::new(op),
         dtype,
         Input::Normal {
             rows: 1,
@@ -1066,7 +1103,7 @@ pub fn suite_cases(large: bool) -> Vec<Case> {
             };
             let mut c = Case::new(
                 format!("{} positions 0..2^24", op.describe()),
-                super::Op::Rope(op),
+                Op::new(op),
                 dtype,
                 Input::Rows(vec![long.clone()]),
                 Expect::Match,
@@ -1142,7 +1179,7 @@ pub fn suite_cases(large: bool) -> Vec<Case> {
     };
     let mut c = Case::new(
         format!("{} positions 8192..40960", op.describe()),
-        super::Op::Rope(op),
+        Op::new(op),
         DType::F32,
         Input::Rows(vec![long.clone()]),
         Expect::Breaks,
@@ -1203,7 +1240,7 @@ mod tests {
         extra: Vec<(&str, Tensor)>,
     ) -> Result<OpRequest, OpError> {
         OpRequest::with_inputs(
-            Op::Rope(op),
+            Op::new(op),
             dtype,
             x,
             extra.into_iter().map(|(n, t)| (n.to_string(), t)).collect(),

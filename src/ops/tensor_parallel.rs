@@ -79,13 +79,13 @@
 //! a generator seeded with `seed + 2718 + r` (the tensor-model-parallel seed). Only the first gives
 //! the same model for every k.
 
+use super::case::{Draw, BenchSpec, Case, Expect, Input};
+use super::tolerance::Tolerance;
 use super::{
-    AuxReference, DTYPE_PARAM, InputDecl, MAX_ELEMENTS, OpError, OpKind, OpRequest, ParamKind,
-    ParamSpec, ParamValues, Reference, Tensor, TopicOp,
+    AuxReference, DTYPE_PARAM, InputDecl, MAX_ELEMENTS, Op, OpDef, OpError, OpKind, OpRequest,
+    ParamKind, ParamSpec, ParamValues, Reference, Tensor, Topic, TopicOp,
 };
-use crate::check::Tolerance;
 use crate::dtype::DType;
-use crate::suite::{Case, Expect, Input};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
@@ -117,7 +117,7 @@ pub const COLLECTIVE_ELEM_BYTES: u64 = 4;
 
 /// The tensor-parallel ops and their parameters.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum TpOp {
     Linear,
     ColumnParallelLinear { ranks: usize, gather: bool },
@@ -188,18 +188,21 @@ const LINEAR_INPUTS: &[InputDecl] = &[
         name: "x",
         int: false,
         optional: false,
+        generated: false,
         help: "activations [n, in] (leading axes allowed: [.., in])",
     },
     InputDecl {
         name: "w",
         int: false,
         optional: false,
+        generated: false,
         help: "weight [out, in], as torch.nn.Linear stores it",
     },
     InputDecl {
         name: "b",
         int: false,
         optional: true,
+        generated: false,
         help: "bias [out]; absent: no bias",
     },
 ];
@@ -209,12 +212,14 @@ const EMBEDDING_INPUTS: &[InputDecl] = &[
         name: "ids",
         int: true,
         optional: false,
+        generated: false,
         help: "token ids, any shape (usually [n]); each in [0, V)",
     },
     InputDecl {
         name: "table",
         int: false,
         optional: false,
+        generated: false,
         help: "embedding table [V, h]; V divisible by ranks",
     },
 ];
@@ -224,55 +229,111 @@ const CE_INPUTS: &[InputDecl] = &[
         name: "x",
         int: false,
         optional: false,
+        generated: false,
         help: "logits [n, V] (leading axes allowed); V divisible by ranks",
     },
     InputDecl {
         name: "targets",
         int: true,
         optional: false,
-        help: "target ids, one per row of logits; each in [0, V)",
+        generated: true,
+        help: "target ids, one per row of logits; each in [0, V) (made up on generated inputs: spread over the vocabulary)",
     },
 ];
 
-/// One line per op (CLI help, lesson tooltips).
-pub fn summary(kind: OpKind) -> &'static str {
-    match kind {
-        OpKind::Linear => {
-            "y = x wᵀ + b with a tiled GEMM (16x16 tiles); x [.., in], w [out, in], b [out] optional; output [.., out]"
-        }
-        OpKind::ColumnParallelLinear => {
-            "w split by output rows over k ranks, yᵣ = x·wᵣᵀ + bᵣ on each rank, then all-gather (param gather); output [.., out]; aux unsplit"
-        }
-        OpKind::RowParallelLinear => {
-            "w split by input columns and x split to match, partial sums all-reduced, bias added once; output [.., out]; aux partials [k, n, out], unsplit"
-        }
-        OpKind::VocabParallelEmbedding => {
-            "table [V, h] split by rows; each rank copies the rows of the ids it owns, zeros the rest, all-reduce; output ids.shape + [h]; aux masked [k, n, h], unsplit"
-        }
-        OpKind::VocabParallelCrossEntropy => {
-            "loss = ln(Σ e^x) - x[target] with the vocabulary split over k ranks: all-reduce max, predicted logit, sum-exp; output [n]; aux local_max, local_sum_exp [k, n], max, predicted, sum_exp, unsplit [n]"
-        }
-        _ => "not a tensor-parallel op",
+const fn def(
+    name: &'static str,
+    summary: &'static str,
+    inputs: &'static [InputDecl],
+    params: &'static [ParamSpec],
+) -> OpDef {
+    OpDef {
+        name,
+        topic: "tensor_parallel",
+        summary,
+        inputs,
+        params,
+        draw: Draw::LOGITS,
     }
 }
 
-/// Parameters of each op.
-pub fn params(kind: OpKind) -> &'static [ParamSpec] {
-    match kind {
-        OpKind::ColumnParallelLinear => &[RANKS, GATHER, DTYPE_PARAM],
-        OpKind::RowParallelLinear
-        | OpKind::VocabParallelEmbedding
-        | OpKind::VocabParallelCrossEntropy => &[RANKS, DTYPE_PARAM],
-        _ => &[DTYPE_PARAM],
-    }
-}
+pub const LINEAR: OpKind = OpKind::new(&def(
+    "linear",
+    "y = x wᵀ + b with a tiled GEMM (16x16 tiles); x [.., in], w [out, in], b [out] optional; output [.., out]",
+    LINEAR_INPUTS,
+    &[DTYPE_PARAM],
+));
 
-/// Inputs of each op, primary first.
-pub fn inputs(kind: OpKind) -> &'static [InputDecl] {
-    match kind {
-        OpKind::VocabParallelEmbedding => EMBEDDING_INPUTS,
-        OpKind::VocabParallelCrossEntropy => CE_INPUTS,
-        _ => LINEAR_INPUTS,
+pub const COLUMN_PARALLEL_LINEAR: OpKind = OpKind::new(&def(
+    "column_parallel_linear",
+    "w split by output rows over k ranks, yᵣ = x·wᵣᵀ + bᵣ on each rank, then all-gather (param gather); output [.., out]; aux unsplit",
+    LINEAR_INPUTS,
+    &[RANKS, GATHER, DTYPE_PARAM],
+));
+
+pub const ROW_PARALLEL_LINEAR: OpKind = OpKind::new(&def(
+    "row_parallel_linear",
+    "w split by input columns and x split to match, partial sums all-reduced, bias added once; output [.., out]; aux partials [k, n, out], unsplit",
+    LINEAR_INPUTS,
+    &[RANKS, DTYPE_PARAM],
+));
+
+pub const VOCAB_PARALLEL_EMBEDDING: OpKind = OpKind::new(&def(
+    "vocab_parallel_embedding",
+    "table [V, h] split by rows; each rank copies the rows of the ids it owns, zeros the rest, all-reduce; output ids.shape + [h]; aux masked [k, n, h], unsplit",
+    EMBEDDING_INPUTS,
+    &[RANKS, DTYPE_PARAM],
+));
+
+pub const VOCAB_PARALLEL_CROSS_ENTROPY: OpKind = OpKind::new(&def(
+    "vocab_parallel_cross_entropy",
+    "loss = ln(Σ e^x) - x[target] with the vocabulary split over k ranks: all-reduce max, predicted logit, sum-exp; output [n]; aux local_max, local_sum_exp [k, n], max, predicted, sum_exp, unsplit [n]",
+    CE_INPUTS,
+    &[RANKS, DTYPE_PARAM],
+));
+
+/// The topic, as listed in [`super::TOPICS`].
+pub static TOPIC: TensorParallelTopic = TensorParallelTopic;
+
+/// The topic's registration: its five ops, their parsing, check cases and bench cases.
+pub struct TensorParallelTopic;
+
+impl Topic for TensorParallelTopic {
+    fn name(&self) -> &'static str {
+        "tensor_parallel"
+    }
+
+    fn ops(&self) -> &'static [OpKind] {
+        &[
+            LINEAR,
+            COLUMN_PARALLEL_LINEAR,
+            ROW_PARALLEL_LINEAR,
+            VOCAB_PARALLEL_EMBEDDING,
+            VOCAB_PARALLEL_CROSS_ENTROPY,
+        ]
+    }
+
+    fn parse(&self, kind: OpKind, values: &ParamValues) -> Result<Op, OpError> {
+        parse(kind, values).map(Op::new)
+    }
+
+    fn cases(&self, large: bool) -> Vec<Case> {
+        suite_cases(large)
+    }
+
+    /// The cross-entropy on one rank at GPT-2's padded vocabulary, [8192, 50304] on a hardware GPU
+    /// and [64, 50304] elsewhere, both kernels (the fused one-read kernel is the fast one).
+    fn bench(&self, _size: (usize, usize), gpu: bool) -> Vec<BenchSpec> {
+        let (n, v) = if gpu { (8192, 50304) } else { (64, 50304) };
+        BenchSpec::parsed(
+            "vocab_parallel_cross_entropy",
+            &[("ranks", "1")],
+            vec![n, v],
+            true,
+            7,
+        )
+        .into_iter()
+        .collect()
     }
 }
 
@@ -285,16 +346,16 @@ pub fn parse(kind: OpKind, values: &ParamValues) -> Result<TpOp, OpError> {
         })?,
         None => DEFAULT_RANKS,
     };
-    let op = match kind {
-        OpKind::Linear => TpOp::Linear,
-        OpKind::ColumnParallelLinear => TpOp::ColumnParallelLinear {
+    let op = match kind.name() {
+        "linear" => TpOp::Linear,
+        "column_parallel_linear" => TpOp::ColumnParallelLinear {
             ranks,
             gather: values.get_bool("gather").unwrap_or(true),
         },
-        OpKind::RowParallelLinear => TpOp::RowParallelLinear { ranks },
-        OpKind::VocabParallelEmbedding => TpOp::VocabParallelEmbedding { ranks },
-        OpKind::VocabParallelCrossEntropy => TpOp::VocabParallelCrossEntropy { ranks },
-        _ => return Err(OpError::UnknownOp(kind.name().into())),
+        "row_parallel_linear" => TpOp::RowParallelLinear { ranks },
+        "vocab_parallel_embedding" => TpOp::VocabParallelEmbedding { ranks },
+        "vocab_parallel_cross_entropy" => TpOp::VocabParallelCrossEntropy { ranks },
+        other => return Err(OpError::UnknownOp(other.into())),
     };
     op.validate()?;
     Ok(op)
@@ -350,11 +411,11 @@ fn check_size(what: &str, shape: &[usize]) -> Result<(), OpError> {
 impl TopicOp for TpOp {
     fn kind(&self) -> OpKind {
         match self {
-            TpOp::Linear => OpKind::Linear,
-            TpOp::ColumnParallelLinear { .. } => OpKind::ColumnParallelLinear,
-            TpOp::RowParallelLinear { .. } => OpKind::RowParallelLinear,
-            TpOp::VocabParallelEmbedding { .. } => OpKind::VocabParallelEmbedding,
-            TpOp::VocabParallelCrossEntropy { .. } => OpKind::VocabParallelCrossEntropy,
+            TpOp::Linear => LINEAR,
+            TpOp::ColumnParallelLinear { .. } => COLUMN_PARALLEL_LINEAR,
+            TpOp::RowParallelLinear { .. } => ROW_PARALLEL_LINEAR,
+            TpOp::VocabParallelEmbedding { .. } => VOCAB_PARALLEL_EMBEDDING,
+            TpOp::VocabParallelCrossEntropy { .. } => VOCAB_PARALLEL_CROSS_ENTROPY,
         }
     }
 
@@ -636,6 +697,31 @@ impl TopicOp for TpOp {
             );
         }
         notes
+    }
+
+    /// N(0, 3²) logits and, for the cross-entropy, targets spread over the vocabulary (row i
+    /// targets class 7919·i mod V). The other ops need inputs that cannot be made up.
+    fn sized_inputs(
+        &self,
+        shape: &[usize],
+        seed: u64,
+    ) -> Result<(Tensor, Vec<(String, Tensor)>), OpError> {
+        let n: usize = shape.iter().product();
+        let x = self.kind().draw().input(1, n, seed).tensor();
+        let x = Tensor::new(shape.to_vec(), x.data)?;
+        let TpOp::VocabParallelCrossEntropy { .. } = self else {
+            return Ok((x, Vec::new()));
+        };
+        let vocab = x.cols();
+        let rows: Vec<usize> = match &shape[..shape.len().saturating_sub(1)] {
+            [] => vec![1],
+            lead => lead.to_vec(),
+        };
+        let count: usize = rows.iter().product();
+        let targets = (0..count)
+            .map(|i| ((i * 7919) % vocab.max(1)) as f32)
+            .collect();
+        Ok((x, vec![("targets".to_string(), Tensor::new(rows, targets)?)]))
     }
 }
 
@@ -1783,7 +1869,7 @@ fn linear_case(
     let (n, inner, out) = dims;
     let mut c = Case::new(
         name,
-        super::Op::TensorParallel(op),
+        Op::new(op),
         dtype,
         Input::Normal {
             rows: n,
@@ -1816,7 +1902,7 @@ fn embedding_case(
     let ids = boundary_ids(n, v, seed);
     let mut c = Case::new(
         name,
-        super::Op::TensorParallel(TpOp::VocabParallelEmbedding { ranks }),
+        Op::new(TpOp::VocabParallelEmbedding { ranks }),
         dtype,
         Input::Rows(vec![ids]),
         Expect::Match,
@@ -1829,7 +1915,7 @@ fn embedding_case(
 fn ce_case(name: String, ranks: usize, dtype: DType, rows: usize, v: usize, seed: u64) -> Case {
     let mut c = Case::new(
         name,
-        super::Op::TensorParallel(TpOp::VocabParallelCrossEntropy { ranks }),
+        Op::new(TpOp::VocabParallelCrossEntropy { ranks }),
         dtype,
         Input::Normal {
             rows,
@@ -1943,7 +2029,7 @@ pub fn suite_cases(large: bool) -> Vec<Case> {
     let (x, targets) = megatron_ce_fixture();
     let mut fixture = Case::new(
         "cross-entropy Megatron fixture k=4 x[16,128]".into(),
-        super::Op::TensorParallel(TpOp::VocabParallelCrossEntropy { ranks: 4 }),
+        Op::new(TpOp::VocabParallelCrossEntropy { ranks: 4 }),
         DType::F32,
         Input::Rows(x.data.chunks(128).map(|r| r.to_vec()).collect()),
         Expect::Match,
@@ -2022,7 +2108,7 @@ mod tests {
         if let Some(b) = b {
             extra.push(("b".into(), b));
         }
-        OpRequest::with_inputs(Op::TensorParallel(op), DType::F32, x, extra)
+        OpRequest::with_inputs(Op::new(op), DType::F32, x, extra)
     }
 
     #[test]
@@ -2034,14 +2120,14 @@ mod tests {
         .unwrap();
         assert_eq!(
             op,
-            Op::TensorParallel(TpOp::ColumnParallelLinear {
+            Op::new(TpOp::ColumnParallelLinear {
                 ranks: 4,
                 gather: false
             })
         );
         assert_eq!(dt, DType::Bf16);
         let (op, _) = Op::parse("row_parallel_linear", &[]).unwrap();
-        assert_eq!(op, Op::TensorParallel(TpOp::RowParallelLinear { ranks: 2 }));
+        assert_eq!(op, Op::new(TpOp::RowParallelLinear { ranks: 2 }));
         let e = Op::parse("row_parallel_linear", &kv(&[("ranks", "3")])).unwrap_err();
         assert!(e.to_string().contains("1, 2, 4, 8"), "{e}");
         let e = Op::parse("linear", &kv(&[("ranks", "2")])).unwrap_err();
@@ -2110,7 +2196,7 @@ mod tests {
         let table = Tensor::matrix(10, 2, vec![1.0; 20]).unwrap();
         let req = |k, ids: Vec<f32>| {
             OpRequest::with_inputs(
-                Op::TensorParallel(TpOp::VocabParallelEmbedding { ranks: k }),
+                Op::new(TpOp::VocabParallelEmbedding { ranks: k }),
                 DType::F32,
                 vector(ids),
                 vec![("table".into(), table.clone())],
@@ -2131,7 +2217,7 @@ mod tests {
 
         let ce = |k, x: Tensor, t: Vec<f32>| {
             OpRequest::with_inputs(
-                Op::TensorParallel(TpOp::VocabParallelCrossEntropy { ranks: k }),
+                Op::new(TpOp::VocabParallelCrossEntropy { ranks: k }),
                 DType::F32,
                 x,
                 vec![("targets".into(), vector(t))],
@@ -2152,7 +2238,7 @@ mod tests {
     fn megatron_cross_entropy_fixture() {
         let (x, t) = megatron_ce_fixture();
         let req = OpRequest::with_inputs(
-            Op::TensorParallel(TpOp::VocabParallelCrossEntropy { ranks: 4 }),
+            Op::new(TpOp::VocabParallelCrossEntropy { ranks: 4 }),
             DType::F32,
             x,
             vec![("targets".into(), t)],
@@ -2249,9 +2335,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let Op::TensorParallel(op) = &req.op else {
-            unreachable!()
-        };
+        let op = req.op.get::<TpOp>().unwrap();
         let p = program(op, &req);
         assert_eq!(
             p.collectives(),
@@ -2270,7 +2354,7 @@ mod tests {
         let ce = TpOp::VocabParallelCrossEntropy { ranks: 2 };
         let (x, t) = megatron_ce_fixture();
         let req = OpRequest::with_inputs(
-            Op::TensorParallel(ce.clone()),
+            Op::new(ce.clone()),
             DType::F32,
             x,
             vec![("targets".into(), t)],
@@ -2296,11 +2380,11 @@ mod tests {
     fn suite_cases_are_valid_requests() {
         let cases = suite_cases(false);
         for kind in [
-            OpKind::Linear,
-            OpKind::ColumnParallelLinear,
-            OpKind::RowParallelLinear,
-            OpKind::VocabParallelEmbedding,
-            OpKind::VocabParallelCrossEntropy,
+            LINEAR,
+            COLUMN_PARALLEL_LINEAR,
+            ROW_PARALLEL_LINEAR,
+            VOCAB_PARALLEL_EMBEDDING,
+            VOCAB_PARALLEL_CROSS_ENTROPY,
         ] {
             assert!(cases.iter().any(|c| c.op.kind() == kind), "{kind}");
         }

@@ -120,37 +120,20 @@ impl CellState {
         }
     }
 
-    /// Draw new random values with the same shape (normal, scale 3, or uniform (0,1) for logit).
+    /// Draw new random values with the same shape: as the lesson's input was drawn (uniform, or
+    /// normal with its scale) unless the op draws its input otherwise (logit: probabilities), else
+    /// as the op draws it.
     pub fn randomise(&mut self) {
+        use crate::ops::case::Draw;
         let (rows, cols) = (self.input.rows(), self.input.cols());
-        let input = match (&self.spec.input, self.spec.op) {
-            (InputSpec::Uniform { lo, hi, .. }, _) => crate::suite::Input::Uniform {
-                rows,
-                cols,
-                lo: *lo,
-                hi: *hi,
-                seed: self.seed,
-            },
-            (_, crate::ops::OpKind::Logit) => crate::suite::Input::Uniform {
-                rows,
-                cols,
-                lo: 0.0,
-                hi: 1.0,
-                seed: self.seed,
-            },
-            (InputSpec::Normal { scale, .. }, _) => crate::suite::Input::Normal {
-                rows,
-                cols,
-                scale: *scale,
-                seed: self.seed,
-            },
-            _ => crate::suite::Input::Normal {
-                rows,
-                cols,
-                scale: 3.0,
-                seed: self.seed,
-            },
+        let draw = match (&self.spec.input, self.spec.op.draw()) {
+            (InputSpec::Uniform { lo, hi, .. }, _) => Draw::Uniform { lo: *lo, hi: *hi },
+            (InputSpec::Normal { scale, .. }, Draw::Normal { .. }) => {
+                Draw::Normal { scale: *scale }
+            }
+            (_, draw) => draw,
         };
+        let input = draw.input(rows, cols, self.seed);
         let mut t = input.tensor();
         if self.spec.op.inputs()[0].int {
             // Integer inputs (positions, ids) get whole numbers in the range the old ones spanned.

@@ -16,7 +16,7 @@ use crate::bench::{self, BenchCase, BenchResult};
 use crate::dtype::DType;
 use crate::engine::{BackendInfo, EngineKind, Registry, TimingSource};
 use crate::lesson::RooflineSpec;
-use crate::ops::{KernelVariant, Op, OpKind, OpRequest, Tensor};
+use crate::ops::{KernelVariant, Op, OpRequest};
 use egui::accesskit::Role;
 use egui::{Align2, RichText, Sense, Stroke, StrokeKind, Ui, WidgetInfo, pos2, vec2};
 use std::collections::HashMap;
@@ -71,48 +71,17 @@ impl MeasureInputs {
     }
 }
 
-/// `op` at `shape` with seeded inputs: N(0, 3²) logits (U(0, 1) for logit), the optional other
-/// inputs left out, cross-entropy targets spread over the vocabulary. Fails for ops the
-/// roofline cannot feed at another size ([`RooflineSpec::check_size`]).
+/// `op` at `shape` with seeded inputs ([`Op::sized_request`]: the primary input drawn as the op
+/// draws it, the optional other inputs left out, the ones the op can make up made up). Fails for
+/// ops the roofline cannot feed at another size ([`RooflineSpec::check_size`]).
 pub fn generated_request(op: &Op, dtype: DType, shape: &[usize]) -> Result<OpRequest, String> {
-    let kind = op.kind();
-    RooflineSpec::check_size(kind)?;
+    RooflineSpec::check_size(op.kind())?;
     let n: usize = shape.iter().product();
     if n == 0 || n > crate::ops::MAX_ELEMENTS {
         return Err(format!("cannot measure at {shape:?}"));
     }
-    let input = if kind == OpKind::Logit {
-        crate::suite::Input::Uniform {
-            rows: 1,
-            cols: n,
-            lo: 0.0,
-            hi: 1.0,
-            seed: 11,
-        }
-    } else {
-        crate::suite::Input::Normal {
-            rows: 1,
-            cols: n,
-            scale: 3.0,
-            seed: 11,
-        }
-    };
-    let x = Tensor::new(shape.to_vec(), input.tensor().data).map_err(|e| e.to_string())?;
-    let mut extra = Vec::new();
-    if kind == OpKind::VocabParallelCrossEntropy {
-        let vocab = *shape.last().unwrap_or(&1);
-        let rows: Vec<usize> = match &shape[..shape.len().saturating_sub(1)] {
-            [] => vec![1],
-            lead => lead.to_vec(),
-        };
-        let count: usize = rows.iter().product();
-        let targets = (0..count).map(|i| ((i * 7919) % vocab) as f32).collect();
-        extra.push((
-            "targets".to_string(),
-            Tensor::new(rows, targets).map_err(|e| e.to_string())?,
-        ));
-    }
-    OpRequest::with_inputs(op.clone(), dtype, x, extra).map_err(|e| e.to_string())
+    op.sized_request(dtype, shape, 11)
+        .map_err(|e| e.to_string())
 }
 
 /// A job for the compute worker: one kernel on one engine.

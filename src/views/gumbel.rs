@@ -18,36 +18,35 @@ use crate::chart::{Chart, LineSeries, Series, SeriesRole, format_value};
 use crate::compare::Comparison;
 use crate::engine::{EngineKind, OpOutput};
 use crate::ops::gumbel::{self as gm, GumbelOp};
-use crate::ops::{Op, OpKind};
 
 pub(super) const VIEWS: &[ViewDef] = &[
     ViewDef {
         name: "histogram",
-        ops: &[OpKind::GumbelSoftmax],
+        ops: &[crate::ops::gumbel::GUMBEL_SOFTMAX],
         help: "how often each class won over the draws of logits row 1, per engine, next to softmax(l), with a chi-square test at the 0.999 level",
         build: histogram,
     },
     ViewDef {
         name: "soft_mean",
-        ops: &[OpKind::GumbelSoftmax],
+        ops: &[crate::ops::gumbel::GUMBEL_SOFTMAX],
         help: "the mean soft sample next to softmax(l) and the argmax frequencies (logits row 1)",
         build: soft_mean,
     },
     ViewDef {
         name: "soft_samples",
-        ops: &[OpKind::GumbelSoftmax],
+        ops: &[crate::ops::gumbel::GUMBEL_SOFTMAX],
         help: "the first soft samples of logits row 1 as a heatmap, and the mean of their largest entry",
         build: soft_samples,
     },
     ViewDef {
         name: "straight_through",
-        ops: &[OpKind::GumbelSoftmax],
+        ops: &[crate::ops::gumbel::GUMBEL_SOFTMAX],
         help: "hard mode: the first sample's one-hot, its soft sample, the forward value y_hard - y_soft + y_soft and the Jacobian of y_soft",
         build: straight_through,
     },
     ViewDef {
         name: "noise_histogram",
-        ops: &[OpKind::GumbelNoise],
+        ops: &[crate::ops::gumbel::GUMBEL_NOISE],
         help: "gumbel_noise values binned per engine against the Gumbel density, with mean and variance",
         build: noise_histogram,
     },
@@ -63,10 +62,8 @@ const MAX_SAMPLES_SHOWN: usize = 40;
 const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
 
 fn gumbel_op(result: &Comparison) -> Result<&GumbelOp, String> {
-    match &result.request.op {
-        Op::Gumbel(op) => Ok(op),
-        other => Err(format!("this view draws Gumbel ops, not {}", other.kind())),
-    }
+    let op = &result.request.op;
+    op.get::<GumbelOp>().ok_or_else(|| format!("this view draws Gumbel ops, not {}", op.kind()))
 }
 
 /// The engines that produced a result, in the UI's order.
@@ -541,6 +538,7 @@ fn noise_histogram(result: &Comparison) -> Result<Figure, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::Op;
     use crate::compare::compare_all;
     use crate::dtype::DType;
     use crate::engine::Registry;
@@ -550,7 +548,7 @@ mod tests {
         let registry = Registry::probe_only(&[EngineKind::Cpu]);
         compare_all(
             &registry,
-            OpRequest::new(Op::Gumbel(op), DType::F32, x).unwrap(),
+            OpRequest::new(Op::new(op), DType::F32, x).unwrap(),
         )
     }
 

@@ -3,13 +3,19 @@
 //! rank's shard). A view is plain data like [`Chart`]: charts plus one-line readouts (a chi-square
 //! statistic, a measured spread), so the app draws it and an export can draw it the same way.
 //!
-//! Each topic lists its views in its own file here (`gumbel.rs`, `rope.rs`, `tensor_parallel.rs`);
-//! a lesson names one in a cell's `show = [...]`, and the lesson parser checks that the view exists
+//! Each topic lists its views in its own file here, registered once in the table below; a lesson
+//! names one in a cell's `show = [...]`, and the lesson parser checks that the view exists
 //! and applies to the cell's op.
 
-mod gumbel;
-mod rope;
-mod tensor_parallel;
+crate::topic_registry! {
+    mod {
+        gumbel,
+        rope,
+        tensor_parallel,
+    }
+    /// Every topic's views, one line per topic that has any.
+    static TOPIC_VIEWS: [&'static [ViewDef]] = VIEWS;
+}
 
 use crate::chart::Chart;
 use crate::compare::Comparison;
@@ -38,10 +44,7 @@ pub struct ViewDef {
 
 /// Every topic view.
 pub fn all() -> impl Iterator<Item = &'static ViewDef> {
-    gumbel::VIEWS
-        .iter()
-        .chain(rope::VIEWS)
-        .chain(tensor_parallel::VIEWS)
+    TOPIC_VIEWS.iter().flat_map(|views| views.iter())
 }
 
 /// A view by name.

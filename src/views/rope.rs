@@ -18,47 +18,44 @@ use crate::chart::{Chart, LineSeries, SeriesRole, format_value};
 use crate::compare::Comparison;
 use crate::engine::{EngineKind, OpOutput};
 use crate::ops::rope::{self, Freq, Geometry, Layout, RopeOp, Slot};
-use crate::ops::{Op, OpKind};
 use std::f64::consts::TAU;
 
 pub(super) const VIEWS: &[ViewDef] = &[
     ViewDef {
         name: "unit_circles",
-        ops: &[OpKind::Rope],
+        ops: &[crate::ops::rope::ROPE],
         help: "rope: a few pairs of head 0 on the unit circle, one point per position (the rotation applied, radius |y|/|x|)",
         build: unit_circles,
     },
     ViewDef {
         name: "spectrum",
-        ops: &[OpKind::RopeFreqs, OpKind::Rope],
+        ops: &[crate::ops::rope::ROPE_FREQS, crate::ops::rope::ROPE],
         help: "inv_freq per pair on a log scale, and the turns each pair makes by the largest position",
         build: spectrum,
     },
     ViewDef {
         name: "relative_position",
-        ops: &[OpKind::Rope],
+        ops: &[crate::ops::rope::ROPE],
         help: "rope: <R_m q, R_n k> over m, n (q = head 0, k = the last head) and against p_m - p_n, with each engine's spread along the diagonals",
         build: relative_position,
     },
     ViewDef {
         name: "pairing",
-        ops: &[OpKind::Rope],
+        ops: &[crate::ops::rope::ROPE],
         help: "rope: which dims pair up in each layout, and the permutation from interleaved to half-split",
         build: pairing,
     },
     ViewDef {
         name: "angle_error",
-        ops: &[OpKind::RopeFreqs, OpKind::Rope],
+        ops: &[crate::ops::rope::ROPE_FREQS, crate::ops::rope::ROPE],
         help: "the angle each engine's result encodes against p · inv_freq in f64, by position (log scale)",
         build: angle_error,
     },
 ];
 
 fn rope_op(result: &Comparison) -> Result<&RopeOp, String> {
-    match &result.request.op {
-        Op::Rope(op) => Ok(op),
-        other => Err(format!("this view draws rope ops, not {}", other.kind())),
-    }
+    let op = &result.request.op;
+    op.get::<RopeOp>().ok_or_else(|| format!("this view draws rope ops, not {}", op.kind()))
 }
 
 fn geometry(result: &Comparison) -> Result<(Geometry, Vec<Freq>), String> {
@@ -796,6 +793,7 @@ fn angle_error(result: &Comparison) -> Result<Figure, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::Op;
     use crate::chart::ChartKind;
     use crate::compare::compare_all;
     use crate::dtype::DType;
@@ -805,7 +803,7 @@ mod tests {
     fn cpu_comparison(op: RopeOp, x: Tensor, extra: Vec<(&str, Tensor)>) -> Comparison {
         let registry = Registry::probe_only(&[EngineKind::Cpu]);
         let req = OpRequest::with_inputs(
-            Op::Rope(op),
+            Op::new(op),
             DType::F32,
             x,
             extra.into_iter().map(|(n, t)| (n.to_string(), t)).collect(),
@@ -844,7 +842,7 @@ mod tests {
         }
         let empty = Tensor::new(vec![1, 0, 2, 8], vec![]).unwrap();
         let c = cpu_comparison(rope(Layout::HalfSplit, 1.0), empty, vec![]);
-        for v in VIEWS.iter().filter(|v| v.ops.contains(&OpKind::Rope)) {
+        for v in VIEWS.iter().filter(|v| v.ops.contains(&crate::ops::rope::ROPE)) {
             if v.name != "spectrum" {
                 assert!((v.build)(&c).is_err(), "{}", v.name);
             }

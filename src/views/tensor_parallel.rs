@@ -24,22 +24,22 @@ use crate::ops::tensor_parallel::{
     self as tp, COLLECTIVE_ELEM_BYTES, Collective, RANK_CHOICES, ReduceOp, SplitAxis, TpOp,
     format_bytes,
 };
-use crate::ops::{Op, OpKind};
+use crate::ops::OpKind;
 
 const SPLIT_OPS: &[OpKind] = &[
-    OpKind::ColumnParallelLinear,
-    OpKind::RowParallelLinear,
-    OpKind::VocabParallelEmbedding,
-    OpKind::VocabParallelCrossEntropy,
+    crate::ops::tensor_parallel::COLUMN_PARALLEL_LINEAR,
+    crate::ops::tensor_parallel::ROW_PARALLEL_LINEAR,
+    crate::ops::tensor_parallel::VOCAB_PARALLEL_EMBEDDING,
+    crate::ops::tensor_parallel::VOCAB_PARALLEL_CROSS_ENTROPY,
 ];
 
 pub(super) const VIEWS: &[ViewDef] = &[
     ViewDef {
         name: "matrices",
         ops: &[
-            OpKind::Linear,
-            OpKind::ColumnParallelLinear,
-            OpKind::RowParallelLinear,
+            crate::ops::tensor_parallel::LINEAR,
+            crate::ops::tensor_parallel::COLUMN_PARALLEL_LINEAR,
+            crate::ops::tensor_parallel::ROW_PARALLEL_LINEAR,
         ],
         help: "x [n, in], w [out, in] and y = x wᵀ + b [n, out] as heatmaps, with their shapes",
         build: matrices,
@@ -70,7 +70,7 @@ pub(super) const VIEWS: &[ViewDef] = &[
     },
     ViewDef {
         name: "seeding",
-        ops: &[OpKind::ColumnParallelLinear, OpKind::RowParallelLinear],
+        ops: &[crate::ops::tensor_parallel::COLUMN_PARALLEL_LINEAR, crate::ops::tensor_parallel::ROW_PARALLEL_LINEAR],
         help: "init on the CPU then split vs per-rank seeds (seed + 2718 + r): the weight and the model's output for k = 1, 2, 4, 8",
         build: seeding,
     },
@@ -92,13 +92,11 @@ pub const REAL_RANKS: usize = 8;
 const MAX_DRAWN: usize = 64;
 
 fn tp_op(result: &Comparison) -> Result<&TpOp, String> {
-    match &result.request.op {
-        Op::TensorParallel(op) => Ok(op),
-        other => Err(format!(
+    let op = &result.request.op;
+    op.get::<TpOp>().ok_or_else(|| format!(
             "this view draws the tensor-parallel ops, not {}",
-            other.kind()
-        )),
-    }
+            op.kind()
+        ))
 }
 
 /// The engines that produced a result, in the UI's order.
@@ -1057,6 +1055,7 @@ fn seeding(result: &Comparison) -> Result<Figure, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::Op;
     use crate::compare::compare_all;
     use crate::dtype::DType;
     use crate::engine::Registry;
@@ -1064,7 +1063,7 @@ mod tests {
 
     fn comparison(op: TpOp, x: Tensor, extra: Vec<(String, Tensor)>) -> Comparison {
         let registry = Registry::probe_only(&[EngineKind::Cpu]);
-        let req = OpRequest::with_inputs(Op::TensorParallel(op), DType::F32, x, extra).unwrap();
+        let req = OpRequest::with_inputs(Op::new(op), DType::F32, x, extra).unwrap();
         compare_all(&registry, req)
     }
 

@@ -280,6 +280,11 @@ impl Program {
         )
     }
 
+    /// A buffer holding `bytes` (little-endian elements of `elem`).
+    pub fn input_bytes(&mut self, elem: Elem, bytes: Vec<u8>) -> Buf {
+        self.push(elem, bytes)
+    }
+
     /// A zero-filled buffer of `len` elements (as `alloc_zeros`).
     pub fn zeros(&mut self, elem: Elem, len: usize) -> Buf {
         self.push(elem, vec![0; len * elem.size()])

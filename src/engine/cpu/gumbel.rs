@@ -18,7 +18,17 @@ use std::time::Instant;
 /// Output values below which the work stays on the calling thread.
 const PARALLEL_FROM: usize = 1 << 15;
 
-pub(super) fn execute(
+/// This engine's registration of the topic.
+pub(crate) static TOPIC: super::CpuTopic = super::CpuTopic {
+    topic: "gumbel",
+    execute: run_request,
+};
+
+fn run_request(engine: &CpuEngine, req: &OpRequest) -> Result<OpOutput, EngineError> {
+    execute(engine, req, crate::engine::topic_op::<GumbelOp>(req)?)
+}
+
+fn execute(
     engine: &CpuEngine,
     req: &OpRequest,
     op: &GumbelOp,
@@ -500,7 +510,7 @@ mod tests {
                     draws: 7,
                 },
             ] {
-                let req = OpRequest::new(Op::Gumbel(op), dtype, x.clone()).unwrap();
+                let req = OpRequest::new(Op::new(op), dtype, x.clone()).unwrap();
                 let out = engine.run(&req).unwrap();
                 let report = check_output(&req, &req.reference_full(), &out);
                 assert!(report.passed, "{} {dtype}: {report}", req.op.describe());

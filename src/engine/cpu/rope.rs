@@ -18,7 +18,17 @@ use crate::ops::rope::{
 };
 use std::time::Instant;
 
-pub(super) fn execute(
+/// This engine's registration of the topic.
+pub(crate) static TOPIC: super::CpuTopic = super::CpuTopic {
+    topic: "rope",
+    execute: run_request,
+};
+
+fn run_request(engine: &CpuEngine, req: &OpRequest) -> Result<OpOutput, EngineError> {
+    execute(engine, req, crate::engine::topic_op::<RopeOp>(req)?)
+}
+
+fn execute(
     engine: &CpuEngine,
     req: &OpRequest,
     op: &RopeOp,
@@ -322,7 +332,7 @@ mod tests {
                             ));
                         }
                         let req =
-                            OpRequest::with_inputs(Op::Rope(op.clone()), dtype, x, extra).unwrap();
+                            OpRequest::with_inputs(Op::new(op.clone()), dtype, x, extra).unwrap();
                         let g = rope::geometry(&op, &req).unwrap();
                         let freqs = rope::freq_table(rope::DEFAULT_THETA, g.rot);
                         let want = by_slots(&req, &g, &freqs, precise);
@@ -370,7 +380,7 @@ mod tests {
                     Tensor::new(vec![1, 5], vec![0., 0., 1., 2., 3.]).unwrap(),
                 ));
             }
-            let req = OpRequest::with_inputs(Op::Rope(op), DType::F32, x, extra).unwrap();
+            let req = OpRequest::with_inputs(Op::new(op), DType::F32, x, extra).unwrap();
             let out = engine.run(&req).unwrap();
             let report = crate::check::check_output(&req, &req.reference_full(), &out);
             assert!(report.passed, "{layout:?}: {report}");

@@ -17,7 +17,17 @@ use std::time::Instant;
 /// Work (multiply-adds or exps) below which a step runs on the calling thread.
 const PARALLEL_FROM: usize = 1 << 16;
 
-pub(super) fn execute(
+/// This engine's registration of the topic.
+pub(crate) static TOPIC: super::CpuTopic = super::CpuTopic {
+    topic: "tensor_parallel",
+    execute: run_request,
+};
+
+fn run_request(engine: &CpuEngine, req: &OpRequest) -> Result<OpOutput, EngineError> {
+    execute(engine, req, crate::engine::topic_op::<TpOp>(req)?)
+}
+
+fn execute(
     engine: &CpuEngine,
     req: &OpRequest,
     op: &TpOp,
@@ -298,7 +308,7 @@ mod tests {
     use crate::ops::{Op, Tensor};
 
     fn run_op(op: TpOp, x: Tensor, extra: Vec<(String, Tensor)>) -> OpOutput {
-        let req = OpRequest::with_inputs(Op::TensorParallel(op), DType::F32, x, extra).unwrap();
+        let req = OpRequest::with_inputs(Op::new(op), DType::F32, x, extra).unwrap();
         CpuEngine::new().run(&req).unwrap()
     }
 

@@ -135,7 +135,26 @@ impl Launch {
     }
 }
 
-pub(super) fn execute(
+/// This engine's registration of the topic.
+pub(crate) static TOPIC: super::CudaTopic = super::CudaTopic {
+    topic: "gumbel",
+    source: include_str!("../../../kernels/gumbel.cu"),
+    entry_points: &[],
+    has_fast_kernel,
+    smoke: super::no_smoke,
+    host: super::HostCode::Direct(run_request),
+};
+
+/// gumbel_softmax has the fast kernel (`gumbel_fast_*`); the noise has one.
+fn has_fast_kernel(op: &crate::ops::Op) -> bool {
+    matches!(op.get::<GumbelOp>(), Some(GumbelOp::GumbelSoftmax { .. }))
+}
+
+fn run_request(engine: &CudaEngine, req: &OpRequest) -> Result<OpOutput, EngineError> {
+    execute(engine, req, crate::engine::topic_op::<GumbelOp>(req)?)
+}
+
+fn execute(
     engine: &CudaEngine,
     req: &OpRequest,
     op: &GumbelOp,
@@ -423,11 +442,11 @@ impl CudaEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources;
+
 
     #[test]
     fn constants_match_the_kernel_defines() {
-        let src = sources::cuda("gumbel").unwrap();
+        let src = TOPIC.source;
         for (name, value) in [
             ("MODE_NOISE", MODE_NOISE),
             ("MODE_SOFTMAX_SHORT", MODE_SOFTMAX_SHORT),
@@ -445,14 +464,14 @@ mod tests {
                 "gumbel.cu: #define {name} {value}"
             );
         }
-        let wgsl = sources::wgsl("gumbel").unwrap();
+        let wgsl = crate::engine::wgpu::source("gumbel").unwrap();
         assert!(wgsl.contains(&format!("const SHORT_K: u32 = {SHORT_K}u;")));
     }
 
     /// The noise's constants in the kernel are the Rust ones (the table itself comes from the host).
     #[test]
     fn noise_constants_match_the_rust_ones() {
-        let src = sources::cuda("gumbel").unwrap();
+        let src = TOPIC.source;
         for (name, value) in [
             ("LN2_Q40", format!("{}ull", gm::LN2_Q40)),
             ("THIRD_Q16", format!("{}u", gm::THIRD_Q16)),

@@ -13,7 +13,26 @@ use crate::ops::{KernelVariant, OpRequest, Tensor};
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits};
 use std::time::Instant;
 
-pub(super) fn execute(
+/// This engine's registration of the topic.
+pub(crate) static TOPIC: super::CudaTopic = super::CudaTopic {
+    topic: "rope",
+    source: include_str!("../../../kernels/rope.cu"),
+    entry_points: &[],
+    has_fast_kernel,
+    smoke: super::no_smoke,
+    host: super::HostCode::Direct(run_request),
+};
+
+/// rope has the fast kernel (`rope_fast_*`, for the geometries it fits); rope_freqs has one.
+fn has_fast_kernel(op: &crate::ops::Op) -> bool {
+    matches!(op.get::<RopeOp>(), Some(RopeOp::Rope { .. }))
+}
+
+fn run_request(engine: &CudaEngine, req: &OpRequest) -> Result<OpOutput, EngineError> {
+    execute(engine, req, crate::engine::topic_op::<RopeOp>(req)?)
+}
+
+fn execute(
     engine: &CudaEngine,
     req: &OpRequest,
     op: &RopeOp,

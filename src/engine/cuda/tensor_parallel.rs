@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const TOPIC: &str = "tensor_parallel";
+const FILE: &str = "tensor_parallel";
 
 /// `THREADS` and `TILE` in the kernel file.
 const THREADS: u32 = 256;
@@ -33,7 +33,29 @@ const TILE: u32 = 16;
 /// Largest grid y dimension on every CUDA device (the GEMM puts row tiles there).
 const MAX_GRID_Y: usize = 65_535;
 
-pub(super) fn execute(
+/// This engine's registration of the topic.
+pub(crate) static TOPIC: super::CudaTopic = super::CudaTopic {
+    topic: "tensor_parallel",
+    source: include_str!("../../../kernels/tensor_parallel.cu"),
+    entry_points: &[],
+    has_fast_kernel,
+    smoke: super::no_smoke,
+    host: super::HostCode::Direct(run_request),
+};
+
+/// The cross-entropy on one rank has the fused one-read kernel (`ce_fused_*`).
+fn has_fast_kernel(op: &crate::ops::Op) -> bool {
+    matches!(
+        op.get::<TpOp>(),
+        Some(TpOp::VocabParallelCrossEntropy { ranks: 1 })
+    )
+}
+
+fn run_request(engine: &CudaEngine, req: &OpRequest) -> Result<OpOutput, EngineError> {
+    execute(engine, req, crate::engine::topic_op::<TpOp>(req)?)
+}
+
+fn execute(
     engine: &CudaEngine,
     req: &OpRequest,
     op: &TpOp,
@@ -103,7 +125,7 @@ impl Kernels {
             // The output stage, named after the file.
             "tensor_parallel",
         ] {
-            map.insert(base, engine.function(TOPIC, &format!("{base}_{suffix}"))?);
+            map.insert(base, engine.function(FILE, &format!("{base}_{suffix}"))?);
         }
         for name in [
             "ce_loss",
@@ -111,7 +133,7 @@ impl Kernels {
             "reduce_accumulate",
             "gather_columns",
         ] {
-            map.insert(name, engine.function(TOPIC, name)?);
+            map.insert(name, engine.function(FILE, name)?);
         }
         Ok(Kernels(map))
     }
@@ -662,7 +684,7 @@ fn fused_cross_entropy(
         DType::F16 => "f16",
         DType::Bf16 => "bf16",
     };
-    let func = engine.function(TOPIC, &format!("ce_fused_{suffix}"))?;
+    let func = engine.function(FILE, &format!("ce_fused_{suffix}"))?;
     let targets: Vec<u32> = req
         .input("targets")
         .map(|t| t.data.iter().map(|&v| v as u32).collect())

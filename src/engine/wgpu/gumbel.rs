@@ -63,7 +63,21 @@ fn grid(engine: &WgpuEngine, groups: usize) -> Result<(u32, u32, u32), EngineErr
     Ok((max as u32, lines as u32, 1))
 }
 
-pub(super) fn execute(
+/// This engine's registration of the topic: one shader per op.
+pub(crate) static TOPIC: super::WgpuTopic = super::WgpuTopic {
+    topic: "gumbel",
+    source: include_str!("../../../shaders/gumbel.wgsl"),
+    probe_entries: &[],
+    has_fast_kernel: super::one_kernel,
+    supports: super::supported_when_run,
+    execute: run_request,
+};
+
+fn run_request(engine: &WgpuEngine, req: &OpRequest) -> Result<OpOutput, EngineError> {
+    execute(engine, req, crate::engine::topic_op::<GumbelOp>(req)?)
+}
+
+fn execute(
     engine: &WgpuEngine,
     req: &OpRequest,
     op: &GumbelOp,
@@ -246,12 +260,12 @@ impl WgpuEngine {
 #[cfg(test)]
 mod tests {
     use crate::ops::gumbel as gm;
-    use crate::sources;
+
 
     /// The shader's noise constants are the Rust ones (the table itself comes from the host).
     #[test]
     fn noise_constants_match_the_rust_ones() {
-        let wgsl = sources::wgsl("gumbel").unwrap();
+        let wgsl = super::TOPIC.source;
         let minus_32_ln2 = 0u64.wrapping_sub(32 * gm::LN2_Q40);
         for (name, value) in [
             ("LN2_LO", gm::LN2_Q40 as u32),

@@ -1,134 +1,122 @@
-//! The wgpu engine: the ops as WGSL compute shaders (`shaders/logits.wgsl`, `shaders/softmax.wgsl`)
-//! on whatever adapter wgpu finds: Vulkan, Metal, DX12 or GL, a real GPU or a software one (lavapipe).
+//! The wgpu engine: the ops as WGSL compute shaders (`shaders/<topic>.wgsl`, one file per topic) on
+//! whatever adapter wgpu finds: Vulkan, Metal, DX12 or GL, a real GPU or a software one (lavapipe).
 //!
 //! [`WgpuEngine::probe`] picks the best adapter (discrete > integrated > virtual/other > CPU), opens a
 //! device with the adapter's own limits (so large buffers work) and timestamp queries where the
-//! adapter has them, and compiles both shaders once; a compile error makes the engine absent with the
-//! shader's file name and the compiler's message. The shader text is the one embedded in
-//! [`crate::sources::WGSL`], so what the app shows is what ran.
+//! adapter has them, and compiles the entry points the topics ask for ([`WgpuTopic::probe_entries`]);
+//! a compile error makes the engine absent with the shader's file name and the compiler's message.
+//! The shader text is the one each topic's file embeds ([`source`]), so what the app shows is what
+//! ran.
 //!
 //! Storage: every buffer is an `array<u32>`, one element per word. An f32 travels as its bits; an f16
 //! or bf16 travels in the low 16 bits of its word. That wastes half the bandwidth for 16-bit types
 //! but keeps every write a whole word (no packing, no races); packing pairs is a later optimisation.
 //!
-//! Softmax has two kernels in `shaders/softmax.wgsl`, chosen by [`OpRequest::kernel`]: the simple
-//! one (`softmax_main`: one workgroup per row, three passes over it; naive softmax always runs it)
-//! and the fast one (`softmax_fast`: online max and sum, two passes, vec4 loads, a limited number of
-//! workgroups looping over rows; its buffers are padded to a multiple of 4 words).
+//! Each topic has its own file here, registered once in [`TOPICS`]; logits and softmax share one
+//! buffer layout and uniform (`rowwise.rs`). Softmax has a simple and a fast kernel (`softmax.rs`).
 //!
 //! Errors: wgpu's default handler for uncaptured errors panics. Here every device operation runs
 //! inside error scopes, a handler records anything that escapes them, and a lost device is
 //! remembered: all of these become [`EngineError::Failed`] with the message, never a panic. One run
 //! at a time holds the engine's lock, so `execute(&self)` is safe from any thread.
 //!
-//! Later topics (`gumbel.rs`, `rope.rs`, `tensor_parallel.rs` here) describe their work as buffers and
-//! a list of dispatches and call [`WgpuEngine::run_dispatches`]: the shader for a topic is compiled
-//! on first use (pipeline layouts derived from the shader), and the same error handling, timing and
-//! read-back apply.
+//! Topics describe their work as buffers and a list of dispatches and call
+//! [`WgpuEngine::run_dispatches`]: a shader's pipelines are compiled on first use (layouts derived
+//! from the shader), and the same error handling, timing and read-back apply to all.
 
-mod gumbel;
-mod rope;
-mod tensor_parallel;
+mod rowwise;
 
 use super::{Engine, EngineError, EngineKind, OpOutput, TimingSource};
 use crate::dtype::DType;
-use crate::ops::{KernelVariant, Op, OpRequest};
+use crate::ops::{Op, OpRequest};
 use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// A topic the wgpu engine runs: its shader, the entry points compiled when the engine starts,
+/// which ops have a second (fast) kernel, and the functions that check and run a request.
+pub(crate) struct WgpuTopic {
+    pub topic: &'static str,
+    /// `shaders/<topic>.wgsl`, embedded.
+    pub source: &'static str,
+    /// Entry points compiled by [`WgpuEngine::probe`]: if one does not compile, the engine is
+    /// absent with the compiler's message (the others are compiled on first use).
+    pub probe_entries: &'static [&'static str],
+    /// Whether the topic has a simple and a fast shader for this op.
+    pub has_fast_kernel: fn(&Op) -> bool,
+    /// Whether this device can run the request, before anything is allocated.
+    pub supports: fn(&WgpuEngine, &OpRequest) -> Result<(), EngineError>,
+    pub execute: fn(&WgpuEngine, &OpRequest) -> Result<OpOutput, EngineError>,
+}
+
+crate::topic_registry! {
+    mod {
+        logits,
+        softmax,
+        gumbel,
+        rope,
+        tensor_parallel,
+    }
+    /// Every topic this engine runs, one line each.
+    static TOPICS: [&'static WgpuTopic] = TOPIC;
+}
+
+/// The registration of `topic`, if this engine runs it.
+fn topic(topic: &str) -> Option<&'static WgpuTopic> {
+    TOPICS.iter().copied().find(|t| t.topic == topic)
+}
+
+/// Special values and the f16/bf16 conversions every shader uses (`shaders/dtype.wgsl`): WGSL has
+/// no includes, so [`program`] compiles it in front of each topic's shader.
+pub const PRELUDE: &str = include_str!("../../../shaders/dtype.wgsl");
+
+/// The device-to-device copy `kernelbook bench` measures each op against (`shaders/copy.wgsl`; not a
+/// lesson topic).
+pub const COPY_SOURCE: &str = include_str!("../../../shaders/copy.wgsl");
+
+/// A topic's own shader (`shaders/<topic>.wgsl`, as the app shows it, without the prelude); `copy`
+/// is the bench's copy shader.
+pub fn source(topic: &str) -> Option<&'static str> {
+    match topic {
+        "copy" => Some(COPY_SOURCE),
+        _ => self::topic(topic).map(|t| t.source),
+    }
+}
+
+/// Every embedded shader: (topic, file name, source), the copy shader first.
+pub fn sources() -> impl Iterator<Item = (&'static str, String, &'static str)> {
+    std::iter::once("copy")
+        .chain(TOPICS.iter().map(|t| t.topic))
+        .filter_map(|t| source(t).map(|s| (t, format!("shaders/{t}.wgsl"), s)))
+}
+
+/// What the engine compiles for a topic: [`PRELUDE`], then `shaders/<topic>.wgsl`.
+pub fn program(topic: &str) -> Option<String> {
+    source(topic).map(|s| format!("{PRELUDE}\n{s}"))
+}
+
+/// Whether this engine has a simple and a fast shader for `op` (each topic says).
+pub fn has_fast_kernel(op: &Op) -> bool {
+    topic(op.kind().topic()).is_some_and(|t| (t.has_fast_kernel)(op))
+}
+
+/// For topics with one shader per op.
+pub(crate) fn one_kernel(_: &Op) -> bool {
+    false
+}
+
+/// For topics whose shaders check their buffers against the device's limits when they run
+/// ([`WgpuEngine::run_dispatches`]).
+pub(crate) fn supported_when_run(_: &WgpuEngine, _: &OpRequest) -> Result<(), EngineError> {
+    Ok(())
+}
 
 /// Invocations per workgroup in both shaders (`@workgroup_size(256)`).
 const WORKGROUP_SIZE: u32 = 256;
 
 /// How long to wait for the device to finish one submission before giving up.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Entry points, as named in the shaders.
-const LOGITS_ENTRY: &str = "logits_main";
-/// The simple softmax kernel: one workgroup per row, three passes over it (and naive softmax).
-const SOFTMAX_ENTRY: &str = "softmax_main";
-/// The fast softmax kernel: online max and sum, vec4 loads, a row loop (stable softmax and
-/// log_softmax).
-const SOFTMAX_FAST_ENTRY: &str = "softmax_fast";
-
-/// The fast softmax keeps at most about this many bytes of rows in flight (workgroups x row
-/// bytes), so that its second read of each row comes from the GPU's L2 cache (about 50 MB on an
-/// H100 or H200) rather than from memory. One workgroup per row keeps far more in flight on a large GPU:
-/// an H200 holds 8 workgroups of 256 on each of its 132 SMs, 1056 rows of 128 KB ([4096, 32000]
-/// f32) = 135 MB, and every re-read misses. A guess from that arithmetic, to be measured on the GPU
-/// (`KERNELBOOK_WGPU_SOFTMAX_WORKGROUPS` overrides the result).
-const FAST_SOFTMAX_BYTES_IN_FLIGHT: u64 = 32 << 20;
-
-/// The fast softmax never launches fewer workgroups than this (unless there are fewer rows): with
-/// very long rows, the cache budget above would leave most of the GPU idle.
-const FAST_SOFTMAX_MIN_WORKGROUPS: u32 = 256;
-
-/// Environment variable that sets the fast softmax's workgroup count for tuning runs on a GPU
-/// (0: one per row, up to the dispatch limit); unset, [`fast_softmax_workgroups`] chooses.
-pub const FAST_SOFTMAX_WORKGROUPS_ENV: &str = "KERNELBOOK_WGPU_SOFTMAX_WORKGROUPS";
-
-/// The shaders' `Params` uniform, field for field (48 bytes, all 4-byte scalars).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    /// 0 = f32, 1 = f16, 2 = bf16.
-    dtype: u32,
-    /// logits.wgsl: 0 logit, 1 sigmoid, 2 logsigmoid. softmax.wgsl: 0 softmax, 1 log_softmax.
-    op: u32,
-    rows: u32,
-    cols: u32,
-    n: u32,
-    temperature: f32,
-    /// logit: 1 = clamp p to [lo, hi].
-    clamp: u32,
-    lo: f32,
-    hi: f32,
-    /// softmax: 1 = stable (max-subtracted), 0 = naive.
-    stable: u32,
-    pad0: u32,
-    pad1: u32,
-}
-
-impl Params {
-    fn for_request(req: &OpRequest, rows: u32, cols: u32, n: u32) -> Params {
-        let dtype = match req.dtype {
-            DType::F32 => 0,
-            DType::F16 => 1,
-            DType::Bf16 => 2,
-        };
-        let mut p = Params {
-            dtype,
-            rows,
-            cols,
-            n,
-            temperature: 1.0,
-            ..Params::default()
-        };
-        match req.op {
-            Op::Logit { .. } => {
-                p.op = 0;
-                if let Some((lo, hi)) = req.op.logit_bounds() {
-                    (p.clamp, p.lo, p.hi) = (1, lo, hi);
-                }
-            }
-            Op::Sigmoid => p.op = 1,
-            Op::LogSigmoid => p.op = 2,
-            Op::Softmax {
-                temperature,
-                stable,
-            } => {
-                (p.op, p.temperature, p.stable) = (0, temperature as f32, stable as u32);
-            }
-            Op::LogSoftmax { temperature } => {
-                (p.op, p.temperature, p.stable) = (1, temperature as f32, 1);
-            }
-            // Topic ops run through `run_dispatches` with their own uniforms.
-            Op::Gumbel(_) | Op::Rope(_) | Op::TensorParallel(_) => {}
-        }
-        p
-    }
-}
 
 /// Errors that escaped every error scope (recorded by the device's handler) and the reason the
 /// device was lost, if it was.
@@ -245,7 +233,9 @@ impl WgpuEngine {
                             ty: wgpu::BindingType::Buffer {
                                 ty: wgpu::BufferBindingType::Uniform,
                                 has_dynamic_offset: false,
-                                min_binding_size: wgpu::BufferSize::new(size_of::<Params>() as u64),
+                                min_binding_size: wgpu::BufferSize::new(
+                                    size_of::<rowwise::RowParams>() as u64,
+                                ),
                             },
                             count: None,
                         },
@@ -281,16 +271,14 @@ impl WgpuEngine {
             run_lock: Mutex::new(()),
             pipelines: Mutex::new(HashMap::new()),
         };
-        // The first two topics' shaders are compiled now: if they do not compile, the engine is
-        // absent with the compiler's message (later topics report theirs on first use).
-        for (topic, entry) in [
-            ("logits", LOGITS_ENTRY),
-            ("softmax", SOFTMAX_ENTRY),
-            ("softmax", SOFTMAX_FAST_ENTRY),
-        ] {
-            engine
-                .topic_pipeline(topic, entry)
-                .map_err(|e| e.to_string().trim_start_matches("failed: ").to_string())?;
+        // The entry points the topics ask for are compiled now: if they do not compile, the
+        // engine is absent with the compiler's message (the others report theirs on first use).
+        for topic in TOPICS {
+            for entry in topic.probe_entries {
+                engine
+                    .topic_pipeline(topic.topic, entry)
+                    .map_err(|e| e.to_string().trim_start_matches("failed: ").to_string())?;
+            }
         }
         Ok(engine)
     }
@@ -327,57 +315,6 @@ impl WgpuEngine {
             entry_point,
         )
         .map(drop)
-    }
-
-    /// Buffer bytes and workgroup grid a request needs, or why the device cannot give them.
-    fn plan(&self, req: &OpRequest) -> Result<Plan, EngineError> {
-        let n = req.x.len();
-        let too_many = |what: &str, v: usize| {
-            EngineError::Unsupported(format!("{v} {what} do not fit the shaders' 32-bit indices"))
-        };
-        let n32 = u32::try_from(n).map_err(|_| too_many("elements", n))?;
-        let rows = u32::try_from(req.x.rows()).map_err(|_| too_many("rows", req.x.rows()))?;
-        let cols = u32::try_from(req.x.cols()).map_err(|_| too_many("columns", req.x.cols()))?;
-        let bytes = n as u64 * 4; // one u32 word per element, for every dtype
-        let limits = &self.limits;
-        if bytes > limits.max_storage_buffer_binding_size {
-            return Err(EngineError::Unsupported(format!(
-                "{n} elements need a {bytes}-byte storage buffer (one 32-bit word per element); this adapter \
-                 binds at most {} bytes (max_storage_buffer_binding_size)",
-                limits.max_storage_buffer_binding_size
-            )));
-        }
-        if bytes > limits.max_buffer_size {
-            return Err(EngineError::Unsupported(format!(
-                "{n} elements need a {bytes}-byte buffer; this adapter allows at most {} bytes (max_buffer_size)",
-                limits.max_buffer_size
-            )));
-        }
-        // Element-wise: one invocation per element; row-wise: one workgroup per row.
-        let (workgroups, unit) = if req.op.is_elementwise() {
-            (n32.div_ceil(WORKGROUP_SIZE), "elements / 256")
-        } else {
-            (rows, "rows")
-        };
-        let max_dim = limits.max_compute_workgroups_per_dimension.max(1);
-        let grid = if workgroups <= max_dim {
-            (workgroups, 1)
-        } else {
-            let lines = workgroups.div_ceil(max_dim);
-            if lines > max_dim {
-                return Err(EngineError::Unsupported(format!(
-                    "{workgroups} workgroups ({unit}) exceed this adapter's {max_dim} x {max_dim} grid \
-                     (max_compute_workgroups_per_dimension)"
-                )));
-            }
-            (max_dim, lines)
-        };
-        Ok(Plan {
-            rows,
-            cols,
-            n: n32,
-            grid,
-        })
     }
 
     /// Block until the submission (or everything submitted) has finished on the device.
@@ -434,15 +371,6 @@ impl WgpuEngine {
     }
 }
 
-/// What one run needs from the device.
-struct Plan {
-    rows: u32,
-    cols: u32,
-    n: u32,
-    /// Workgroups to dispatch, (x, y).
-    grid: (u32, u32),
-}
-
 impl Engine for WgpuEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Wgpu
@@ -492,97 +420,23 @@ impl Engine for WgpuEngine {
     }
 
     fn supports(&self, req: &OpRequest) -> Result<(), EngineError> {
-        if req.op.topic_op().is_some() {
-            // Topic files check their buffers against the limits in `run_dispatches`.
-            return Ok(());
-        }
-        if req.x.is_empty() {
-            return Ok(());
-        }
-        self.plan(req).map(drop)
+        (self.topic(req)?.supports)(self, req)
     }
 
     fn execute(&self, req: &OpRequest) -> Result<OpOutput, EngineError> {
-        match &req.op {
-            Op::Gumbel(op) => return gumbel::execute(self, req, op),
-            Op::Rope(op) => return rope::execute(self, req, op),
-            Op::TensorParallel(op) => return tensor_parallel::execute(self, req, op),
-            _ => {}
-        }
-        let start = Instant::now();
-        // `Engine::run` answers empty inputs before calling this.
-        let plan = self.plan(req)?;
-        let params = Params::for_request(req, plan.rows, plan.cols, plan.n);
-        let params = bytemuck::cast_slice(&[params]).to_vec();
-        let run = if req.op.is_elementwise() {
-            self.one_dispatch("logits", LOGITS_ENTRY, req, plan.n, params, plan.grid)?
-        } else if uses_fast_softmax(req) {
-            // The fast kernel reads and writes through vec4 views: both buffers are padded to a
-            // multiple of 4 words (the padding is never read as data nor returned).
-            let workgroups = match fast_softmax_workgroups_override()? {
-                Some(0) => plan.rows.min(self.max_workgroups()),
-                Some(w) => w.min(plan.rows).min(self.max_workgroups()),
-                None => fast_softmax_workgroups(plan.rows, plan.cols, self.max_workgroups()),
-            };
-            let padded = plan.n.next_multiple_of(4);
-            self.one_dispatch(
-                "softmax",
-                SOFTMAX_FAST_ENTRY,
-                req,
-                padded,
-                params,
-                (workgroups.max(1), 1),
-            )?
-        } else {
-            self.one_dispatch("softmax", SOFTMAX_ENTRY, req, plan.n, params, plan.grid)?
-        };
-        let (kernel_time, timing) = (run.kernel_time, run.timing);
-        let mut words = run.outputs.into_iter().next().unwrap_or_default();
-        words.truncate(req.x.len());
-        if words.len() != req.x.len() {
-            return Err(EngineError::Failed(format!(
-                "read back {} values for {} elements",
-                words.len(),
-                req.x.len()
-            )));
-        }
-        Ok(OpOutput::new(
-            req.x.shape.clone(),
-            req.dtype,
-            decode(req.dtype, &words),
-            kernel_time,
-            timing,
-            start.elapsed(),
-        ))
+        (self.topic(req)?.execute)(self, req)
     }
 }
 
 impl WgpuEngine {
-    /// Run `entry` of `shaders/<topic>.wgsl` over the request's input (binding 0, `words` words, the
-    /// input zero-padded) into an output of `words` zero words (binding 1), with `params` as the
-    /// uniform, on a `grid` of workgroups; reads back the output.
-    fn one_dispatch(
-        &self,
-        topic: &str,
-        entry: &'static str,
-        req: &OpRequest,
-        words: u32,
-        params: Vec<u32>,
-        grid: (u32, u32),
-    ) -> Result<DispatchRun, EngineError> {
-        let mut input = encode(req);
-        input.resize(words as usize, 0);
-        self.run_dispatches(
-            topic,
-            &[BufferInit::Words(input), BufferInit::Zeroed(words as usize)],
-            &[Dispatch {
-                entry,
-                buffers: vec![0, 1],
-                params,
-                workgroups: (grid.0, grid.1, 1),
-            }],
-            &[1],
-        )
+    /// This engine's registration of the request's topic.
+    fn topic(&self, req: &OpRequest) -> Result<&'static WgpuTopic, EngineError> {
+        topic(req.op.kind().topic()).ok_or_else(|| {
+            EngineError::Unsupported(format!(
+                "the wgpu engine has no shader for {}",
+                req.op.kind()
+            ))
+        })
     }
 
     /// The pipeline for `entry` in `shaders/<topic>.wgsl`, compiled on first use with a layout
@@ -596,8 +450,8 @@ impl WgpuEngine {
         let mut cache = lock(&self.pipelines);
         let result = cache.entry(key).or_insert_with(|| {
             let file = format!("shaders/{topic}.wgsl");
-            let source = crate::sources::wgsl_program(topic)
-                .ok_or_else(|| format!("{file} is not embedded in this build"))?;
+            let source =
+                program(topic).ok_or_else(|| format!("{file} is not embedded in this build"))?;
             scoped(&self.device, || {
                 let module = self
                     .device
@@ -616,7 +470,7 @@ impl WgpuEngine {
                     })
             })
             .map_err(|e| {
-                let prelude = crate::sources::WGSL_PRELUDE.lines().count() + 1;
+                let prelude = PRELUDE.lines().count() + 1;
                 format!(
                     "{file} ({entry}) does not compile (line numbers count the {prelude} lines of \
                      shaders/dtype.wgsl first): {e}"
@@ -863,45 +717,6 @@ impl WgpuEngine {
     }
 }
 
-/// The ops this engine has a fast kernel for: stable softmax and log_softmax (`softmax_fast`).
-/// Naive softmax always runs the simple kernel (its overflow is the lesson); the other topics have
-/// one shader each.
-pub fn has_fast_kernel(op: &Op) -> bool {
-    matches!(op, Op::LogSoftmax { .. } | Op::Softmax { stable: true, .. })
-}
-
-/// Whether `req` runs the fast softmax kernel: an op of [`has_fast_kernel`] asked for with
-/// [`KernelVariant::Fast`].
-fn uses_fast_softmax(req: &OpRequest) -> bool {
-    req.kernel == KernelVariant::Fast && has_fast_kernel(&req.op)
-}
-
-/// Workgroups for the fast softmax (each loops over rows): enough that the rows in flight stay
-/// within [`FAST_SOFTMAX_BYTES_IN_FLIGHT`], at least [`FAST_SOFTMAX_MIN_WORKGROUPS`], at most one
-/// per row and at most `max_workgroups` (the dispatch limit per dimension).
-fn fast_softmax_workgroups(rows: u32, cols: u32, max_workgroups: u32) -> u32 {
-    let row_bytes = u64::from(cols).max(1) * 4; // one 32-bit word per element
-    let budget =
-        (FAST_SOFTMAX_BYTES_IN_FLIGHT / row_bytes).max(u64::from(FAST_SOFTMAX_MIN_WORKGROUPS));
-    budget
-        .min(u64::from(rows))
-        .min(u64::from(max_workgroups))
-        .max(1) as u32
-}
-
-/// [`FAST_SOFTMAX_WORKGROUPS_ENV`], if set; a value that is not a count is an error, not ignored.
-fn fast_softmax_workgroups_override() -> Result<Option<u32>, EngineError> {
-    match std::env::var(FAST_SOFTMAX_WORKGROUPS_ENV) {
-        Err(_) => Ok(None),
-        Ok(v) if v.trim().is_empty() => Ok(None), // set but empty: the rule, as when unset
-        Ok(v) => v.trim().parse().map(Some).map_err(|_| {
-            EngineError::Failed(format!(
-                "{FAST_SOFTMAX_WORKGROUPS_ENV}={v:?} is not a workgroup count (0 = one per row)"
-            ))
-        }),
-    }
-}
-
 /// Values of `dtype` as the shaders store them: one u32 word per element (f32 bits, or f16/bf16
 /// bits in the low half).
 pub(crate) fn encode_values(dtype: DType, values: &[f32]) -> Vec<u32> {
@@ -915,19 +730,9 @@ pub(crate) fn encode_values(dtype: DType, values: &[f32]) -> Vec<u32> {
     }
 }
 
-/// Words written by a shader back to f32 values of `dtype` (see [`encode_values`]).
+/// Words written by a shader back to f32 values of `dtype` (see [`encode_values`]): exact, every
+/// f16 and bf16 is an f32.
 pub(crate) fn decode_values(dtype: DType, words: &[u32]) -> Vec<f32> {
-    decode(dtype, words)
-}
-
-/// The input as the shaders read it: one u32 word per element (f32 bits, or f16/bf16 bits in the
-/// low half).
-fn encode(req: &OpRequest) -> Vec<u32> {
-    encode_values(req.dtype, &req.x.data)
-}
-
-/// The output words back to f32 values (exact: every f16 and bf16 is an f32).
-fn decode(dtype: DType, words: &[u32]) -> Vec<f32> {
     match dtype {
         DType::F32 => words.iter().map(|&w| f32::from_bits(w)).collect(),
         DType::F16 | DType::Bf16 => {
@@ -1133,91 +938,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::Tensor;
-
-    #[test]
-    fn params_match_the_shader_layout() {
-        assert_eq!(size_of::<Params>(), 48);
-        let req = OpRequest::new(
-            Op::Logit { eps: Some(1e-6) },
-            DType::F16,
-            Tensor::row(vec![0.5]),
-        )
-        .unwrap();
-        let p = Params::for_request(&req, 1, 1, 1);
-        assert_eq!((p.dtype, p.op, p.clamp), (1, 0, 1));
-        assert_eq!((p.lo, p.hi), (1e-6f32, 1.0 - 1e-6f32));
-        let req = OpRequest::new(
-            Op::LogSoftmax { temperature: 0.05 },
-            DType::Bf16,
-            Tensor::row(vec![0.5]),
-        )
-        .unwrap();
-        let p = Params::for_request(&req, 1, 1, 1);
-        assert_eq!((p.dtype, p.op, p.stable, p.temperature), (2, 1, 1, 0.05f32));
-    }
-
-    #[test]
-    fn words_round_trip_every_dtype() {
-        for dtype in DType::ALL {
-            let req = OpRequest::new(
-                Op::Sigmoid,
-                dtype,
-                Tensor::row(vec![1.5, -0.0, f32::INFINITY, 1e-6]),
-            )
-            .unwrap();
-            let back = decode(dtype, &encode(&req));
-            for (a, b) in req.x.data.iter().zip(&back) {
-                assert_eq!(a.to_bits(), b.to_bits(), "{dtype}");
-            }
-        }
-    }
-
-    #[test]
-    fn fast_softmax_keeps_the_rows_in_flight_within_the_cache_budget() {
-        // [4096, 32000] f32: 128 000-byte rows, 32 MiB / 128 000 = 262 workgroups.
-        assert_eq!(fast_softmax_workgroups(4096, 32000, 65535), 262);
-        // Longer rows: never fewer than 256 workgroups (nor more than rows).
-        assert_eq!(fast_softmax_workgroups(4096, 1 << 20, 65535), 256);
-        assert_eq!(fast_softmax_workgroups(100, 1 << 20, 65535), 100);
-        // Short rows: one workgroup per row, up to the dispatch limit.
-        assert_eq!(fast_softmax_workgroups(4096, 1000, 65535), 4096);
-        assert_eq!(fast_softmax_workgroups(70_000, 3, 65535), 65535);
-        assert_eq!(fast_softmax_workgroups(0, 0, 65535), 1);
-    }
-
-    #[test]
-    fn naive_softmax_never_runs_the_fast_kernel() {
-        let x = || Tensor::row(vec![0.5, 1.0]);
-        let softmax = |stable| Op::Softmax {
-            temperature: 1.0,
-            stable,
-        };
-        let cases = [
-            (softmax(true), KernelVariant::Fast, true),
-            (softmax(true), KernelVariant::Simple, false),
-            (softmax(false), KernelVariant::Fast, false),
-            (
-                Op::LogSoftmax { temperature: 2.0 },
-                KernelVariant::Fast,
-                true,
-            ),
-            (
-                Op::LogSoftmax { temperature: 2.0 },
-                KernelVariant::Simple,
-                false,
-            ),
-        ];
-        for (op, kernel, fast) in cases {
-            let req = OpRequest::new(op.clone(), DType::F32, x())
-                .unwrap()
-                .with_kernel(kernel);
-            assert_eq!(uses_fast_softmax(&req), fast, "{} {kernel}", op.describe());
-        }
-    }
 
     #[test]
     fn errors_collapse_to_one_line() {
         assert_eq!(one_line("a\n  b\n\n c "), "a | b | c");
+    }
+
+    #[test]
+    fn every_topic_has_a_shader_and_the_copy_shader_is_embedded() {
+        for topic in crate::ops::TOPICS {
+            assert!(source(topic.name()).is_some(), "{}", topic.name());
+        }
+        assert!(source("copy").is_some_and(|s| s.contains("copy_main")));
+        assert!(program("softmax").is_some_and(|p| p.starts_with(PRELUDE)));
     }
 }

@@ -16,7 +16,21 @@ use std::time::Instant;
 /// Invocations per workgroup (`@workgroup_size(256)` in the shader).
 const WORKGROUP_SIZE: usize = 256;
 
-pub(super) fn execute(
+/// This engine's registration of the topic: one shader per op.
+pub(crate) static TOPIC: super::WgpuTopic = super::WgpuTopic {
+    topic: "rope",
+    source: include_str!("../../../shaders/rope.wgsl"),
+    probe_entries: &[],
+    has_fast_kernel: super::one_kernel,
+    supports: super::supported_when_run,
+    execute: run_request,
+};
+
+fn run_request(engine: &WgpuEngine, req: &OpRequest) -> Result<OpOutput, EngineError> {
+    execute(engine, req, crate::engine::topic_op::<RopeOp>(req)?)
+}
+
+fn execute(
     engine: &WgpuEngine,
     req: &OpRequest,
     op: &RopeOp,

@@ -18,12 +18,26 @@ use crate::ops::tensor_parallel::{
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-const TOPIC: &str = "tensor_parallel";
+const FILE: &str = "tensor_parallel";
 
 /// The GEMM's tile edge (`TILE` in the shader).
 const TILE: usize = 16;
 
-pub(super) fn execute(
+/// This engine's registration of the topic: one shader per op.
+pub(crate) static TOPIC: super::WgpuTopic = super::WgpuTopic {
+    topic: "tensor_parallel",
+    source: include_str!("../../../shaders/tensor_parallel.wgsl"),
+    probe_entries: &[],
+    has_fast_kernel: super::one_kernel,
+    supports: super::supported_when_run,
+    execute: run_request,
+};
+
+fn run_request(engine: &WgpuEngine, req: &OpRequest) -> Result<OpOutput, EngineError> {
+    execute(engine, req, crate::engine::topic_op::<TpOp>(req)?)
+}
+
+fn execute(
     engine: &WgpuEngine,
     req: &OpRequest,
     op: &TpOp,
@@ -301,7 +315,7 @@ fn run(
             }
         }
     }
-    let ran = engine.run_dispatches(TOPIC, &buffers, &list, &read)?;
+    let ran = engine.run_dispatches(FILE, &buffers, &list, &read)?;
     let values: HashMap<BufId, Vec<f32>> = read
         .iter()
         .zip(ran.outputs)
