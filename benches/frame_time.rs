@@ -1,4 +1,5 @@
-//! Frame time while a learner drags a slider (issue: p95 <= 16 ms on a 2-core machine with no GPU).
+//! Frame time while a learner drags a slider (target: p95 <= 16 ms on a 2-core machine with no GPU;
+//! measurements in docs/performance.md).
 //!
 //! Opens lesson 2 on its temperature step in a headless 1280x800 window (egui_kittest, wgpu renderer
 //! on whatever adapter wgpu finds: lavapipe here), moves the temperature slider one notch per frame

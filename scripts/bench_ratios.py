@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The ratios issue #8 asks for, from one run on one GPU: kernelbook bench --json (BENCH.json) and
-torch_bench.py's anchors (TORCH.json). Prints one line per target: measured, target, met or not.
+"""The GPU targets of docs/performance.md as measured ratios, from one run on one GPU:
+kernelbook bench --json (BENCH.json) and torch_bench.py's anchors (TORCH.json). Prints one line per
+target: measured, target, met or not.
 Usage: bench_ratios.py BENCH.json TORCH.json
        bench_ratios.py --table BENCH.json   (the results as a table)"""
 import json

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The GPU machine's check, in one go (see ../shared/GPU.md): the engines found, `kernelbook check` on
+# The GPU machine's check, in one go (see docs/gpu.md): the engines found, `kernelbook check` on
 # every engine (4096x32000 included on a real GPU), a second opinion from PyTorch on the same
 # inputs, the prebuilt GPU test binaries if present (scripts/build-gpu-tests.sh), `kernelbook bench`
-# and the torch timing anchors measured in the same call, and the ratios issue #8 sets as targets,
-# printed last. Logs go to the folder given as $1 (or $OUT).
+# and the torch timing anchors measured in the same call, and the throughput ratios against the GPU
+# targets of docs/performance.md, printed last. Logs go to the folder given as $1 (or $OUT).
 # Needs: a built kernelbook binary (target/release/kernelbook, or $KERNELBOOK), python3 with numpy
 # (torch optional: without it the torch comparison is skipped with a message).
 set -uo pipefail

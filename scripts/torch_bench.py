@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Torch anchors for scripts/gpu-check.sh, measured in the same run as `kernelbook bench` so the
-ratios compare like with like (GPU.md, issue #8): a device-to-device copy, torch.softmax fp32/f16/bf16
+ratios compare like with like (docs/gpu.md, docs/performance.md): a device-to-device copy, torch.softmax fp32/f16/bf16
 [4096, 32000], F.gumbel_softmax(hard) fp32 [4096, 32000], HF Llama apply_rotary_pos_emb f16 q and k
 [8, 32, 4096, 128] eager and under torch.compile, F.cross_entropy fp32 [8192, 50304].
 Median of 50 with CUDA events. Usage: torch_bench.py OUT.json. Needs torch with CUDA; transformers

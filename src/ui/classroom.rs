@@ -262,22 +262,21 @@ pub fn fmt_elapsed(d: Duration) -> String {
     }
 }
 
-/// The local time of day, "HH:MM" (UTC where the local time zone cannot be read).
+/// The local time of day, "HH:MM" (with " UTC" where the local time zone cannot be determined).
+/// The zone comes from `TZ` or the system's setting (`/etc/localtime` and the zoneinfo database on
+/// Linux and macOS, the system's zone and a bundled database on Windows).
 pub fn local_clock() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    #[cfg(unix)]
-    {
-        let t: libc::time_t = now as libc::time_t;
-        // SAFETY: localtime_r writes into the struct we own and reads only `t`.
-        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-        if !unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-            return format!("{:02}:{:02}", tm.tm_hour, tm.tm_min);
+    let now = jiff::Timestamp::now();
+    match jiff::tz::TimeZone::try_system() {
+        Ok(zone) => {
+            let t = now.to_zoned_datetime(zone);
+            format!("{:02}:{:02}", t.hour(), t.minute())
+        }
+        Err(_) => {
+            let t = now.to_zoned_datetime(jiff::tz::TimeZone::UTC);
+            format!("{:02}:{:02} UTC", t.hour(), t.minute())
         }
     }
-    format!("{:02}:{:02} UTC", (now / 3600) % 24, (now / 60) % 60)
 }
 
 /// The toast, bottom centre, if one is showing. Returns whether it is still showing.
