@@ -20,7 +20,7 @@ use std::time::Duration;
 pub const RUNS: usize = 20;
 /// Untimed runs first (compile caches, allocator, clocks).
 pub const WARMUP: usize = 3;
-/// The size real GPUs are measured at (GPU.md's torch anchors use it).
+/// The size real GPUs are measured at (the torch anchors of docs/gpu.md use it).
 pub const GPU_SIZE: (usize, usize) = (4096, 32000);
 /// The size for the CPU and software adapters (a few ms per run there).
 pub const SMALL_SIZE: (usize, usize) = (256, 8192);

@@ -9,14 +9,14 @@
 //!   `max_ulp` units in the last place of `ref` rounded to the dtype (a faithfully rounded f16/bf16
 //!   result is always accepted).
 //!
-//! Tolerances (REFERENCE.md): f32 rtol 1e-6; f16 |d| <= 2^-11 |ref| + 2^-24; bf16 |d| <= 2^-8 |ref|.
+//! Tolerances (docs/numerics.md): f32 rtol 1e-6; f16 |d| <= 2^-11 |ref| + 2^-24; bf16 |d| <= 2^-8 |ref|.
 //! Each op adds the absolute floor that its f32 arithmetic cannot beat: 2^-30 for probabilities
 //! (softmax, sigmoid: a tiny p whose relative error comes from rounding its exponent's argument),
 //! 2^-21 for log-valued ops (log_softmax, logsigmoid, logit: a logarithm of a value near 1 is only
 //! accurate in absolute terms on GPUs). The naive softmax in f16/bf16 keeps its intermediates in
 //! the storage dtype, so its result carries three roundings: its tolerance is rtol 4u and 2 ULPs.
 //! The reported max rel error and max ULP are taken over the elements where the relative bound is
-//! the one that applies (|ref| >= atol / rtol, and a normal number of the dtype, as REFERENCE.md
+//! the one that applies (|ref| >= atol / rtol, and a normal number of the dtype, as docs/numerics.md
 //! defines rel): near zero a relative error means nothing (log_softmax of a row's dominant entry is
 //! about -1e-9; 1e-15 off is "100% relative" and 10^8 ULPs) and max abs tells the story there.
 

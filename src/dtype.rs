@@ -173,7 +173,7 @@ mod tests {
         // Halfway between 65504 and the next binade step (65536) rounds to even: infinity.
         assert_eq!(DType::F16.round(65520.0), f32::INFINITY);
         assert_eq!(DType::F16.round(65519.0), 65504.0);
-        // The largest f16 is 65504 = e^11.0899 (REFERENCE.md's ln(65504) = 11.09); with round to
+        // The largest f16 is 65504 = e^11.0899 (ln(65504) = 11.09; docs/numerics.md); with round to
         // nearest, exp(z) reaches infinity once it rounds past 65520, at z = ln(65520) = 11.0901.
         assert!(DType::F16.round(11.0902f32.exp()).is_infinite());
         assert_eq!(DType::F16.round(11.0899f32.exp()), 65504.0);

@@ -70,7 +70,7 @@ enum Command {
     /// Run every op x engine x dtype over the check suite against the f64 reference.
     ///
     /// Sizes include PyTorch's (0,10), (10,0), (31,20), (33,2049), (16,30576), plus 4096x32000 on a
-    /// real GPU, the edge values of REFERENCE.md, and the naive-softmax overflows (which must
+    /// real GPU, the documented edge values, and the naive-softmax overflows (which must
     /// break). Absent engines are reported as skipped, not failed. Exits 1 on any mismatch.
     Check {
         /// cuda, wgpu, cpu or all.

@@ -671,7 +671,7 @@ fn storage_types_are_written_once() {
 }
 
 // ------------------------------------------------------------------------------------------------
-// The fast kernels (issue #8) against the simple ones and the reference.
+// The fast kernels (docs/performance.md) against the simple ones and the reference.
 // ------------------------------------------------------------------------------------------------
 
 use kernelbook::ops::KernelVariant;

@@ -503,7 +503,7 @@ fn long_rows_agree_sample_for_sample() {
 }
 
 /// The mean soft sample is not softmax(l): at τ = 1 the top class averages about 0.48, not 0.60
-/// (REFERENCE.md: 0.476 for a distribution with top probability 0.600); as τ -> 0 it approaches
+/// (docs/numerics.md: 0.476 for a distribution with top probability 0.600); as τ -> 0 it approaches
 /// softmax(l), while the argmax frequencies are softmax(l) at every τ.
 #[test]
 fn mean_soft_sample_differs_from_softmax() {

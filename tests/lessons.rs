@@ -1,4 +1,4 @@
-//! The built-in lessons and lesson loading. Every built-in lesson parses, has the shape PEDAGOGY.md
+//! The built-in lessons and lesson loading. Every built-in lesson parses, has the shape docs/lesson-format.md
 //! asks for (a hook question, 5-9 steps of one idea with one interactive cell each, a "predict, then
 //! reveal" question, a closing summary, presenter notes) and every cell can run: its parameters
 //! resolve into a valid op at every slider end and every choice. Loading an author's folder gives one

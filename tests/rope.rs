@@ -1,5 +1,5 @@
 //! Rotary position embeddings (rope_freqs, rope) on every engine against the f64 reference and
-//! against the properties REFERENCE.md states: HF's published inv_freq for head 128, interleaved =
+//! against the properties docs/numerics.md states: HF's published inv_freq for head 128, interleaved =
 //! permuted half-split bit for bit, norms preserved, the relative-position spread within 1e-5
 //! |q||k| up to position 8192, partial rotary's pass-through dims bit-identical, every layout and
 //! dtype within tolerance, clear errors for bad shapes, and `kernelbook run` on .npy files.
@@ -381,7 +381,7 @@ fn angle_error_by_position_per_engine() {
                 let report = check_output(&req, &req.reference_full(), &out);
                 assert!(report.passed, "{}: {report}", engine.kind());
             } else {
-                // The f32 angle's rounding grows with the position (REFERENCE.md: 1.1e-4 at 2048,
+                // The f32 angle's rounding grows with the position (docs/numerics.md: 1.1e-4 at 2048,
                 // 4.8e-4 at 8192, 1.9e-3 at 32768).
                 assert!(
                     errors[2] > 5e-5 && errors[3] > 2e-4,
@@ -482,7 +482,7 @@ fn lesson_cells_run_and_their_views_build() {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Properties (REFERENCE.md).
+// Properties (docs/numerics.md, Rotary position embeddings).
 // ------------------------------------------------------------------------------------------------
 
 #[test]
@@ -632,9 +632,9 @@ fn relative_position_spread_is_within_reference_bound() {
             "{}: spread / |q||k| up to position 8191: precise {precise:.2e}, naive f32 angles {naive:.2e}",
             engine.kind()
         );
-        // REFERENCE.md: <= 1e-5 |q||k| for positions <= 8192 when angles are computed carefully.
+        // docs/numerics.md: <= 1e-5 |q||k| for positions <= 8192 when angles are computed carefully.
         assert!(precise <= 1e-5, "{}: {precise:e}", engine.kind());
-        // HF-style f32 angles miss it (REFERENCE.md measured 4.9e-4 for HF at 8000).
+        // HF-style f32 angles miss it (HF's f32 code measured 4.9e-4 at 8000; docs/numerics.md).
         assert!(naive > 1e-5, "{}: naive {naive:e}", engine.kind());
     }
 }

@@ -406,7 +406,7 @@ fn bench_result(
 }
 
 /// The roofline before anything is measured (what Measure will do) and with results: the
-/// CUDA simple kernel at GPU.md's measured H200 numbers (647 µs, copy 4194 GB/s), its fast kernel
+/// CUDA simple kernel at the H200 numbers of docs/gpu.md (647 µs, copy 4194 GB/s), its fast kernel
 /// still measuring, and made-up CPU-side numbers for lavapipe and the CPU.
 #[test]
 fn roofline_view_before_and_after_measuring() {

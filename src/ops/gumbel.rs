@@ -8,7 +8,7 @@
 //! in 10 rounds of two 32x32 -> 64-bit multiplications (multipliers 0xD2511F53, 0xCD9E8D57); the key
 //! is bumped by the Weyl constants 0x9E3779B9, 0xBB67AE85 between rounds. Nothing is stored between
 //! calls: any element's random word can be computed from (key, counter) alone, by any thread, in
-//! any order, on any engine. Random123's known-answer vectors (REFERENCE.md) prove all three
+//! any order, on any engine. Random123's known-answer vectors (its tests/kat_vectors; docs/numerics.md) prove all three
 //! implementations.
 //!
 //! **Which bits each element uses.** The noise tensor is seen as rows (all axes but the last) of
@@ -87,7 +87,7 @@
 //!   [`TopicOp::notes`] says how many rows that was (about 5 in a million for logits of order 1).
 //!
 //! # Errors, decided
-//! τ ≤ 0 is an error (torch returns NaN at τ = 0, #184031); τ is in [0.01, 100]. Logits must be
+//! τ ≤ 0 is an error (torch returns NaN at τ = 0, pytorch/pytorch issue 184031); τ is in [0.01, 100]. Logits must be
 //! finite with |l| ≤ 1e30 (NaN and ±inf are errors that name the element: to mask a class, use a large
 //! negative logit such as −1e4; beyond 1e30, (a − m)/τ could overflow f32). gumbel_noise ignores the
 //! values of x (only its shape matters), so any values, even NaN, are accepted there.
@@ -1131,7 +1131,7 @@ pub fn suite_cases(large: bool) -> Vec<Case> {
             out.push(case(op, dtype, Input::Rows(vec![vec![1.5]])));
         }
         if large {
-            let (rows, cols) = crate::suite::LARGE;
+            let (rows, cols) = super::case::LARGE;
             for op in [
                 GumbelOp::GumbelNoise {
                     seed: next(),

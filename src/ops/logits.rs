@@ -10,7 +10,7 @@
 //! - `logsigmoid(x)` = min(x, 0) - ln(1 + e^-|x|) (log1p where the engine has it). Exact where
 //!   log(sigmoid(x)) gives -inf: logsigmoid(-200) = -200.
 //!
-//! The f64 functions below are the reference: the same formulas in f64, which REFERENCE.md's values
+//! The f64 functions below are the reference: the same formulas in f64, which the edge values of docs/numerics.md
 //! test.
 
 use super::case::{Draw, BenchSpec, Case, Expect, Input, SIZES};
@@ -352,7 +352,7 @@ mod tests {
 
     #[test]
     fn logit_with_eps_clamps_to_published_range() {
-        // eps = 1e-6 in fp32: logits clamp to [-13.8155, 13.8023] (REFERENCE.md).
+        // eps = 1e-6 in fp32: logits clamp to [-13.8155, 13.8023] (torch.logit; docs/numerics.md).
         let lo = 1e-6f32;
         let hi = 1.0f32 - lo;
         let b = Some((lo as f64, hi as f64));

@@ -340,7 +340,7 @@ impl ParamValues {
 
 /// Which of a topic's kernels a GPU engine runs. Both compute the same algorithm (same result within
 /// the op's tolerance); they differ in how they move memory. Lessons run `Simple` to show the
-/// readable first version next to `Fast` (issue #8's bandwidth-bound kernels); the CPU engine has
+/// readable first version next to `Fast` (the bandwidth-bound kernels of docs/performance.md); the CPU engine has
 /// one implementation and ignores the choice. Ops with no fast kernel run their only one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

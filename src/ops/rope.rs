@@ -2,7 +2,7 @@
 //! position x frequency) and `rope` (rotate q or k by their positions), with HF Llama/GPT-NeoX's
 //! half-split layout, GPT-J's interleaved layout and ChatGLM-6B's 2D layout, and partial rotary.
 //!
-//! # The math (REFERENCE.md)
+//! # The math (docs/numerics.md, Rotary position embeddings)
 //! With d rotated dims, pair i (i < d/2) turns by the angle θ = p · inv_freq_i at position p, where
 //! inv_freq_i = theta^(-2i/d) (a geometric series from 1 down to nearly 1/theta). A pair (a, b)
 //! becomes (a cos θ − b sin θ, b cos θ + a sin θ): a rotation, so norms are preserved and
@@ -37,7 +37,7 @@
 //!   lesson).
 //! - **naive angles** (`precise_angles = false`, what HF does in f32): θ = f32(p) · f32(inv_freq)
 //!   rounded to f32, then sin/cos of θ. f32(inv_freq) and the product are each rounded, so θ is
-//!   off by up to about p · 2^-24 rad: REFERENCE.md measures cos errors of 1.1e-4 at position
+//!   off by up to about p · 2^-24 rad: its error in cos is 1.1e-4 at position
 //!   2048, 4.8e-4 at 8192, 1.9e-3 at 32768. And the engine's sin/cos must reduce the large
 //!   argument itself.
 //! - the pair: y_a = x_a c − x_b s, y_b = x_b c + x_a s in f32 (two rounded products, one rounded
@@ -1324,8 +1324,8 @@ mod tests {
     }
 
     #[test]
-    fn naive_angle_error_matches_reference_md() {
-        // REFERENCE.md: the fp32 angle's error in cos is ~1.1e-4 at position 2048, 4.8e-4 at 8192,
+    fn naive_angle_error_matches_published_figures() {
+        // docs/numerics.md: the fp32 angle's error in cos is ~1.1e-4 at position 2048, 4.8e-4 at 8192,
         // 1.9e-3 at 32768. The naive angle f32(p) * f32(inv_freq) has two roundings (inv_freq,
         // the product), so near position p its error is up to about p * 2^-24. Worst over the 64
         // pairs of head 128 and 32 positions from p0:
@@ -1339,7 +1339,7 @@ mod tests {
                 .fold(0.0, f64::max);
             assert!(
                 worst > 0.5 * published && worst < 2.0 * published,
-                "p {p0}: worst cos error {worst:e}, REFERENCE.md {published:e}"
+                "p {p0}: worst cos error {worst:e}, published {published:e}"
             );
             // And the precise angles stay at f32's own rounding there.
             let precise = (p0..p0 + 32)

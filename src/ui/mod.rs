@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod cell;
+pub mod cell_state;
 pub mod classroom;
 pub mod kernel_view;
 pub mod layout;

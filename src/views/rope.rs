@@ -488,7 +488,7 @@ fn relative_position(result: &Comparison) -> Result<Figure, String> {
         spreads.join(", ")
     )];
     readouts.push(
-        "REFERENCE.md: at most 1e-5 with careful angles up to position 8192; HF's f32 angles spread 4.9e-4 at 8000."
+        "Published bound: at most 1e-5 with careful angles up to position 8192; HF's f32 angles spread 4.9e-4 at 8000."
             .into(),
     );
     if !constant {
@@ -759,7 +759,7 @@ fn angle_error(result: &Comparison) -> Result<Figure, String> {
     readouts.push(if op.precise_angles() {
         "Precise angles: every engine forms the same reduced angle r (|r| ≤ π/4, within 7.5e-8 rad) with integer arithmetic; what is left is each engine's own sin and cos.".into()
     } else {
-        "Naive f32 angles: f32(p · inv_freq) is off by up to about p · 2^-24 rad (the dashed line): REFERENCE.md measures cos errors of 1.1e-4 at 2048, 4.8e-4 at 8192, 1.9e-3 at 32768.".into()
+        "Naive f32 angles: f32(p · inv_freq) is off by up to about p · 2^-24 rad (the dashed line): the error in cos is 1.1e-4 at 2048, 4.8e-4 at 8192, 1.9e-3 at 32768.".into()
     });
     if matches!(op, RopeOp::RopeFreqs { .. }) {
         // How each engine's cos and sin differ from the CPU's (libm's sinf and cosf).

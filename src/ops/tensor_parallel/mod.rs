@@ -653,7 +653,7 @@ impl TopicOp for TpOp {
     ///   of a million outputs: measured on the CPU engine (which sums in the kernels' order),
     ///   9.8e-6 at in = 2048 and 1.2e-5 at in = 4096 (the suite's large cases). f32 allows
     ///   2^-15 ≈ 3.1e-5 absolute + 2^-15 relative (or 2 ULP): room for in up to about 20000.
-    ///   f16 and bf16 add their one output rounding (REFERENCE.md: 2^-11·|ref| + 2^-24, 2^-8·|ref|,
+    ///   f16 and bf16 add their one output rounding (docs/numerics.md, Tolerances: 2^-11·|ref| + 2^-24, 2^-8·|ref|,
     ///   1 ULP) on top of the same floor.
     /// - vocab_parallel_embedding: copies and additions of -0.0 are exact: zero tolerance, the
     ///   result must be bit-identical.
