@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Builds the test binaries that exercise CUDA (tests/cuda_engine.rs and the topic tests) in release
-# mode and copies them to target/gpu-tests/, so scripts/gpu-check.sh can run them on a GPU machine
-# that has no Rust toolchain (carry target/gpu-tests with the kernelbook binary). Stripped of debug
-# info to keep them small. Then carry target/gpu-tests and target/release/kernelbook (stripped here).
+# Builds the integration test binary (tests/integration: its cuda_engine, gumbel, rope and
+# tensor_parallel modules exercise CUDA when a GPU is present) in release mode and copies it to
+# target/gpu-tests/, so scripts/gpu-check.sh can run those modules on a GPU machine that has no Rust
+# toolchain (carry target/gpu-tests with the kernelbook binary). Stripped of debug info to keep it
+# small. Then carry target/gpu-tests and target/release/kernelbook (stripped here).
 # Usage: scripts/build-gpu-tests.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tests=(cuda_engine gumbel rope tensor_parallel)
+tests=(integration)
 args=()
 for t in "${tests[@]}"; do args+=(--test "$t"); done
 mkdir -p target/gpu-tests

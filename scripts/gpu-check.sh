@@ -49,14 +49,17 @@ fi
 # The GPU tests of the Rust test suite, built on a machine with Rust by scripts/build-gpu-tests.sh
 # (the GPU machine has no toolchain): they compare the fast kernels with the simple ones bit for
 # bit where they must agree, and run every topic's CUDA tests with a device present.
-if ls target/gpu-tests/* > /dev/null 2>&1; then
-  for t in target/gpu-tests/*; do
-    step "GPU tests: $(basename "$t")"
-    KERNELBOOK_REQUIRE_CUDA=1 "$t" --test-threads 1 > "$out/test-$(basename "$t").txt" 2>&1
+# The integration binary holds every area's tests; these are the ones with CUDA parts.
+gpu_areas=(cuda_engine gumbel rope tensor_parallel suite)
+if [ -x target/gpu-tests/integration ]; then
+  t=target/gpu-tests/integration
+  for area in "${gpu_areas[@]}"; do
+    step "GPU tests: $area"
+    KERNELBOOK_REQUIRE_CUDA=1 "$t" --test-threads 1 "$area::" > "$out/test-$area.txt" 2>&1
     rc=$?
-    grep -E '^test |test result|panicked' "$out/test-$(basename "$t").txt" | tail -n 40
+    grep -E '^test |test result|panicked' "$out/test-$area.txt" | tail -n 40
     [ $rc -eq 0 ] || status=1
-    summary+=("$(printf '%-24s exit %d  %s' "$(basename "$t")" "$rc" "$(grep 'test result' "$out/test-$(basename "$t").txt" | tail -n 1)")")
+    summary+=("$(printf '%-24s exit %d  %s' "$area" "$rc" "$(grep 'test result' "$out/test-$area.txt" | tail -n 1)")")
   done
 else
   step "GPU tests: none built (scripts/build-gpu-tests.sh builds them where Rust is)"

@@ -217,7 +217,7 @@ fn add_plan(p: &mut Program, plan: &cplan::Plan) -> Vec<Buf> {
             Init::Upload(data) if !data.is_empty() => {
                 p.input_bytes(elem(data.elem()), data.to_bytes())
             }
-            _ => p.zeros(elem(b.elem()), b.len()),
+            _ => p.zeros(elem(b.elem()), b.alloc_len()),
         })
         .collect();
     for l in &plan.launches {

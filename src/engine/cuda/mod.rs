@@ -382,9 +382,19 @@ pub fn compile_cached(
     source: &str,
     arch: &str,
 ) -> Result<(CompiledKernel, bool), String> {
-    let Some(dir) = cache_dir() else {
-        return compile(file, source, arch).map(|k| (k, false));
-    };
+    match cache_dir() {
+        Some(dir) => compile_cached_in(&dir, file, source, arch),
+        None => compile(file, source, arch).map(|k| (k, false)),
+    }
+}
+
+/// [`compile_cached`] with the cache in `dir`.
+pub fn compile_cached_in(
+    dir: &std::path::Path,
+    file: &str,
+    source: &str,
+    arch: &str,
+) -> Result<(CompiledKernel, bool), String> {
     let nvrtc = nvrtc_version()
         .map(|(a, b)| format!("{a}.{b}"))
         .unwrap_or_default();
@@ -433,7 +443,7 @@ pub fn compile_cached(
     }
     let kernel = compile(file, source, arch)?;
     // Write to a temporary name and rename: a reader never sees half a file.
-    if std::fs::create_dir_all(&dir).is_ok() {
+    if std::fs::create_dir_all(dir).is_ok() {
         let tmp = path.with_extension(format!("{ext}.{}.tmp", std::process::id()));
         if std::fs::write(&tmp, &kernel.image).is_ok() && std::fs::rename(&tmp, &path).is_err() {
             let _ = std::fs::remove_file(&tmp);

@@ -153,7 +153,7 @@ impl Buffer {
     }
 
     /// Elements allocated: at least one.
-    pub fn len(&self) -> usize {
+    pub fn alloc_len(&self) -> usize {
         match &self.init {
             Init::Upload(data) => data.len(),
             Init::Zeros(_, len) => *len,
@@ -162,7 +162,7 @@ impl Buffer {
     }
 
     pub fn bytes(&self) -> usize {
-        self.len() * self.elem().size()
+        self.alloc_len() * self.elem().size()
     }
 }
 
@@ -441,7 +441,7 @@ mod tests {
         let mut p = Plan::new("softmax");
         let x = p.upload("x", HostData::F32(vec![1.0]));
         let y = p.zeros("y", Elem::F32, 0);
-        assert_eq!(p.buffers[y].len(), 1, "no zero-sized allocations");
+        assert_eq!(p.buffers[y].alloc_len(), 1, "no zero-sized allocations");
         p.launch("softmax_f32", 1, 256, vec![Arg::In(x), Arg::Out(y)]);
         assert_eq!(p.read(y), 0);
         assert_eq!(p.read(y), 0, "read once");

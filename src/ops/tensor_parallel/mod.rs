@@ -643,7 +643,7 @@ impl TopicOp for TpOp {
 
     /// Tolerances, derived from the algorithms' f32 error. The check's tolerance is per op and
     /// dtype (it cannot see the data), so the data-dependent worst-case bound is checked per
-    /// element in `tests/tensor_parallel.rs`, and the tolerance here covers inputs of a layer's
+    /// element in `tests/integration/tensor_parallel.rs`, and the tolerance here covers inputs of a layer's
     /// scale (|x| ~ 1, |w| ~ 1/√in, so |y| ~ 1):
     /// - linear family: a dot product of length n summed in f32 in any order is within
     ///   γ_n·Σ_j |x_j w_j| of the exact value (Higham, *Accuracy and Stability of Numerical

@@ -1,7 +1,7 @@
 //! The reusable UI pieces rendered headless with egui_kittest's wgpu renderer (a software Vulkan
 //! adapter such as lavapipe is enough): charts with NaN/inf values, a heatmap, a line chart and
 //! the kernel view, in the light, dark and projector themes, compared with the PNGs under
-//! `tests/snapshots/` (regenerate with `UPDATE_SNAPSHOTS=1 cargo test --test ui_widgets`, then look
+//! `tests/snapshots/` (regenerate with `UPDATE_SNAPSHOTS=1 cargo test --test integration ui_widgets::`, then look
 //! at them). AccessKit queries check that the tabs and charts are reachable by name.
 
 use egui::Vec2;

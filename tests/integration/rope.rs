@@ -8,10 +8,10 @@
 //! `KERNELBOOK_REQUIRE_WGPU=1`); CUDA runs where a GPU is found and prints `skipped: <reason>`
 //! otherwise. The angle measurements print with `--nocapture`.
 
+use crate::common::env_flag;
 use kernelbook::check::check_output;
 use kernelbook::dtype::DType;
-use kernelbook::engine::cpu::CpuEngine;
-use kernelbook::engine::cuda::{self, CudaEngine};
+use kernelbook::engine::cuda;
 use kernelbook::engine::wgpu::WgpuEngine;
 use kernelbook::engine::{Engine, OpOutput};
 use kernelbook::ops::rope::{self, Layout, RopeOp};
@@ -21,53 +21,14 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
 use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
-
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| v.trim() == "1")
-}
 
 fn wgpu_engine() -> Option<&'static WgpuEngine> {
-    static ENGINE: OnceLock<Result<WgpuEngine, String>> = OnceLock::new();
-    match ENGINE.get_or_init(WgpuEngine::probe) {
-        Ok(e) => Some(e),
-        Err(reason) => {
-            assert!(
-                !env_flag("KERNELBOOK_REQUIRE_WGPU"),
-                "KERNELBOOK_REQUIRE_WGPU=1 but the wgpu engine is absent: {reason}"
-            );
-            println!("skipped wgpu: {reason}");
-            None
-        }
-    }
-}
-
-fn cuda_engine() -> Option<&'static CudaEngine> {
-    static ENGINE: OnceLock<Result<CudaEngine, String>> = OnceLock::new();
-    match ENGINE.get_or_init(CudaEngine::probe) {
-        Ok(e) => Some(e),
-        Err(reason) => {
-            assert!(
-                !env_flag("KERNELBOOK_REQUIRE_CUDA"),
-                "KERNELBOOK_REQUIRE_CUDA=1 but the CUDA engine is absent: {reason}"
-            );
-            println!("skipped cuda: {reason}");
-            None
-        }
-    }
+    crate::common::wgpu()
 }
 
 /// Every engine available here: the CPU always, wgpu and CUDA when present.
 fn engines() -> Vec<&'static dyn Engine> {
-    static CPU: OnceLock<CpuEngine> = OnceLock::new();
-    let mut v: Vec<&'static dyn Engine> = vec![CPU.get_or_init(CpuEngine::new)];
-    if let Some(e) = wgpu_engine() {
-        v.push(e);
-    }
-    if let Some(e) = cuda_engine() {
-        v.push(e);
-    }
-    v
+    crate::common::engines()
 }
 
 fn rope_op(layout: Layout, rotary_fraction: f64, precise_angles: bool) -> Op {

@@ -11,6 +11,7 @@
 //! `KERNELBOOK_REQUIRE_NVRTC=1`, a missing NVRTC is a skip). The CUDA kernels also RUN on the CPU,
 //! through the emulator: `tests/cuda_emulator.rs`.
 
+use crate::common::env_flag;
 use kernelbook::check::check_output;
 use kernelbook::dtype::DType;
 use kernelbook::engine::cpu::CpuEngine;
@@ -19,43 +20,14 @@ use kernelbook::engine::wgpu::WgpuEngine;
 use kernelbook::engine::{Engine, OpOutput};
 use kernelbook::ops::gumbel::{self as gm, GumbelOp};
 use kernelbook::ops::{KernelVariant, Op, OpRequest, Tensor};
-use std::sync::OnceLock;
 use std::time::Instant;
 
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| v.trim() == "1")
-}
-
-/// The wgpu engine, probed once for the file.
 fn wgpu() -> Option<&'static WgpuEngine> {
-    static ENGINE: OnceLock<Result<WgpuEngine, String>> = OnceLock::new();
-    match ENGINE.get_or_init(WgpuEngine::probe) {
-        Ok(engine) => Some(engine),
-        Err(reason) => {
-            assert!(
-                !env_flag("KERNELBOOK_REQUIRE_WGPU"),
-                "KERNELBOOK_REQUIRE_WGPU=1 but the wgpu engine is absent: {reason}"
-            );
-            println!("skipped: {reason}");
-            None
-        }
-    }
+    crate::common::wgpu()
 }
 
-/// The CUDA engine, probed once for the file.
 fn cuda() -> Option<&'static CudaEngine> {
-    static ENGINE: OnceLock<Result<CudaEngine, String>> = OnceLock::new();
-    match ENGINE.get_or_init(CudaEngine::probe) {
-        Ok(engine) => Some(engine),
-        Err(reason) => {
-            assert!(
-                !env_flag("KERNELBOOK_REQUIRE_CUDA"),
-                "KERNELBOOK_REQUIRE_CUDA=1 but the CUDA engine is absent: {reason}"
-            );
-            println!("skipped: {reason}");
-            None
-        }
-    }
+    crate::common::cuda()
 }
 
 fn kat_blocks() -> Vec<([u32; 4], [u32; 2])> {

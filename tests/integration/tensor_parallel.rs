@@ -14,10 +14,10 @@
 //!   both sources, the WGSL helper copies match logits.wgsl;
 //! - `kernelbook run` for the embedding and the cross-entropy with int64 .npy ids.
 
+use crate::common::env_flag;
 use kernelbook::check::{self, CheckReport};
 use kernelbook::dtype::DType;
-use kernelbook::engine::cpu::CpuEngine;
-use kernelbook::engine::cuda::{self, CudaEngine};
+use kernelbook::engine::cuda;
 use kernelbook::engine::wgpu::WgpuEngine;
 use kernelbook::engine::{Engine, OpOutput};
 use kernelbook::lesson::{self, Block, Control, ParamValue};
@@ -28,61 +28,14 @@ use kernelbook::ops::{Op, OpRequest, Tensor};
 use kernelbook::suite::Input;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::OnceLock;
 
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| v.trim() == "1")
-}
-
-/// The wgpu engine, probed once; `None` (the tests skip it, saying why once) without an adapter.
 fn wgpu_engine() -> Option<&'static WgpuEngine> {
-    static ENGINE: OnceLock<Result<WgpuEngine, String>> = OnceLock::new();
-    let probed = ENGINE.get_or_init(|| {
-        let probed = WgpuEngine::probe();
-        if let Err(reason) = &probed {
-            assert!(
-                !env_flag("KERNELBOOK_REQUIRE_WGPU"),
-                "KERNELBOOK_REQUIRE_WGPU=1 but the wgpu engine is absent: {reason}"
-            );
-            println!("skipped wgpu: {reason}");
-        }
-        probed
-    });
-    probed.as_ref().ok()
+    crate::common::wgpu()
 }
 
-/// The CUDA engine, probed once; `None` (skipped, saying why once) without a GPU.
-fn cuda_engine() -> Option<&'static CudaEngine> {
-    static ENGINE: OnceLock<Result<CudaEngine, String>> = OnceLock::new();
-    let probed = ENGINE.get_or_init(|| {
-        let probed = CudaEngine::probe();
-        if let Err(reason) = &probed {
-            assert!(
-                !env_flag("KERNELBOOK_REQUIRE_CUDA"),
-                "KERNELBOOK_REQUIRE_CUDA=1 but the CUDA engine is absent: {reason}"
-            );
-            println!("skipped cuda: {reason}");
-        }
-        probed
-    });
-    probed.as_ref().ok()
-}
-
-fn cpu_engine() -> &'static CpuEngine {
-    static ENGINE: OnceLock<CpuEngine> = OnceLock::new();
-    ENGINE.get_or_init(CpuEngine::new)
-}
-
-/// CPU, then wgpu and CUDA where present.
+/// Every engine available here: the CPU always, wgpu and CUDA when present.
 fn engines() -> Vec<&'static dyn Engine> {
-    let mut v: Vec<&'static dyn Engine> = vec![cpu_engine()];
-    if let Some(e) = wgpu_engine() {
-        v.push(e);
-    }
-    if let Some(e) = cuda_engine() {
-        v.push(e);
-    }
-    v
+    crate::common::engines()
 }
 
 fn run(engine: &dyn Engine, req: &OpRequest) -> OpOutput {

@@ -21,23 +21,10 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal, Uniform};
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
-/// The engine, probed once for all tests in this file (they run on parallel threads).
+/// The engine, probed once for all tests (they run on parallel threads).
 fn engine() -> Option<&'static WgpuEngine> {
-    static ENGINE: OnceLock<Result<WgpuEngine, String>> = OnceLock::new();
-    match ENGINE.get_or_init(WgpuEngine::probe) {
-        Ok(engine) => Some(engine),
-        Err(reason) => {
-            let required = std::env::var("KERNELBOOK_REQUIRE_WGPU").is_ok_and(|v| v == "1");
-            assert!(
-                !required,
-                "KERNELBOOK_REQUIRE_WGPU=1 but the wgpu engine is absent: {reason}"
-            );
-            eprintln!("skipped: {reason}");
-            None
-        }
-    }
+    crate::common::wgpu()
 }
 
 fn request(op: Op, dtype: DType, rows: usize, cols: usize, data: Vec<f32>) -> OpRequest {

@@ -15,43 +15,15 @@ use kernelbook::dtype::DType;
 use kernelbook::engine::cuda::{self, CudaEngine, ImageFormat};
 use kernelbook::engine::{Engine, EngineKind, TimingSource};
 use kernelbook::ops::{Op, OpRequest, Tensor};
-use std::sync::OnceLock;
-
-fn env_flag(name: &str) -> bool {
-    std::env::var(name)
-        .map(|v| v.trim() == "1")
-        .unwrap_or(false)
-}
 
 /// NVRTC present, or skip (or fail when it is required).
 fn require_nvrtc() -> bool {
-    match cuda::nvrtc_available() {
-        Ok(()) => true,
-        Err(reason) => {
-            assert!(
-                !env_flag("KERNELBOOK_REQUIRE_NVRTC"),
-                "KERNELBOOK_REQUIRE_NVRTC=1 but {reason}"
-            );
-            println!("skipped: {reason}");
-            false
-        }
-    }
+    crate::common::require_nvrtc()
 }
 
-/// The engine, probed once per test binary; `None` (skip) when there is no usable GPU.
+/// The engine, probed once; `None` (skip) when there is no usable GPU.
 fn engine() -> Option<&'static CudaEngine> {
-    static ENGINE: OnceLock<Result<CudaEngine, String>> = OnceLock::new();
-    match ENGINE.get_or_init(CudaEngine::probe) {
-        Ok(engine) => Some(engine),
-        Err(reason) => {
-            assert!(
-                !env_flag("KERNELBOOK_REQUIRE_CUDA"),
-                "KERNELBOOK_REQUIRE_CUDA=1 but the CUDA engine is absent: {reason}"
-            );
-            println!("skipped: {reason}");
-            None
-        }
-    }
+    crate::common::cuda()
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -627,14 +599,14 @@ fn compiled_kernels_are_cached_on_disk() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // SAFETY: set before any other thread of this test binary reads the variable (the cache
-    // tests are the only readers and this is the only test that sets it).
-    unsafe { std::env::set_var("KERNELBOOK_CACHE_DIR", dir.path()) };
+    let compile_cached = |file: &str, source: &str, arch: &str| {
+        cuda::compile_cached_in(dir.path(), file, source, arch)
+    };
     let program = kernelbook::sources::cuda_program("softmax").unwrap();
     let (file, source) = ("kernels/softmax.cu", program.as_str());
-    let (first, cached) = cuda::compile_cached(file, source, "compute_80").unwrap();
+    let (first, cached) = compile_cached(file, source, "compute_80").unwrap();
     assert!(!cached, "an empty cache compiles");
-    let (second, cached) = cuda::compile_cached(file, source, "compute_80").unwrap();
+    let (second, cached) = compile_cached(file, source, "compute_80").unwrap();
     assert!(cached, "the second compile is a cache read");
     assert_eq!(first.image, second.image);
     assert!(
@@ -644,17 +616,16 @@ fn compiled_kernels_are_cached_on_disk() {
         first.compile_time
     );
     let changed = format!("{source}\n// a comment changes the key\n");
-    let (_, cached) = cuda::compile_cached(file, &changed, "compute_80").unwrap();
+    let (_, cached) = compile_cached(file, &changed, "compute_80").unwrap();
     assert!(!cached, "a changed source is compiled again");
     let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(files.len(), 2, "one file per key");
     for f in std::fs::read_dir(dir.path()).unwrap() {
         std::fs::write(f.unwrap().path(), b"").unwrap();
     }
-    let (again, cached) = cuda::compile_cached(file, source, "compute_80").unwrap();
+    let (again, cached) = compile_cached(file, source, "compute_80").unwrap();
     assert!(!cached, "an empty cache file is compiled again");
     assert_eq!(again.image, first.image);
-    unsafe { std::env::remove_var("KERNELBOOK_CACHE_DIR") };
 }
 
 /// NVRTC has no headers: the storage types live once, in kernels/dtype.cuh, compiled in front of
