@@ -85,12 +85,25 @@
 //! one, `wgsl_marks` in the WGSL one); `predict` with 2-6
 //! choices and `answer` in range; unknown keys are errors (a typo must not pass silently).
 
-mod parse;
+mod blocks;
+mod body;
+mod cell;
+mod de;
+mod document;
+mod error;
+mod input;
+mod load;
+mod markdown;
+#[cfg(test)]
+mod tests;
 
-pub use parse::{LessonError, parse_lesson, parse_typed_values};
+pub use document::parse_lesson;
+pub use error::LessonError;
+pub use input::parse_typed_values;
+pub use load::{BUILTIN, LoadedLesson, builtin, find, load_all, load_dir, read_lesson_file};
 
 use crate::ops::{KernelVariant, OpKind, Tensor};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Largest lesson file read from an author's folder, in bytes.
 pub const MAX_LESSON_BYTES: usize = 1 << 20;
@@ -565,116 +578,4 @@ pub struct PredictSpec {
     /// 0-based index of the right choice (the file says 1-based).
     pub answer: usize,
     pub explain: String,
-}
-
-/// The built-in lessons, embedded in the binary: (file name, text).
-pub const BUILTIN: &[(&str, &str)] = &[
-    ("01-logits.md", include_str!("../../lessons/01-logits.md")),
-    ("02-softmax.md", include_str!("../../lessons/02-softmax.md")),
-    (
-        "03-gumbel-softmax.md",
-        include_str!("../../lessons/03-gumbel-softmax.md"),
-    ),
-    ("04-rope.md", include_str!("../../lessons/04-rope.md")),
-    (
-        "05-tensor-parallel.md",
-        include_str!("../../lessons/05-tensor-parallel.md"),
-    ),
-];
-
-/// A lesson, or the error that kept it from loading (shown as an error card in its place).
-pub type LoadedLesson = Result<Lesson, LessonError>;
-
-/// Parse the built-in lessons.
-pub fn builtin() -> Vec<LoadedLesson> {
-    BUILTIN
-        .iter()
-        .map(|(name, text)| parse_lesson(text, LessonSource::Builtin(name)))
-        .collect()
-}
-
-/// Parse every `*.md` file in `dir` (sorted by name). A folder that cannot be read is one error.
-pub fn load_dir(dir: &Path) -> Vec<LoadedLesson> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            return vec![Err(LessonError::new(
-                &LessonSource::File(dir.to_path_buf()),
-                0,
-                0,
-                format!("cannot read the lesson folder: {e}"),
-            ))];
-        }
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "md"))
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| {
-            let source = LessonSource::File(p.clone());
-            // Refuse huge files before reading them (the parser's own limit is 1 MiB).
-            if let Ok(meta) = std::fs::metadata(&p)
-                && meta.len() > MAX_LESSON_BYTES as u64
-            {
-                return Err(LessonError::new(
-                    &source,
-                    0,
-                    0,
-                    format!(
-                        "{} bytes is larger than a lesson may be ({MAX_LESSON_BYTES})",
-                        meta.len()
-                    ),
-                ));
-            }
-            match std::fs::read_to_string(&p) {
-                Ok(text) => parse_lesson(&text, source),
-                Err(e) => Err(LessonError::new(&source, 0, 0, format!("cannot read: {e}"))),
-            }
-        })
-        .collect()
-}
-
-/// The built-in lessons plus an author's folder, ordered by `order` (errors last), with duplicate
-/// ids reported as errors on the later file.
-pub fn load_all(extra_dir: Option<&Path>) -> Vec<LoadedLesson> {
-    let mut all = builtin();
-    if let Some(dir) = extra_dir {
-        all.extend(load_dir(dir));
-    }
-    let mut seen: Vec<String> = Vec::new();
-    for item in all.iter_mut() {
-        if let Ok(lesson) = item {
-            if seen.contains(&lesson.id) {
-                let err = LessonError::new(
-                    &lesson.source,
-                    0,
-                    0,
-                    format!(
-                        "lesson id '{}' is already used by another lesson",
-                        lesson.id
-                    ),
-                );
-                *item = Err(err);
-            } else {
-                seen.push(lesson.id.clone());
-            }
-        }
-    }
-    all.sort_by_key(|l| match l {
-        Ok(lesson) => (0, lesson.order),
-        Err(_) => (1, 0),
-    });
-    all
-}
-
-/// The index of the lesson whose id or title (case-insensitive) is `wanted`.
-pub fn find(lessons: &[LoadedLesson], wanted: &str) -> Option<usize> {
-    let w = wanted.trim().to_lowercase();
-    lessons.iter().position(|l| {
-        l.as_ref()
-            .is_ok_and(|l| l.id == w || l.title.to_lowercase() == w)
-    })
 }
