@@ -7,7 +7,7 @@
 //! A body struct derives `Deserialize` with `#[serde(deny_unknown_fields)]`, so its field list is
 //! the list of allowed keys. `#[serde(rename = "...")]` on a struct names it in unknown-key and
 //! missing-key messages ("temperature: slider: unknown key 'step'"); an empty rename names nothing.
-//! Simple values use the leaf types below ([`Text`], [`Finite`], [`Flag`], [`Count`], [`Int`]);
+//! Simple values use the leaf types below ([`Text`], [`Finite`], [`Flag`], [`Int`]);
 //! values with richer rules are declared [`Present`] and read from the table with the helpers in
 //! `body.rs`. `toml::Spanned<T>` works on any field and gives its span.
 
@@ -453,29 +453,6 @@ impl<'de> de::Deserialize<'de> for Flag {
             }
         }
         d.deserialize_any(V)
-    }
-}
-
-/// A whole number of at least `MIN`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Count<const MIN: i64>(pub i64);
-
-impl<'de, const MIN: i64> de::Deserialize<'de> for Count<MIN> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<const MIN: i64>;
-        impl<const MIN: i64> Visitor<'_> for V<MIN> {
-            type Value = Count<MIN>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a whole number")
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Count<MIN>, E> {
-                if n < MIN {
-                    return Err(E::custom(format!("must be at least {MIN} (got {n})")));
-                }
-                Ok(Count(n))
-            }
-        }
-        d.deserialize_any(V::<MIN>)
     }
 }
 

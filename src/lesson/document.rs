@@ -1,13 +1,15 @@
 //! A whole lesson file: the size limit, the front matter, the steps from the Markdown outline
 //! (`markdown.rs`), and each fenced block handed to the module that knows its kind.
 
-use super::blocks::{parse_kernel, parse_predict};
 use super::body::TomlBody;
 use super::cell::parse_cell;
 use super::de::{Int, Text};
 use super::error::{Res, fail};
+use super::kernel::parse_kernel;
 use super::markdown::{BLOCK_KINDS, Fence, Item, outline};
-use super::{Block, Lesson, LessonError, LessonSource, MAX_LESSON_BYTES, Step};
+use super::predict::parse_predict;
+use super::slide::parse_slide;
+use super::{Answer, Block, Lesson, LessonError, LessonSource, MAX_LESSON_BYTES, Step, Truth};
 use crate::ops::OpKind;
 use serde::Deserialize;
 
@@ -65,16 +67,60 @@ fn parse_document(text: &str) -> Res<(FrontMatter, Vec<Step>)> {
             title: raw.title.to_string(),
             line: raw.line,
             blocks: Vec::new(),
+            slide: None,
         };
+        // Lines of the step's predict and slide blocks, for the one-of-each rule.
+        let mut predict_at: Option<(usize, usize)> = None;
+        let mut slide_line = None;
         for item in &raw.items {
-            match item {
-                Item::Prose(text) => step.blocks.push(Block::Prose(text.clone())),
-                Item::Fence(fence) => {
-                    if let Some(block) = parse_block(fence)? {
-                        step.blocks.push(block);
-                    }
+            let fence = match item {
+                Item::Prose(text) => {
+                    step.blocks.push(Block::Prose(text.clone()));
+                    continue;
                 }
+                Item::Fence(fence) => fence,
+            };
+            match parse_block(fence)? {
+                Parsed::Block(block) => {
+                    if let Block::Predict(p) = block.as_ref() {
+                        if let Some((first, _)) = predict_at {
+                            return fail(
+                                p.line,
+                                fence.col,
+                                format!(
+                                    "predict: a step asks one question, and this one already has one on line {first} (start a new step with '## ' for the next question)"
+                                ),
+                            );
+                        }
+                        predict_at = Some((p.line, fence.col));
+                    }
+                    step.blocks.push(*block);
+                }
+                Parsed::Slide(text) => {
+                    if let Some(first) = slide_line {
+                        return fail(
+                            fence.line,
+                            fence.col,
+                            format!(
+                                "slide: a step has one slide, and this one already has one on line {first}"
+                            ),
+                        );
+                    }
+                    slide_line = Some(fence.line);
+                    step.slide = Some(text);
+                }
+                Parsed::Nothing => {}
             }
+        }
+        if let (Some(p), Some((line, col))) = (step.predict(), predict_at)
+            && matches!(&p.answer, Answer::Number(n) if matches!(n.truth, Truth::Cell(_)))
+            && step.cells().next().is_none()
+        {
+            return fail(
+                line,
+                col,
+                "predict: answer_from reads the step's cell, but this step has no cell (add one, or give a fixed answer = NUMBER)",
+            );
         }
         steps.push(step);
     }
@@ -114,8 +160,17 @@ fn parse_front_matter(body: &TomlBody, open: (usize, usize)) -> Res<FrontMatter>
     })
 }
 
-/// One fenced block; `None` for a block that adds nothing (empty notes).
-fn parse_block(fence: &Fence<'_>) -> Res<Option<Block>> {
+/// What a fenced block adds to its step.
+enum Parsed {
+    /// Boxed: a cell is large next to the other variants.
+    Block(Box<Block>),
+    Slide(String),
+    /// Nothing (empty notes).
+    Nothing,
+}
+
+/// One fenced block.
+fn parse_block(fence: &Fence<'_>) -> Res<Parsed> {
     let line = fence.line;
     let at = (line, fence.col);
     let Some(&(_, kind)) = fence.info.first() else {
@@ -168,23 +223,35 @@ fn parse_block(fence: &Fence<'_>) -> Res<Option<Block>> {
             extra(2)?;
             let body = body();
             let table = body.parse(&format!("cell '{op}'"), at)?;
-            Ok(Some(Block::Cell(parse_cell(op, at, &body, &table)?)))
+            Ok(Parsed::Block(Box::new(Block::Cell(parse_cell(
+                op, at, &body, &table,
+            )?))))
         }
         "kernel" => {
             extra(1)?;
             let body = body();
             let table = body.parse("kernel", at)?;
-            Ok(Some(Block::Kernel(parse_kernel(at, &body, &table)?)))
+            Ok(Parsed::Block(Box::new(Block::Kernel(parse_kernel(
+                at, &body, &table,
+            )?))))
         }
         "predict" => {
             extra(1)?;
             let body = body();
             let table = body.parse("predict", at)?;
-            Ok(Some(Block::Predict(parse_predict(at, &body, &table)?)))
+            Ok(Parsed::Block(Box::new(Block::Predict(parse_predict(
+                at, &body, &table,
+            )?))))
         }
         "notes" => {
             extra(1)?;
-            Ok(fence.markdown_body().map(Block::Notes))
+            Ok(fence.markdown_body().map_or(Parsed::Nothing, |n| {
+                Parsed::Block(Box::new(Block::Notes(n)))
+            }))
+        }
+        "slide" => {
+            extra(1)?;
+            Ok(Parsed::Slide(parse_slide(fence)?))
         }
         other => fail(
             line,
@@ -200,4 +267,34 @@ pub(crate) fn op_names() -> String {
         .map(|k| k.name())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+impl Lesson {
+    /// Places where the lesson breaks a rule of "predict, then reveal" that the parser does not
+    /// enforce (so that older lessons still load): a question that comes after the step's cell,
+    /// whose results the learner would see before answering. Each is a [`LessonError`] with the
+    /// question's position.
+    pub fn warnings(&self) -> Vec<LessonError> {
+        let mut out = Vec::new();
+        for step in &self.steps {
+            let (Some(p), Some(at)) = (step.predict(), step.predict_index()) else {
+                continue;
+            };
+            let first_cell = step.blocks.iter().take(at).find_map(|b| match b {
+                Block::Cell(c) => Some(c.line),
+                _ => None,
+            });
+            if let Some(cell_line) = first_cell {
+                out.push(LessonError::new(
+                    &self.source,
+                    p.line,
+                    1,
+                    format!(
+                        "predict: the question comes after the step's cell (line {cell_line}); put it before the cell, so that the learner answers before the results show"
+                    ),
+                ));
+            }
+        }
+        out
+    }
 }

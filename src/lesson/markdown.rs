@@ -10,10 +10,10 @@ use super::error::{Fail, Res, fail, shorten};
 use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag};
 
 /// The block kinds a fence may name (`cell OP`, ...), in the order error messages list them.
-pub(crate) const BLOCK_KINDS: &str = "cell OP, kernel, predict, notes";
+pub(crate) const BLOCK_KINDS: &str = "cell OP, kernel, predict, notes, slide";
 
 /// The first info words that name a lesson block.
-const KIND_WORDS: [&str; 4] = ["cell", "kernel", "predict", "notes"];
+const KIND_WORDS: [&str; 5] = ["cell", "kernel", "predict", "notes", "slide"];
 
 /// The extensions the app's Markdown viewer (egui_commonmark) enables.
 fn options() -> Options {
@@ -528,4 +528,18 @@ fn flush_prose(prose: &mut Vec<&str>, step: &mut RawStep<'_>) {
         step.items.push(Item::Prose(text));
     }
     prose.clear();
+}
+
+/// The byte range of the first top-level paragraph of the Markdown `md`, if it has one.
+pub(crate) fn first_paragraph(md: &str) -> Option<std::ops::Range<usize>> {
+    let mut depth = 0usize;
+    for (event, range) in Parser::new_ext(md, options()).into_offset_iter() {
+        match event {
+            Event::Start(Tag::Paragraph) if depth == 0 => return Some(range),
+            Event::Start(_) => depth += 1,
+            Event::End(_) => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }

@@ -64,7 +64,10 @@ fn parses_the_valid_lesson() {
     let Block::Predict(p) = &s.blocks[4] else {
         panic!("{:?}", s.blocks[4])
     };
-    assert_eq!((p.line, p.answer, p.choices.len()), (27, 1, 3));
+    let Answer::Choice { choices, right } = &p.answer else {
+        panic!("{p:?}")
+    };
+    assert_eq!((p.line, *right, choices.len()), (27, 1, 3));
     assert_eq!(p.question, "Which token is most likely?");
     assert_eq!(p.explain, "Because.");
 
@@ -243,7 +246,7 @@ fn fence_errors() {
         &lesson("``` python\nx\n```\n"),
         9,
         5,
-        "unknown block kind 'python' (expected one of: cell OP, kernel, predict, notes)",
+        "unknown block kind 'python' (expected one of: cell OP, kernel, predict, notes, slide)",
     );
     assert_err(
         &lesson("```cell\nx\n```\n"),
@@ -348,4 +351,56 @@ fn front_matter_errors() {
     assert!(e.column >= 6, "{e}");
     let e = parse(&front("\"x\"", "1", "\"T\"", "\"S\"", "id = \"y\"\n")).unwrap_err();
     assert_eq!((e.line, e.column), (6, 1), "{e}");
+}
+
+#[test]
+fn what_a_renderer_reads_as_structure() {
+    // A line of '-' under text is an h2 in CommonMark, not a rule: it would look like a step.
+    assert_err(
+        &lesson("Some text\n---\n"),
+        10,
+        1,
+        "a line of '-' under text makes an h2 heading, but steps start with '## Title'",
+    );
+    // After a blank line it is a rule, and prose.
+    let l = parse(&lesson("Some text\n\n---\n")).unwrap();
+    assert_eq!(
+        l.steps[0].blocks,
+        vec![Block::Prose("Some text\n\n---".into())]
+    );
+    // A lesson block inside a list or a quote would be rendered as code: refused.
+    assert_err(
+        &lesson("- item\n\n  ```cell softmax\n  input = [1.0]\n  ```\n"),
+        11,
+        3,
+        "this 'cell' block is inside a list or a quote, where it would be read as prose",
+    );
+    assert_err(
+        &lesson("> ```notes\n> x\n> ```\n"),
+        9,
+        1,
+        "this 'notes' block is inside a list or a quote",
+    );
+    // Other code in a list is prose; so are headings inside a list, a quote or an HTML block.
+    let text = "- item\n\n  ```python\n  x = 1\n  ```\n\n> ## Quoted\n\n<div>\n## In HTML\n</div>";
+    let l = parse(&lesson(&format!("{text}\n"))).unwrap();
+    assert_eq!(l.steps.len(), 1);
+    assert_eq!(l.steps[0].blocks, vec![Block::Prose(text.into())]);
+    // A heading indented under a list item belongs to the item.
+    let l = parse(&lesson("- item\n  ## not a step\n")).unwrap();
+    assert_eq!(l.steps.len(), 1);
+}
+
+#[test]
+fn markdown_errors_come_in_file_order() {
+    // A broken front matter is reported before a fence left open further down ...
+    let text = format!("{}```notes\n", FRONT.replace("order = 1", "order = \"1\""));
+    assert_err(&text, 3, 9, "order: expected an integer, found string");
+    // ... and a broken block before an h1 further down.
+    assert_err(
+        &lesson("```cell softmax\ninput = [\n```\n# Title\n"),
+        10,
+        10,
+        "cell 'softmax': invalid TOML",
+    );
 }

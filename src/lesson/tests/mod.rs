@@ -1,12 +1,14 @@
 //! Unit tests of the lesson parser, by subject, with the helpers they share: a valid lesson that
 //! uses every block kind, and assertions that an error lands on an exact line and column.
 
-mod blocks;
 mod cell;
 mod document;
 mod fuzz;
 mod input;
+mod kernel;
 mod load;
+mod predict;
+mod slide;
 
 use super::*;
 use crate::ops::OpKind;

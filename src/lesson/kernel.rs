@@ -1,11 +1,10 @@
-//! The `kernel` block (which kernel sources to show and which lines to mark, each mark checked
-//! against the embedded sources) and the `predict` block (a question with choices, answered before
-//! the cell reveals the result).
+//! The `kernel` block: which kernel sources to show and which lines to mark, each mark checked
+//! against the embedded sources.
 
-use super::body::{TomlBody, array, entries, get, nonempty_string, string};
-use super::de::{Count, Present, Text};
+use super::KernelSpec;
+use super::body::{TomlBody, array, entries, string};
+use super::de::Present;
 use super::error::{Res, fail};
-use super::{KernelSpec, PredictSpec};
 use serde::Deserialize;
 use toml::Spanned;
 use toml::de::DeTable;
@@ -130,81 +129,4 @@ pub(crate) fn parse_kernel(
         }
     }
     Ok(spec)
-}
-
-/// The keys of a `predict` block, all required.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename = "")]
-struct PredictBody {
-    question: Option<Text>,
-    choices: Option<Present>,
-    answer: Option<Spanned<Count<1>>>,
-    explain: Option<Text>,
-}
-
-pub(crate) fn parse_predict(
-    (line, col): (usize, usize),
-    body: &TomlBody,
-    table: &DeTable<'_>,
-) -> Res<PredictSpec> {
-    const KEYS: [&str; 4] = ["question", "choices", "answer", "explain"];
-    let keys: PredictBody = body.read(table, "predict", (line, col))?;
-    let missing = |key: &str| {
-        fail(
-            line,
-            col,
-            format!(
-                "predict: missing '{key}' (expected all of: {})",
-                KEYS.join(", ")
-            ),
-        )
-    };
-    let Some(Text(question)) = keys.question else {
-        return missing("question");
-    };
-    let (Some(Present), Some(value)) = (keys.choices, get(table, "choices")) else {
-        return missing("choices");
-    };
-    let Some(answer) = keys.answer else {
-        return missing("answer");
-    };
-    let Some(Text(explain)) = keys.explain else {
-        return missing("explain");
-    };
-    let a = array(body, "predict: choices", "a list of 2 to 6 strings", value)?;
-    if a.len() < 2 || a.len() > 6 {
-        return body.fail(
-            &value.span(),
-            format!("predict: expected 2 to 6 choices, found {}", a.len()),
-        );
-    }
-    let mut choices: Vec<String> = Vec::new();
-    for item in a.iter() {
-        let s = nonempty_string(body, "predict: choices", item)?;
-        if choices.contains(&s) {
-            return body.fail(
-                &item.span(),
-                format!("predict: choice '{s}' is listed twice"),
-            );
-        }
-        choices.push(s);
-    }
-    let n = answer.get_ref().0;
-    let index = usize::try_from(n - 1).ok().filter(|&i| i < choices.len());
-    let Some(index) = index else {
-        return body.fail(
-            &answer.span(),
-            format!(
-                "predict: answer {n} is out of range (expected 1 to {}, the number of the right choice)",
-                choices.len()
-            ),
-        );
-    };
-    Ok(PredictSpec {
-        line,
-        question,
-        choices,
-        answer: index,
-        explain,
-    })
 }
