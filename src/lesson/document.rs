@@ -6,7 +6,7 @@ use super::cell::parse_cell;
 use super::de::{Int, Text};
 use super::error::{Res, fail};
 use super::kernel::parse_kernel;
-use super::markdown::{BLOCK_KINDS, Fence, Item, outline};
+use super::markdown::{BLOCK_KINDS, Fence, Item, RawStep, outline};
 use super::predict::parse_predict;
 use super::slide::parse_slide;
 use super::{Answer, Block, Lesson, LessonError, LessonSource, MAX_LESSON_BYTES, Step, Truth};
@@ -62,72 +62,81 @@ fn parse_document(text: &str) -> Res<(FrontMatter, Vec<Step>)> {
     let body = TomlBody::new(front_lines, *first_line);
     let front = parse_front_matter(&body, outline.front_open)?;
     let mut steps = Vec::new();
-    for raw in &outline.steps {
-        let mut step = Step {
-            title: raw.title.to_string(),
-            line: raw.line,
-            blocks: Vec::new(),
-            slide: None,
-        };
-        // Lines of the step's predict and slide blocks, for the one-of-each rule.
-        let mut predict_at: Option<(usize, usize)> = None;
-        let mut slide_line = None;
-        for item in &raw.items {
-            let fence = match item {
-                Item::Prose(text) => {
-                    step.blocks.push(Block::Prose(text.clone()));
-                    continue;
-                }
-                Item::Fence(fence) => fence,
-            };
-            match parse_block(fence)? {
-                Parsed::Block(block) => {
-                    if let Block::Predict(p) = block.as_ref() {
-                        if let Some((first, _)) = predict_at {
-                            return fail(
-                                p.line,
-                                fence.col,
-                                format!(
-                                    "predict: a step asks one question, and this one already has one on line {first} (start a new step with '## ' for the next question)"
-                                ),
-                            );
-                        }
-                        predict_at = Some((p.line, fence.col));
-                    }
-                    step.blocks.push(*block);
-                }
-                Parsed::Slide(text) => {
-                    if let Some(first) = slide_line {
-                        return fail(
-                            fence.line,
-                            fence.col,
-                            format!(
-                                "slide: a step has one slide, and this one already has one on line {first}"
-                            ),
-                        );
-                    }
-                    slide_line = Some(fence.line);
-                    step.slide = Some(text);
-                }
-                Parsed::Nothing => {}
-            }
-        }
-        if let (Some(p), Some((line, col))) = (step.predict(), predict_at)
-            && matches!(&p.answer, Answer::Number(n) if matches!(n.truth, Truth::Cell(_)))
-            && step.cells().next().is_none()
-        {
-            return fail(
-                line,
-                col,
-                "predict: answer_from reads the step's cell, but this step has no cell (add one, or give a fixed answer = NUMBER)",
-            );
-        }
-        steps.push(step);
+    for (i, raw) in outline.steps.iter().enumerate() {
+        // The last step is cut short when the outline stopped at a problem.
+        let complete = outline.problem.is_none() || i + 1 < outline.steps.len();
+        steps.push(parse_step(raw, complete)?);
     }
     if let Some(problem) = outline.problem {
         return Err(problem);
     }
     Ok((front, steps))
+}
+
+/// One step: its blocks in order, its slide, and the rules about its question and slide.
+/// `complete` is false for a step the outline cut short (its cell may come after the problem).
+fn parse_step(raw: &RawStep<'_>, complete: bool) -> Res<Step> {
+    let mut step = Step {
+        title: raw.title.to_string(),
+        line: raw.line,
+        blocks: Vec::new(),
+        slide: None,
+    };
+    // Lines of the step's predict and slide blocks, for the one-of-each rule.
+    let mut predict_at: Option<(usize, usize)> = None;
+    let mut slide_line = None;
+    for item in &raw.items {
+        let fence = match item {
+            Item::Prose(text) => {
+                step.blocks.push(Block::Prose(text.clone()));
+                continue;
+            }
+            Item::Fence(fence) => fence,
+        };
+        match parse_block(fence)? {
+            Parsed::Block(block) => {
+                if let Block::Predict(p) = block.as_ref() {
+                    if let Some((first, _)) = predict_at {
+                        return fail(
+                            p.line,
+                            fence.col,
+                            format!(
+                                "predict: a step asks one question, and this one already has one on line {first} (start a new step with '## ' for the next question)"
+                            ),
+                        );
+                    }
+                    predict_at = Some((p.line, fence.col));
+                }
+                step.blocks.push(*block);
+            }
+            Parsed::Slide(text) => {
+                if let Some(first) = slide_line {
+                    return fail(
+                        fence.line,
+                        fence.col,
+                        format!(
+                            "slide: a step has one slide, and this one already has one on line {first}"
+                        ),
+                    );
+                }
+                slide_line = Some(fence.line);
+                step.slide = Some(text);
+            }
+            Parsed::Nothing => {}
+        }
+    }
+    if complete
+        && let (Some(p), Some((line, col))) = (step.predict(), predict_at)
+        && matches!(&p.answer, Answer::Number(n) if matches!(n.truth, Truth::Cell(_)))
+        && step.cells().next().is_none()
+    {
+        return fail(
+            line,
+            col,
+            "predict: answer_from reads the step's cell, but this step has no cell (add one, or give a fixed answer = NUMBER)",
+        );
+    }
+    Ok(step)
 }
 
 /// A lesson id: one or more of a-z, 0-9, '_', '-'.

@@ -701,6 +701,9 @@ impl Score {
     /// low".
     pub fn how_far(&self) -> String {
         let (g, t) = (self.given, self.truth);
+        if !g.is_finite() {
+            return "not a number".into();
+        }
         if g == t {
             return "exact".into();
         }

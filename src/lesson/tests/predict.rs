@@ -452,6 +452,15 @@ fn numeric_predict_errors() {
         1,
         "predict: answer_from reads the step's cell, but this step has no cell",
     );
+    // When the cell's fence is left open, that is the error, not a missing cell.
+    assert_err(
+        &lesson(
+            "```predict\nquestion = \"Q\"\nanswer_from = \"sum(reference)\"\ntolerance = { relative = 0.1 }\nexplain = \"E\"\n```\n```cell softmax\ninput = [1.0]\n",
+        ),
+        15,
+        1,
+        "unclosed ``` fence opened here",
+    );
     // A fixed answer needs no cell.
     let l = parse(&block(
         "predict",
@@ -538,6 +547,7 @@ fn how_far_off_in_words() {
     assert_eq!(s(1e6, 10.0), "100000 times too high");
     assert_eq!(s(1e9, 1e-3), "1.0e12 times too high");
     assert_eq!(s(-1.0, 2.0), "3.0 too low");
+    assert_eq!(s(f64::NAN, 2.0), "not a number");
     assert_eq!(
         NumberTolerance::Within {
             relative: 0.05,
