@@ -1,96 +1,51 @@
 //! Lessons as data: the types a lesson file parses into, and where lessons come from (built in, or
 //! an author's folder given with `--lessons DIR`).
 //!
-//! # The lesson file format (`lessons/*.md`)
+//! # The lesson file format
 //!
-//! A lesson is a Markdown file an author can read anywhere. It starts with TOML front matter between
-//! `+++` lines, then one `## ` heading per step. Inside a step: CommonMark prose, and fenced blocks
-//! whose info string names their kind. Block bodies are TOML (except `notes`, which is Markdown).
-//! Nothing in a lesson can run code or touch files; every parameter has bounds.
+//! `docs/lesson-format.md` describes the format in full for authors: front matter, steps, every
+//! block kind and key, the rules and the errors. In short: a Markdown file with TOML front matter
+//! between `+++` lines (`id`, `order`, `title`, `summary`), one `## ` heading per [`Step`], prose,
+//! and fenced blocks whose info string names their kind: `cell OP` (a live [`CellSpec`]),
+//! `kernel` ([`KernelSpec`]), `predict` ([`PredictSpec`]: choices, or a number fixed or read from
+//! the cell with a tolerance), `slide` (the step's classroom text) and `notes` (presenter notes).
+//! A step's question divides it: what comes after the `predict` block is the reveal. Nothing in a
+//! lesson runs code or touches files, every parameter is bounded by its op's `ParamSpec`, and an
+//! unknown key is an error. Every [`LessonError`] carries file:line:column.
 //!
-//! ````text
-//! +++
-//! id = "softmax"                 # unique, [a-z0-9_-]+
-//! order = 2                      # position in the lesson list
-//! title = "Softmax"
-//! summary = "Turning logits into probabilities, and how it breaks"
-//! +++
+//! # Where the parser's parts live
 //!
-//! ## Why subtract the max?       <- a step; its title is the heading text
-//! Prose in CommonMark, with Unicode math: softmax(z)ᵢ = e^zᵢ / Σⱼ e^zⱼ.
-//!
-//! ```cell softmax                <- an op cell: `cell OP`
-//! title = "Temperature"          # optional caption
-//! input = [2.0, 1.0, 0.1, -1.0]  # one row; [[..], [..]] for several rows
-//! # or: input = { normal = 3.0, rows = 4, cols = 16, seed = 7 }   seeded N(0, 3^2)
-//! # or: input = { uniform = [0.0, 1.0], rows = 1, cols = 12, seed = 1 }
-//! # or: input = { linspace = [-10.0, 10.0], count = 201 }          one row, evenly spaced
-//! temperature = { min = 0.05, max = 10.0, default = 1.0, log = true }   # a slider
-//! stable = { default = false }                                   # a toggle
-//! dtype = { choices = ["f32", "f16", "bf16"], default = "f16" }   # a choice
-//! # a plain value fixes a parameter without a widget: temperature = 0.5, stable = true, dtype = "f16"
-//! kernel = "simple"              # which kernel the GPU engines run: "simple" (the readable first
-//!                                # one) or "fast" (the default); or a choice for the learner:
-//!                                # kernel = { choices = ["simple", "fast"], default = "simple" }
-//!                                # (the CPU engine has one implementation and ignores it)
-//! show = ["bars", "check"]      # views, in order: bars | line | heatmap | table | check |
-//!                                # roofline, or a topic's own view (`crate::views`, e.g. "histogram")
-//! roofline = { size = [4096, 32000], kernels = ["simple", "fast"] }
-//!                                # what the roofline view measures when the learner presses
-//!                                # Measure (M): each kernel listed (default: the cell's kernel, or
-//!                                # its choices), on every engine, at `size` on a hardware GPU and
-//!                                # at a smaller size with the same last axis on the CPU and
-//!                                # software adapters (default: the cell's own input everywhere)
-//! sweep = { param = "temperature", from = 10.0, to = 0.05, seconds = 8.0 }
-//!                                # a sweep of a slider, started and stopped with S (classroom)
-//! # ops with more inputs (see `OpKind::inputs`): the first is `input`, the others by name
-//! # inputs = { positions = [[0, 1, 2, 3]], w = { normal = 1.0, rows = 4, cols = 8, seed = 3 } }
-//! # shape = [1, 4, 2, 8]        # the primary input's shape when it is not [rows, cols]
-//! # shapes = { w = [4, 8] }      # the same for the other inputs
-//! ```
-//!
-//! ```kernel                      <- kernel source, CUDA and WGSL tabs
-//! topic = "softmax"              # kernels/<topic>.cu and shaders/<topic>.wgsl
-//! marks = ["step 1: max-reduce"] # lines containing these texts (and the code under them) are marked
-//! # cuda_marks = [".."], wgsl_marks = [".."]: marks found in one of the two sources only
-//! ```
-//!
-//! ```predict                     <- "predict, then reveal"
-//! question = "At T = 0.05, which token is most likely?"
-//! choices = ["the same as at T = 1", "a different one", "all equally likely"]
-//! answer = 1                     # 1-based index into choices
-//! explain = "Dividing by T > 0 keeps the order of the logits, so the argmax never changes."
-//! ```
-//!
-//! ```notes                       <- presenter notes (Markdown), never shown to the audience
-//! Ask the room what happens at T -> 0 before moving the slider.
-//! ```
-//! ````
-//!
-//! Rules (each violation is a [`LessonError`] with file:line:column and what was expected):
-//! front matter first with all four keys; at least one step; nothing but blank lines between the front
-//! matter and the first `## `; no `# ` (h1) headings (the title comes from the front matter); fences
-//! closed; block kinds known; `cell` names a known op (see `OpKind::name`); only that op's parameters
-//! (plus `title`, `input`, `show`, `shape`, `sweep`, `kernel`, `roofline`, and `inputs`/`shapes`
-//! for ops with more inputs) as keys; shapes that hold exactly the input's values; every required
-//! input given; topic views that apply to the cell's op; `kernel` and roofline `kernels` naming
-//! "simple" or "fast", each once; `roofline` only on a cell that shows the roofline view, with a
-//! `size` of at most 2^29 values, and only for ops whose other inputs the view can generate at that
-//! size ([`RooflineSpec::check_size`]); a sweep over one of the cell's sliders, inside its range,
-//! lasting 0 < seconds <= 600; slider bounds inside the op's own bounds
-//! (`OpKind::params`), `min < max`, `min <= default <= max`, `log = true` only with `min > 0`;
-//! choices a subset of the op's; inputs finite numbers (NaN/inf are written as the strings "nan",
-//! "inf", "-inf"), rows of equal length, at most [`MAX_CELL_ELEMENTS`] values; random/linspace counts
-//! at least 1; `kernel` topics that exist, with every mark found in both sources (`cuda_marks` in the CUDA
-//! one, `wgsl_marks` in the WGSL one); `predict` with 2-6
-//! choices and `answer` in range; unknown keys are errors (a typo must not pass silently).
+//! - `markdown.rs`: the front matter lines and the block structure (pulldown-cmark), with positions.
+//! - `document.rs`: the whole file: front matter, steps and their rules, blocks by kind.
+//! - `body.rs`, `de.rs`: TOML bodies, spans back to lines and columns, serde derive with the
+//!   lesson's own error wording.
+//! - `cell.rs`, `input.rs`: cell semantics and inputs; `kernel.rs`, `predict.rs`, `slide.rs`: the
+//!   other blocks; `error.rs`: errors; `load.rs`: built-in lessons and lesson folders.
 
-mod parse;
+mod body;
+mod cell;
+mod de;
+mod document;
+mod error;
+mod input;
+mod kernel;
+mod load;
+mod markdown;
+mod predict;
+mod slide;
+#[cfg(test)]
+mod tests;
 
-pub use parse::{LessonError, parse_lesson, parse_typed_values};
+pub use document::parse_lesson;
+pub use error::LessonError;
+pub use input::parse_typed_values;
+pub use load::{BUILTIN, LoadedLesson, builtin, find, load_all, load_dir, read_lesson_file};
+pub use predict::{MAX_FACTOR, MAX_RELATIVE, MAX_SELECTOR_CHARS, MAX_UNIT_CHARS, Score};
+pub use slide::{SLIDE_MAX_CHARS, SLIDE_MAX_LINES};
 
+use crate::engine::EngineKind;
 use crate::ops::{KernelVariant, OpKind, Tensor};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Largest lesson file read from an author's folder, in bytes.
 pub const MAX_LESSON_BYTES: usize = 1 << 20;
@@ -132,7 +87,11 @@ pub struct Step {
     pub title: String,
     /// 1-based line of the `## ` heading.
     pub line: usize,
+    /// In file order. A step has at most one [`Block::Predict`]; what comes after it is the
+    /// reveal ([`Step::revealed`]).
     pub blocks: Vec<Block>,
+    /// The step's `slide` block (Markdown), if it has one; see [`Step::slide_text`].
+    pub slide: Option<String>,
 }
 
 impl Step {
@@ -152,6 +111,43 @@ impl Step {
             Block::Cell(c) => Some(c),
             _ => None,
         })
+    }
+
+    /// Where the step's predict block is in `blocks`.
+    pub fn predict_index(&self) -> Option<usize> {
+        self.blocks
+            .iter()
+            .position(|b| matches!(b, Block::Predict(_)))
+    }
+
+    /// The step's question, if it asks one.
+    pub fn predict(&self) -> Option<&PredictSpec> {
+        self.predict_index().and_then(|i| match self.blocks.get(i) {
+            Some(Block::Predict(p)) => Some(p),
+            _ => None,
+        })
+    }
+
+    /// The blocks before the question (all of them when the step asks none): what the learner
+    /// reads before answering.
+    pub fn before_predict(&self) -> &[Block] {
+        let end = self.predict_index().unwrap_or(self.blocks.len());
+        self.blocks.get(..end).unwrap_or(&[])
+    }
+
+    /// The blocks after the question: the reveal. Its prose and kernel source are shown once the
+    /// learner has answered (or the teacher reveals); a cell there runs from the start, its
+    /// results hidden until then like every cell of a step with a question.
+    pub fn revealed(&self) -> &[Block] {
+        match self.predict_index() {
+            Some(i) => self.blocks.get(i + 1..).unwrap_or(&[]),
+            None => &[],
+        }
+    }
+
+    /// Whether `blocks[index]` is part of the reveal.
+    pub fn is_revealed(&self, index: usize) -> bool {
+        self.predict_index().is_some_and(|p| index > p)
     }
 }
 
@@ -372,7 +368,7 @@ impl InputSpec {
 
     /// The input tensor, `[rows, cols]`.
     pub fn tensor(&self) -> Tensor {
-        use crate::suite::Input;
+        use crate::ops::case::Input;
         match self {
             InputSpec::Values(rows) => Input::Rows(rows.clone()).tensor(),
             InputSpec::Normal {
@@ -556,124 +552,94 @@ impl KernelSpec {
     }
 }
 
+/// A "predict, then reveal" question.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PredictSpec {
     pub line: usize,
     pub question: String,
-    pub choices: Vec<String>,
-    /// 0-based index of the right choice (the file says 1-based).
-    pub answer: usize,
+    pub answer: Answer,
+    /// Shown once the learner has answered.
     pub explain: String,
 }
 
-/// The built-in lessons, embedded in the binary: (file name, text).
-pub const BUILTIN: &[(&str, &str)] = &[
-    ("01-logits.md", include_str!("../../lessons/01-logits.md")),
-    ("02-softmax.md", include_str!("../../lessons/02-softmax.md")),
-    (
-        "03-gumbel-softmax.md",
-        include_str!("../../lessons/03-gumbel-softmax.md"),
-    ),
-    ("04-rope.md", include_str!("../../lessons/04-rope.md")),
-    (
-        "05-tensor-parallel.md",
-        include_str!("../../lessons/05-tensor-parallel.md"),
-    ),
-];
-
-/// A lesson, or the error that kept it from loading (shown as an error card in its place).
-pub type LoadedLesson = Result<Lesson, LessonError>;
-
-/// Parse the built-in lessons.
-pub fn builtin() -> Vec<LoadedLesson> {
-    BUILTIN
-        .iter()
-        .map(|(name, text)| parse_lesson(text, LessonSource::Builtin(name)))
-        .collect()
+/// What counts as the right answer to a [`PredictSpec`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Answer {
+    /// One of `choices` (2 to 6) is right: `right`, 0-based (the file says 1-based).
+    Choice { choices: Vec<String>, right: usize },
+    /// A number the learner types.
+    Number(NumberAnswer),
 }
 
-/// Parse every `*.md` file in `dir` (sorted by name). A folder that cannot be read is one error.
-pub fn load_dir(dir: &Path) -> Vec<LoadedLesson> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            return vec![Err(LessonError::new(
-                &LessonSource::File(dir.to_path_buf()),
-                0,
-                0,
-                format!("cannot read the lesson folder: {e}"),
-            ))];
-        }
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "md"))
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| {
-            let source = LessonSource::File(p.clone());
-            // Refuse huge files before reading them (the parser's own limit is 1 MiB).
-            if let Ok(meta) = std::fs::metadata(&p)
-                && meta.len() > MAX_LESSON_BYTES as u64
-            {
-                return Err(LessonError::new(
-                    &source,
-                    0,
-                    0,
-                    format!(
-                        "{} bytes is larger than a lesson may be ({MAX_LESSON_BYTES})",
-                        meta.len()
-                    ),
-                ));
-            }
-            match std::fs::read_to_string(&p) {
-                Ok(text) => parse_lesson(&text, source),
-                Err(e) => Err(LessonError::new(&source, 0, 0, format!("cannot read: {e}"))),
-            }
-        })
-        .collect()
+/// A numeric answer: the right number and how close counts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NumberAnswer {
+    pub truth: Truth,
+    pub tolerance: NumberTolerance,
+    /// What the number counts ("bytes", "ms"), shown next to the field; at most 24 characters.
+    pub unit: Option<String>,
 }
 
-/// The built-in lessons plus an author's folder, ordered by `order` (errors last), with duplicate
-/// ids reported as errors on the later file.
-pub fn load_all(extra_dir: Option<&Path>) -> Vec<LoadedLesson> {
-    let mut all = builtin();
-    if let Some(dir) = extra_dir {
-        all.extend(load_dir(dir));
-    }
-    let mut seen: Vec<String> = Vec::new();
-    for item in all.iter_mut() {
-        if let Ok(lesson) = item {
-            if seen.contains(&lesson.id) {
-                let err = LessonError::new(
-                    &lesson.source,
-                    0,
-                    0,
-                    format!(
-                        "lesson id '{}' is already used by another lesson",
-                        lesson.id
-                    ),
-                );
-                *item = Err(err);
-            } else {
-                seen.push(lesson.id.clone());
-            }
-        }
-    }
-    all.sort_by_key(|l| match l {
-        Ok(lesson) => (0, lesson.order),
-        Err(_) => (1, 0),
-    });
-    all
+/// Where the right number comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Truth {
+    /// Written in the lesson (`answer = 7.39`).
+    Fixed(f64),
+    /// Read from the results of the step's first cell as the learner has set it up
+    /// (`answer_from = "..."`); see [`CellValue::read`].
+    Cell(CellValue),
 }
 
-/// The index of the lesson whose id or title (case-insensitive) is `wanted`.
-pub fn find(lessons: &[LoadedLesson], wanted: &str) -> Option<usize> {
-    let w = wanted.trim().to_lowercase();
-    lessons.iter().position(|l| {
-        l.as_ref()
-            .is_ok_and(|l| l.id == w || l.title.to_lowercase() == w)
-    })
+/// How close a typed number must be. Every bound is positive and finite.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NumberTolerance {
+    /// |given - truth| <= absolute + relative * |truth| (either may be 0, not both).
+    Within { relative: f64, absolute: f64 },
+    /// Same sign and within this factor either way (orders of magnitude): > 1.
+    Factor(f64),
+}
+
+/// A number a cell computes, named by an `answer_from` selector. Data only: it names an output
+/// and a position or a statistic; nothing is evaluated but a lookup.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CellValue {
+    /// One value of an output, at 0-based indices, one per axis (the file counts from 1).
+    At {
+        output: CellOutput,
+        index: Vec<usize>,
+    },
+    /// A statistic of an output (`max(reference)`) or of an engine's check (`failures(wgpu)`).
+    Stat { stat: Stat, output: CellOutput },
+}
+
+/// An output of a cell: the f64 reference's or an engine's, the main one or an auxiliary one by
+/// name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellOutput {
+    pub source: OutputSource,
+    pub aux: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OutputSource {
+    /// The f64 reference.
+    Reference,
+    Engine(EngineKind),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    Max,
+    Min,
+    Sum,
+    /// How many values are NaN or infinite.
+    NonFinite,
+    /// The check's largest |engine - reference|.
+    MaxAbsError,
+    /// The check's largest relative error.
+    MaxRelError,
+    /// The check's largest distance in units in the last place.
+    MaxUlp,
+    /// How many values the check found outside the tolerance.
+    Failures,
 }

@@ -11,7 +11,7 @@ use super::roofline::{self, Measurement, Measurements};
 use super::theme::Theme;
 use super::worker::{CellKey, Worker, WorkerMsg};
 use crate::engine::{BackendInfo, EngineKind};
-use crate::lesson::{Block, Control, Lesson, LoadedLesson, ParamValue, PredictSpec};
+use crate::lesson::{Answer, Block, Control, Lesson, LoadedLesson, ParamValue, PredictSpec};
 use egui::{Key, RichText, Ui};
 use egui_commonmark::{CommonMarkCache, CommonMarkViewer};
 use serde::{Deserialize, Serialize};
@@ -1369,9 +1369,19 @@ fn predict_ui(ui: &mut Ui, p: &PredictSpec, chosen: Option<usize>, theme: &Theme
             ui.set_width(ui.available_width());
             ui.label(RichText::new(format!("Predict: {}", p.question)).strong());
             ui.add_space(theme.block_gap * 0.5);
-            for (i, choice) in p.choices.iter().enumerate() {
+            let Answer::Choice { choices, right } = &p.answer else {
+                // A typed numeric answer: this panel only offers choices so far.
+                ui.label(
+                    RichText::new(
+                        "(A numeric question: typed answers are not supported here yet.)",
+                    )
+                    .color(theme.text_weak),
+                );
+                return;
+            };
+            for (i, choice) in choices.iter().enumerate() {
                 let mark = match chosen {
-                    Some(_) if i == p.answer => "✔ ",
+                    Some(_) if i == *right => "✔ ",
                     Some(c) if c == i => "✘ ",
                     _ => "",
                 };
@@ -1382,7 +1392,7 @@ fn predict_ui(ui: &mut Ui, p: &PredictSpec, chosen: Option<usize>, theme: &Theme
                 }
             }
             if let Some(c) = chosen {
-                let (verdict, color) = if c == p.answer {
+                let (verdict, color) = if c == *right {
                     ("Right.", theme.pass)
                 } else {
                     ("Not quite.", theme.fail)
