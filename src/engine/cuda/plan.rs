@@ -8,9 +8,18 @@
 //! Streams: a launch runs on the main stream or on rank r's stream (the tensor-parallel ops give
 //! every virtual rank its own). The executor joins them with events: a rank's stream waits for the
 //! main stream's work before its next launch, and the main stream waits for every rank with work
-//! in flight before its own next launch and before the results are read. Executing the launches
-//! one after another in plan order (the emulator) is therefore one valid schedule of the same
-//! program.
+//! in flight before its own next launch, before the kernel time's end event and before the results
+//! are read. Executing the launches one after another in plan order (the emulator) is therefore one
+//! valid schedule of the same program.
+//!
+//! Arguments say whether a kernel only reads a buffer ([`Arg::In`], a `const T*` parameter) or
+//! writes it ([`Arg::Out`]); cudarc orders work on different streams by these (a reader waits for
+//! the last writer, a writer for the readers), and the emulator checks them against the kernel's
+//! parameter types.
+//!
+//! Timing: the CUDA events around the launches measure all of them, or the first
+//! [`Plan::timed_launches`] when the plan sets it (the rest, e.g. a one-rank reference run whose
+//! output is shown beside the result, run after the end event).
 
 use crate::dtype::DType;
 use crate::engine::{EngineError, OpOutput};
@@ -212,6 +221,8 @@ pub struct Plan {
     pub ranks: usize,
     /// The buffers downloaded after the launches, in this order.
     pub read: Vec<BufId>,
+    /// How many of the first launches the kernel time measures (`None`: all of them).
+    pub timed_launches: Option<usize>,
 }
 
 impl Plan {
@@ -222,7 +233,21 @@ impl Plan {
             launches: Vec::new(),
             ranks: 0,
             read: Vec::new(),
+            timed_launches: None,
         }
+    }
+
+    /// The launches so far are the ones the kernel time measures; later ones run after its end
+    /// event.
+    pub fn end_timing(&mut self) {
+        self.timed_launches = Some(self.launches.len());
+    }
+
+    /// How many of the first launches the kernel time measures.
+    pub fn timed(&self) -> usize {
+        self.timed_launches
+            .unwrap_or(self.launches.len())
+            .min(self.launches.len())
     }
 
     /// A buffer filled with `data`.
@@ -386,14 +411,14 @@ impl Downloads {
     }
 }
 
-/// Turns a plan's downloads into the request's output (values and aux outputs; the executor fills
-/// in the timings).
-pub type Decode = Box<dyn FnOnce(&Downloads) -> Result<OpOutput, EngineError> + Send>;
+/// Turns a plan's downloads into its result: for a request, the output (values and aux outputs;
+/// the executor fills in the timings); for the kernel files' test entry points, their words.
+pub type Decode<T = OpOutput> = Box<dyn FnOnce(&Downloads) -> Result<T, EngineError> + Send>;
 
 /// A plan and how to read its result.
-pub struct Planned {
+pub struct Planned<T = OpOutput> {
     pub plan: Plan,
-    pub decode: Decode,
+    pub decode: Decode<T>,
 }
 
 /// What a topic's host code may assume of the device it plans for.
