@@ -53,6 +53,9 @@ struct EmuCuda {
 /// Reads a plan's result back from the emulator's buffers.
 type Reader<T> = Box<dyn FnOnce(&Outputs) -> Result<T, EngineError>>;
 
+/// The requests (by index) of a batch planned into one program.
+type Batch = Vec<(usize, Reader<OpOutput>)>;
+
 impl EmuCuda {
     fn new() -> Self {
         EmuCuda {
@@ -81,7 +84,7 @@ impl EmuCuda {
         let mut results: Vec<Option<Result<OpOutput, EngineError>>> =
             reqs.iter().map(|_| None).collect();
         // One program per kernel file, with the readers of the requests planned into it.
-        let mut programs: Vec<(&'static str, Program, Vec<(usize, Reader<OpOutput>)>)> = Vec::new();
+        let mut programs: Vec<(&'static str, Program, Batch)> = Vec::new();
         for (i, req) in reqs.iter().enumerate() {
             if let Err(e) = req.op.validate() {
                 results[i] = Some(Err(e.into()));
@@ -166,7 +169,7 @@ fn add_planned<T: 'static>(p: &mut Program, planned: Planned<T>) -> Result<Reade
             cplan::Init::Upload(data) if !data.is_empty() => {
                 p.input_bytes(elem(data.elem()), data.to_bytes())
             }
-            _ => p.zeros(elem(b.elem()), b.len()),
+            _ => p.zeros(elem(b.elem()), b.allocated_len()),
         })
         .collect();
     for l in &plan.launches {
@@ -191,12 +194,9 @@ fn add_planned<T: 'static>(p: &mut Program, planned: Planned<T>) -> Result<Reade
                 .read
                 .iter()
                 .map(|&id| {
-                    let (elem, len) = match &plan.buffers[id].init {
-                        cplan::Init::Upload(d) => (d.elem(), d.len()),
-                        cplan::Init::Zeros(e, len) => (*e, *len),
-                    };
-                    let bytes = &out.bytes(bufs[id])[..len * elem.size()];
-                    (id, HostData::from_bytes(elem, bytes))
+                    let b = &plan.buffers[id];
+                    let bytes = &out.bytes(bufs[id])[..b.content_len() * b.elem().size()];
+                    (id, HostData::from_bytes(b.elem(), bytes))
                 })
                 .collect(),
         };

@@ -20,16 +20,13 @@
 //!
 //! Each topic's file here (`logits.rs`, `softmax.rs`, `gumbel.rs`, `rope.rs`,
 //! `tensor_parallel.rs`) registers the topic and turns its requests into plans; none of them calls
-//! cudarc. [`CudaEngine::run_planned`] executes a plan: it holds the engine's lock, records the
+//! cudarc. `CudaEngine::run_planned` executes a plan: it holds the engine's lock, records the
 //! CUDA events and turns a cudarc panic into an error.
 
 pub mod plan;
 
-// The rope launch decisions, shared with the CUDA emulator's tests.
-pub use rope::{
-    FAST_MAX_PAIRS as ROPE_FAST_MAX_PAIRS, FAST_THREADS as ROPE_FAST_THREADS,
-    fast_fits as rope_fast_fits,
-};
+// Whether a rope request can take the fast kernel (the CUDA emulator's tests pick geometries by it).
+pub use rope::fast_fits as rope_fast_fits;
 // The plans of the kernel files' test entry points (`philox_kat`, `gumbel_words`).
 pub use gumbel::{plan_gumbel_words, plan_philox};
 
@@ -687,7 +684,7 @@ impl CudaEngine {
     }
 
     /// The kernel `name` from `kernels/<topic>.cu`.
-    pub(crate) fn function(&self, topic: &str, name: &str) -> Result<CudaFunction, EngineError> {
+    fn function(&self, topic: &str, name: &str) -> Result<CudaFunction, EngineError> {
         let module = self
             .modules
             .iter()
@@ -702,11 +699,12 @@ impl CudaEngine {
         })
     }
 
-    /// Run `launch` (which enqueues kernels on [`CudaEngine::stream`]) between two CUDA events,
-    /// holding the engine's lock; returns its result and the time between the events. Uploads
-    /// belong before, downloads in `finish`, which runs after the end event has completed. A
-    /// cudarc panic becomes `EngineError::Failed`.
-    pub(crate) fn timed<S, R>(
+    /// Run `launch` (which enqueues work on the engine's stream, and makes it wait for any other
+    /// stream it used) between two CUDA events, holding the engine's lock; returns the result of
+    /// `finish` and the time between the events. Uploads belong in `setup`; `finish` runs after
+    /// the end event has completed (untimed work, downloads). A cudarc panic becomes
+    /// `EngineError::Failed`.
+    fn timed<S, R>(
         &self,
         setup: impl FnOnce(&Arc<CudaStream>) -> Result<S, EngineError>,
         launch: impl FnOnce(&Arc<CudaStream>, &mut S) -> Result<(), EngineError>,
@@ -756,7 +754,7 @@ impl CudaEngine {
 
     /// Run a plan: check it, check it fits the free memory, run it ([`CudaEngine::run_plan`]) and
     /// decode the downloads. Returns the result and the kernel time.
-    pub(crate) fn run_planned<T>(&self, planned: Planned<T>) -> Result<(T, Duration), EngineError> {
+    fn run_planned<T>(&self, planned: Planned<T>) -> Result<(T, Duration), EngineError> {
         let Planned { plan, decode } = planned;
         plan.validate()?;
         let needed = plan.device_bytes();
@@ -776,7 +774,7 @@ impl CudaEngine {
     /// Upload the plan's buffers, run its launches (rank streams joined with events as [`plan`]
     /// describes), the timed ones between two CUDA events, and download the buffers it reads.
     /// Returns the downloads and the time between the events.
-    pub(crate) fn run_plan(&self, plan: &Plan) -> Result<(Downloads, Duration), EngineError> {
+    fn run_plan(&self, plan: &Plan) -> Result<(Downloads, Duration), EngineError> {
         let mut functions: Vec<(&str, CudaFunction)> = Vec::new();
         for l in &plan.launches {
             if !functions.iter().any(|(n, _)| *n == l.entry) {
@@ -827,11 +825,7 @@ impl CudaEngine {
                         EngineError::Failed(format!("buffer {id} is not available"))
                     })?;
                     let mut data = buf.download(main)?;
-                    let len = match &plan.buffers[id].init {
-                        Init::Upload(d) => d.len(),
-                        Init::Zeros(_, len) => *len,
-                    };
-                    truncate(&mut data, len);
+                    truncate(&mut data, plan.buffers[id].content_len());
                     downloads.buffers.push((id, data));
                 }
                 Ok(downloads)

@@ -2,7 +2,7 @@
 //! into a [`Plan`] (buffers with their contents, kernel launches with grid, block, shared memory
 //! and typed arguments, which stream each runs on, and the buffers to read back) and a decoder that
 //! turns the downloaded buffers into an [`OpOutput`] ([`Planned`]). The CUDA engine executes a plan
-//! with cudarc ([`super::CudaEngine::run_planned`]); the test suite's CUDA emulator executes the
+//! with cudarc (`CudaEngine::run_planned`); the test suite's CUDA emulator executes the
 //! same plan on the CPU, so the host code that will run on a GPU is the code the tests run.
 //!
 //! Streams: a launch runs on the main stream or on rank r's stream (the tensor-parallel ops give
@@ -161,17 +161,21 @@ impl Buffer {
         }
     }
 
-    /// Elements allocated: at least one.
-    pub fn len(&self) -> usize {
+    /// Elements the host gave or asked for: what a download of the buffer returns.
+    pub fn content_len(&self) -> usize {
         match &self.init {
             Init::Upload(data) => data.len(),
             Init::Zeros(_, len) => *len,
         }
-        .max(1)
+    }
+
+    /// Elements allocated: at least one.
+    pub fn allocated_len(&self) -> usize {
+        self.content_len().max(1)
     }
 
     pub fn bytes(&self) -> usize {
-        self.len() * self.elem().size()
+        self.allocated_len() * self.elem().size()
     }
 }
 
@@ -466,7 +470,7 @@ mod tests {
         let mut p = Plan::new("softmax");
         let x = p.upload("x", HostData::F32(vec![1.0]));
         let y = p.zeros("y", Elem::F32, 0);
-        assert_eq!(p.buffers[y].len(), 1, "no zero-sized allocations");
+        assert_eq!(p.buffers[y].allocated_len(), 1, "no zero-sized allocations");
         p.launch("softmax_f32", 1, 256, vec![Arg::In(x), Arg::Out(y)]);
         assert_eq!(p.read(y), 0);
         assert_eq!(p.read(y), 0, "read once");

@@ -256,3 +256,28 @@ fn plan_rope(
         }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants_match_the_kernel_defines() {
+        for (name, value) in [
+            ("THREADS", THREADS as usize),
+            ("FAST_THREADS", FAST_THREADS as usize),
+            ("FAST_MAX_PAIRS", FAST_MAX_PAIRS),
+            ("LAYOUT_HALF_SPLIT", Layout::HalfSplit.code() as usize),
+            ("LAYOUT_INTERLEAVED", Layout::Interleaved.code() as usize),
+            ("LAYOUT_CHATGLM2D", Layout::Chatglm2d.code() as usize),
+        ] {
+            assert!(
+                TOPIC.source.lines().any(|l| l
+                    .split_whitespace()
+                    .take(3)
+                    .eq(["#define", name, &value.to_string()])),
+                "rope.cu: #define {name} {value}"
+            );
+        }
+    }
+}

@@ -509,3 +509,81 @@ fn plan_fused_cross_entropy(req: &OpRequest, limits: &Limits) -> Result<Planned,
         }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Tensor;
+
+    #[test]
+    fn constants_match_the_kernel_defines() {
+        for (name, value) in [
+            ("THREADS", THREADS),
+            ("TILE", TILE),
+            ("CE_THREADS", CE_THREADS),
+        ] {
+            assert!(
+                TOPIC.source.lines().any(|l| l
+                    .split_whitespace()
+                    .take(3)
+                    .eq(["#define", name, &value.to_string()])),
+                "tensor_parallel.cu: #define {name} {value}"
+            );
+        }
+    }
+
+    /// A column-parallel linear on 2 ranks: the ranks' GEMMs on their own streams, the all-gather
+    /// and output stage on the main one, and the one-rank `unsplit` program after the timed
+    /// launches, on the plan's buffers of its own.
+    #[test]
+    fn rank_steps_run_on_rank_streams_and_the_unsplit_run_is_untimed() {
+        let (rows, inner, out) = (3, 4, 6);
+        let req = OpRequest::with_inputs(
+            Op::new(TpOp::ColumnParallelLinear {
+                ranks: 2,
+                gather: true,
+            }),
+            DType::F32,
+            Tensor::matrix(rows, inner, vec![0.5; rows * inner]).unwrap(),
+            vec![(
+                "w".into(),
+                Tensor::matrix(out, inner, vec![0.25; out * inner]).unwrap(),
+            )],
+        )
+        .unwrap();
+        let planned = plan(&req, &Limits::default()).unwrap();
+        let p = &planned.plan;
+        assert!(p.validate().is_ok());
+        assert_eq!(p.ranks, 2);
+        let timed = p.timed();
+        assert!(0 < timed && timed < p.launches.len(), "{timed}");
+        let (split, unsplit) = p.launches.split_at(timed);
+        let gemms: Vec<Stream> = split
+            .iter()
+            .filter(|l| l.entry == "linear_tiled_f32")
+            .map(|l| l.stream)
+            .collect();
+        assert_eq!(gemms, [Stream::Rank(0), Stream::Rank(1)]);
+        assert!(
+            split
+                .iter()
+                .filter(|l| l.entry == "gather_columns" || l.entry == "tensor_parallel_f32")
+                .all(|l| l.stream == Stream::Main)
+        );
+        // The one-rank program: one GEMM (no collective), the output stage.
+        let entries: Vec<&str> = unsplit.iter().map(|l| l.entry.as_str()).collect();
+        assert_eq!(entries, ["linear_tiled_f32", "tensor_parallel_f32"]);
+        assert!(unsplit.iter().all(|l| l.stream != Stream::Rank(1)));
+        let buffers = |ls: &[crate::engine::cuda::plan::Launch]| -> Vec<BufId> {
+            ls.iter()
+                .flat_map(|l| l.args.iter())
+                .filter_map(|a| match a {
+                    Arg::In(b) | Arg::Out(b) => Some(*b),
+                    _ => None,
+                })
+                .collect()
+        };
+        let first_unsplit = buffers(unsplit).into_iter().min().unwrap();
+        assert!(buffers(split).iter().all(|&b| b < first_unsplit));
+    }
+}
