@@ -810,8 +810,11 @@ impl CudaEngine {
                     let stream = streams.for_launch(main, l)?;
                     launch(stream, function(&l.entry)?, l, bufs)?;
                 }
-                // The end event waits for every rank.
-                streams.join_all(main)
+                // The end event waits for every rank, and untimed work after it on a rank waits
+                // for the end event.
+                streams.join_all(main)?;
+                streams.behind.fill(true);
+                Ok(())
             },
             |main, (mut bufs, mut streams)| {
                 for l in after {
