@@ -1,68 +1,60 @@
 //! The CUDA kernels EXECUTED, on the CPU: every `kernels/*.cu` entry point run by the emulator in
-//! `tests/cuda_emu` (g++, one fiber per CUDA thread, sanitizers on), with the launches the host
-//! code in `src/engine/cuda` makes, checked against the f64 reference with kernelbook's own check.
+//! `tests/cuda_emu` (g++, one fiber per CUDA thread, sanitizers on), with the launches the CUDA
+//! engine's host code plans, checked against the f64 reference with kernelbook's own check.
 //!
-//! [`EmuCuda`] is an [`Engine`] that mirrors `src/engine/cuda/{mod,gumbel,rope,tensor_parallel}.rs`
-//! launch for launch: the same entry points, grid and block sizes, argument order and types,
-//! buffer sizes (including the one-element stand-ins) and kernel variant choice. Its grid limit is
-//! a parameter, so the grid-stride loops run with more rows than blocks. Besides the suite cases
-//! on both kernel variants: special values (NaN, +-inf rows), bit-identity where the design
-//! promises it (Philox against Random123's vectors, the word -> Gumbel map, noise and hard
-//! samples against the CPU engine, the fast rope against the simple one), race checks (the same
-//! bits under three thread orders), and the emulator's own checks (it fails loudly on divergent
-//! barriers, bad launches and out-of-bounds accesses). `every_entry_point_is_emulated` fails when a
-//! kernel file gains an entry point that no test here launches.
+//! [`EmuCuda`] is an [`Engine`] that asks `kernelbook::engine::cuda::plan` for each request's
+//! launch plan (the host code that runs on a GPU: entry points, grid and block sizes, argument
+//! order and types, buffer sizes including the one-element stand-ins, kernel variant choice) and
+//! executes it: the plan's launches in order, which is one valid schedule of its streams, and
+//! every buffer argument checked against the kernel's parameter (type, and read-only or written,
+//! which cudarc's stream ordering relies on). Its grid limit is a parameter, so the grid-stride
+//! loops run with more rows than blocks. Besides the suite cases on both kernel variants: special
+//! values (NaN, +-inf rows), bit-identity where the design promises it (Philox against
+//! Random123's vectors and the word -> Gumbel map, through the engine's own plans of those test
+//! entry points; noise and hard samples against the CPU engine; the fast rope against the simple
+//! one), race checks (the same bits under three thread orders), and the emulator's own checks (it
+//! fails loudly on divergent barriers, bad launches and out-of-bounds accesses).
+//! `every_entry_point_is_emulated` fails when a kernel file gains an entry point that no plan of
+//! the requests run here launches.
 //!
-//! Requests run in batches ([`EmuCuda::run_batch`]: one emulator process per kernel file and batch)
-//! so the file stays fast; a failing kernel names its launch. When the host code in
-//! `src/engine/cuda` changes a launch, the mirror here must change with it.
+//! Requests run in batches ([`EmuCuda::run_batch`]: several plans in one emulator process per
+//! kernel file) so the file stays fast; a failing kernel names its launch.
 //!
 //! Without g++ the tests print "skipped: <reason>" and pass, unless `KERNELBOOK_REQUIRE_EMU=1`.
 
 mod cuda_emu;
 
-use cuda_emu::{Arg, Buf, Elem, Outputs, Program, Schedule};
+use cuda_emu::{Arg, Elem, Outputs, Program, Schedule};
 use kernelbook::check::{check_output, compare};
 use kernelbook::dtype::DType;
 use kernelbook::engine::cpu::CpuEngine;
-use kernelbook::engine::cuda::plan::{self as cplan, Downloads, HostData, Init, Limits};
-use kernelbook::engine::cuda::{ROPE_FAST_MAX_PAIRS, ROPE_FAST_THREADS, THREADS, rope_fast_fits};
-use kernelbook::engine::{AuxOutput, Engine, EngineError, EngineKind, OpOutput, TimingSource};
+use kernelbook::engine::cuda::plan::{self as cplan, Downloads, HostData, Limits, Planned};
+use kernelbook::engine::cuda::{self, THREADS, rope_fast_fits};
+use kernelbook::engine::{Engine, EngineError, EngineKind, OpOutput};
 use kernelbook::ops::gumbel::{self as gm, GumbelOp};
 use kernelbook::ops::rope::{self, Layout, RopeOp};
-use kernelbook::ops::tensor_parallel::{self as tp, BufKind, Collective, ReduceOp, Step, TpOp};
+use kernelbook::ops::tensor_parallel::TpOp;
 use kernelbook::ops::{KernelVariant, Op, OpRequest, Tensor};
 use kernelbook::suite::{self, Case, Expect};
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------------------------------------------
-// The emulated CUDA engine: src/engine/cuda, launch for launch.
+// The emulated CUDA engine: the CUDA engine's plans, executed.
 // ------------------------------------------------------------------------------------------------
 
-/// Modes of `gumbel_*` and its short-row limit (`src/engine/cuda/gumbel.rs`, private there; the
-/// kernel file's `#define`s are checked below).
-const GUMBEL_MODE_NOISE: i32 = 0;
-const GUMBEL_MODE_SOFTMAX_SHORT: i32 = 1;
-const GUMBEL_MODE_SOFTMAX_ROWS: i32 = 2;
-const GUMBEL_SHORT_K: usize = 64;
-/// The fast kernel's largest block, groups of 4 per thread it keeps, and so the longest row it
-/// keeps in registers.
-const GUMBEL_FAST_THREADS: usize = 1024;
-const GUMBEL_FAST_MAX_GROUPS: usize = 8;
-const GUMBEL_FAST_MAX_VALUES: usize = GUMBEL_FAST_THREADS * GUMBEL_FAST_MAX_GROUPS * 4;
-/// `tensor_parallel.cu`'s 1-D blocks and GEMM tile (`src/engine/cuda/tensor_parallel.rs`).
-const TP_THREADS: u32 = 256;
-const TP_TILE: u32 = 16;
-/// `ce_fused_*`'s block (`CE_THREADS`).
-const TP_CE_THREADS: u32 = 512;
-
-/// The CUDA engine's launches on the emulator. `max_blocks` stands for the device's grid limit
+/// The CUDA engine's plans on the emulator. `max_blocks` stands for the device's grid limit
 /// (65535 in `CudaEngine`); a small one makes every grid-stride loop take several turns.
 struct EmuCuda {
     max_blocks: u32,
     schedule: Schedule,
 }
+
+/// Reads a plan's result back from the emulator's buffers.
+type Reader<T> = Box<dyn FnOnce(&Outputs) -> Result<T, EngineError>>;
+
+/// The requests (by index) of a batch planned into one program.
+type Batch = Vec<(usize, Reader<OpOutput>)>;
 
 impl EmuCuda {
     fn new() -> Self {
@@ -79,28 +71,20 @@ impl EmuCuda {
         }
     }
 
-    /// Plan `req`'s launches into `p` (a program of `topic_of(req)`); the decoder reads the
-    /// result back from the program's outputs.
-    fn plan(&self, p: &mut Program, req: &OpRequest) -> Result<Decoder, EngineError> {
-        if let Some(op) = req.op.get::<GumbelOp>() {
-            self.gumbel(p, req, op)
-        } else if let Some(op) = req.op.get::<RopeOp>() {
-            self.rope(p, req, op)
-        } else if let Some(op) = req.op.get::<TpOp>() {
-            self.tensor_parallel(p, req, op)
-        } else {
-            self.planned(p, req)
+    fn limits(&self) -> Limits {
+        Limits {
+            max_blocks: self.max_blocks,
         }
     }
 
-    /// Run several requests in one emulator process (one per kernel file): the same launches as
-    /// one `run` each, without a process start per request. Empty requests take `Engine::run`'s
-    /// path (no launch).
+    /// Run several requests in one emulator process per kernel file (their plans one after
+    /// another): the same launches as one `run` each, without a process start per request. Empty
+    /// requests take `Engine::run`'s path (no launch).
     fn run_batch(&self, reqs: &[OpRequest]) -> Vec<Result<OpOutput, EngineError>> {
         let mut results: Vec<Option<Result<OpOutput, EngineError>>> =
             reqs.iter().map(|_| None).collect();
-        // One program per kernel file, with the decoders of the requests planned into it.
-        let mut programs: Vec<(&'static str, Program, Vec<Planned>)> = Vec::new();
+        // One program per kernel file, with the readers of the requests planned into it.
+        let mut programs: Vec<(&'static str, Program, Batch)> = Vec::new();
         for (i, req) in reqs.iter().enumerate() {
             if let Err(e) = req.op.validate() {
                 results[i] = Some(Err(e.into()));
@@ -110,7 +94,14 @@ impl EmuCuda {
                 results[i] = Some(self.run(req));
                 continue;
             }
-            let topic = topic_of(req);
+            let planned = match cuda::plan(req, &self.limits()) {
+                Ok(planned) => planned,
+                Err(e) => {
+                    results[i] = Some(Err(e));
+                    continue;
+                }
+            };
+            let topic = planned.plan.topic;
             let at = match programs.iter().position(|(t, _, _)| *t == topic) {
                 Some(at) => at,
                 None => {
@@ -120,18 +111,18 @@ impl EmuCuda {
                     programs.len() - 1
                 }
             };
-            let (_, p, decoders) = &mut programs[at];
-            match self.plan(p, req) {
-                Ok(d) => decoders.push((i, d)),
+            let (_, p, readers) = &mut programs[at];
+            match add_planned(p, planned) {
+                Ok(read) => readers.push((i, read)),
                 Err(e) => results[i] = Some(Err(e)),
             }
         }
-        for (_, p, decoders) in programs {
+        for (_, p, readers) in programs {
             match p.run() {
                 Ok(out) => {
-                    for (i, d) in decoders {
+                    for (i, read) in readers {
                         let expected = reqs[i].output_len();
-                        results[i] = Some(d(&out).and_then(|o| {
+                        results[i] = Some(read(&out).and_then(|o| {
                             if o.values.len() == expected {
                                 Ok(o)
                             } else {
@@ -144,7 +135,7 @@ impl EmuCuda {
                     }
                 }
                 Err(e) => {
-                    for (i, _) in decoders {
+                    for (i, _) in readers {
                         results[i] = Some(Err(failed(e.clone())));
                     }
                 }
@@ -157,51 +148,12 @@ impl EmuCuda {
     }
 }
 
-/// Reads a program's results back from the emulator's buffers.
-type Decoder = Box<dyn FnOnce(&Outputs) -> Result<OpOutput, EngineError>>;
-/// A request (by index) planned into a batch program.
-type Planned = (usize, Decoder);
-/// Reads a rank program's outputs (in order) back.
-type TpReader = Box<dyn Fn(&Outputs) -> Result<Vec<Vec<f32>>, EngineError>>;
-
-/// The kernel file a request runs.
-fn topic_of(req: &OpRequest) -> &'static str {
-    req.op.kind().topic()
-}
-
-fn suffix(dtype: DType) -> &'static str {
-    match dtype {
-        DType::F32 => "f32",
-        DType::F16 => "f16",
-        DType::Bf16 => "bf16",
-    }
-}
-
-/// A buffer in the storage type (f32, or f16/bf16 bit patterns), as the host uploads it.
-fn stored(p: &mut Program, dtype: DType, values: &[f32]) -> Buf {
-    match dtype {
-        DType::F32 => p.input_f32(values),
-        _ => p.input_u16(&dtype.encode_u16(values)),
-    }
-}
-
-fn stored_zeros(p: &mut Program, dtype: DType, len: usize) -> Buf {
-    match dtype {
-        DType::F32 => p.zeros(Elem::F32, len),
-        _ => p.zeros(Elem::U16, len),
-    }
-}
-
-fn decode(out: &Outputs, b: Buf, dtype: DType) -> Vec<f32> {
-    match dtype {
-        DType::F32 => out.f32(b),
-        _ => dtype.decode_u16(&out.u16(b)),
-    }
-}
-
-/// Add a plan's buffers and launches to `p` (a program of the plan's kernel file): the program's
-/// buffer for each of the plan's.
-fn add_plan(p: &mut Program, plan: &cplan::Plan) -> Vec<Buf> {
+/// Add a plan's buffers and launches to `p` (a program of the plan's kernel file) after checking
+/// it as the CUDA engine does; the reader downloads the plan's reads (each its allocated length,
+/// as the engine does) and decodes them.
+fn add_planned<T: 'static>(p: &mut Program, planned: Planned<T>) -> Result<Reader<T>, EngineError> {
+    let Planned { plan, decode } = planned;
+    plan.validate()?;
     let elem = |e: cplan::Elem| match e {
         cplan::Elem::F32 => Elem::F32,
         cplan::Elem::U16 => Elem::U16,
@@ -209,15 +161,15 @@ fn add_plan(p: &mut Program, plan: &cplan::Plan) -> Vec<Buf> {
         cplan::Elem::I32 => Elem::I32,
         cplan::Elem::U8 => Elem::U8,
     };
-    let bufs: Vec<Buf> = plan
+    let bufs: Vec<cuda_emu::Buf> = plan
         .buffers
         .iter()
         .map(|b| match &b.init {
             // An empty upload is allocated like an empty output: one zero element, never read.
-            Init::Upload(data) if !data.is_empty() => {
+            cplan::Init::Upload(data) if !data.is_empty() => {
                 p.input_bytes(elem(data.elem()), data.to_bytes())
             }
-            _ => p.zeros(elem(b.elem()), b.alloc_len()),
+            _ => p.zeros(elem(b.elem()), b.allocated_len()),
         })
         .collect();
     for l in &plan.launches {
@@ -225,7 +177,8 @@ fn add_plan(p: &mut Program, plan: &cplan::Plan) -> Vec<Buf> {
             .args
             .iter()
             .map(|a| match *a {
-                cplan::Arg::In(id) | cplan::Arg::Out(id) => Arg::Buf(bufs[id]),
+                cplan::Arg::In(id) => Arg::Read(bufs[id]),
+                cplan::Arg::Out(id) => Arg::Write(bufs[id]),
                 cplan::Arg::U32(v) => Arg::U32(v),
                 cplan::Arg::I32(v) => Arg::I32(v),
                 cplan::Arg::F32(v) => Arg::F32(v),
@@ -235,22 +188,32 @@ fn add_plan(p: &mut Program, plan: &cplan::Plan) -> Vec<Buf> {
             .collect();
         p.launch_shared(&l.entry, l.grid, l.block, l.shared_bytes as usize, &args);
     }
-    bufs
+    Ok(Box::new(move |out: &Outputs| {
+        let downloads = Downloads {
+            buffers: plan
+                .read
+                .iter()
+                .map(|&id| {
+                    let b = &plan.buffers[id];
+                    let bytes = &out.bytes(bufs[id])[..b.content_len() * b.elem().size()];
+                    (id, HostData::from_bytes(b.elem(), bytes))
+                })
+                .collect(),
+        };
+        decode(&downloads)
+    }))
+}
+
+/// Run one plan on the emulator.
+fn run_planned<T: 'static>(planned: Planned<T>, schedule: Schedule) -> Result<T, EngineError> {
+    let mut p = Program::topic(planned.plan.topic);
+    p.schedule(schedule);
+    let read = add_planned(&mut p, planned)?;
+    read(&p.run().map_err(failed)?)
 }
 
 fn failed(e: cuda_emu::EmuError) -> EngineError {
     EngineError::Failed(e.to_string())
-}
-
-fn output(shape: Vec<usize>, dtype: DType, values: Vec<f32>) -> OpOutput {
-    OpOutput::new(
-        shape,
-        dtype,
-        values,
-        Duration::ZERO,
-        TimingSource::WallClock,
-        Duration::ZERO,
-    )
 }
 
 impl Engine for EmuCuda {
@@ -271,690 +234,7 @@ impl Engine for EmuCuda {
     }
 
     fn execute(&self, req: &OpRequest) -> Result<OpOutput, EngineError> {
-        let mut p = Program::topic(topic_of(req));
-        p.schedule(self.schedule);
-        let decoder = self.plan(&mut p, req)?;
-        let out = p.run().map_err(failed)?;
-        decoder(&out)
-    }
-}
-
-impl EmuCuda {
-    /// The CUDA engine's own plan of `req` (`kernelbook::engine::cuda::plan`), added to `p`:
-    /// the host code that runs on a GPU, executed here launch for launch.
-    fn planned(&self, p: &mut Program, req: &OpRequest) -> Result<Decoder, EngineError> {
-        let limits = Limits {
-            max_blocks: self.max_blocks,
-        };
-        let planned = kernelbook::engine::cuda::plan(req, &limits)?;
-        planned.plan.validate()?;
-        let plan = planned.plan;
-        let bufs = add_plan(p, &plan);
-        let decode = planned.decode;
-        Ok(Box::new(move |out: &Outputs| {
-            let downloads = Downloads {
-                buffers: plan
-                    .read
-                    .iter()
-                    .map(|&id| {
-                        let (elem, len) = match &plan.buffers[id].init {
-                            Init::Upload(d) => (d.elem(), d.len()),
-                            Init::Zeros(e, len) => (*e, *len),
-                        };
-                        let bytes = &out.bytes(bufs[id])[..len * elem.size()];
-                        (id, HostData::from_bytes(elem, bytes))
-                    })
-                    .collect(),
-            };
-            decode(&downloads)
-        }))
-    }
-
-    /// `gumbel::execute` and `on_device` (src/engine/cuda/gumbel.rs): the simple kernel in one
-    /// of its modes, or the fast one for rows longer than `SHORT_K` (a kept row only up to
-    /// `FAST_MAX_VALUES`).
-    fn gumbel(
-        &self,
-        p: &mut Program,
-        req: &OpRequest,
-        op: &GumbelOp,
-    ) -> Result<Decoder, EngineError> {
-        let dtype = req.dtype;
-        let shape = req.output_shape();
-        let n: usize = shape.iter().product();
-        let cols = req.x.cols();
-        let key = gm::key_of(op.seed());
-        let offset = [op.offset() as u32, (op.offset() >> 32) as u32];
-        let grid =
-            |blocks: usize| (u32::try_from(blocks).unwrap_or(u32::MAX)).clamp(1, self.max_blocks);
-        // (mode, or None for the fast kernel), draws, inv_tau, hard, want_soft, grid, block.
-        let (mode, draws, inv_tau, hard, want_soft, blocks, threads) = match *op {
-            GumbelOp::GumbelNoise { .. } => {
-                let calls = req.x.rows() * cols.div_ceil(4);
-                (
-                    Some(GUMBEL_MODE_NOISE),
-                    1u32,
-                    1.0f32,
-                    0i32,
-                    0i32,
-                    grid(calls.div_ceil(THREADS as usize)),
-                    THREADS,
-                )
-            }
-            GumbelOp::GumbelSoftmax {
-                tau, hard, draws, ..
-            } => {
-                let samples = req.x.rows() * draws;
-                let keeps_row = !hard || op.soft_aux();
-                let fast = req.kernel == KernelVariant::Fast
-                    && cols > GUMBEL_SHORT_K
-                    && (!keeps_row || cols <= GUMBEL_FAST_MAX_VALUES);
-                let (mode, blocks, threads) = if fast {
-                    let threads = (cols.div_ceil(4).next_multiple_of(32))
-                        .clamp(32, GUMBEL_FAST_THREADS) as u32;
-                    (None, grid(samples), threads)
-                } else if cols <= GUMBEL_SHORT_K {
-                    (
-                        Some(GUMBEL_MODE_SOFTMAX_SHORT),
-                        grid(samples.div_ceil(THREADS as usize)),
-                        THREADS,
-                    )
-                } else {
-                    (Some(GUMBEL_MODE_SOFTMAX_ROWS), grid(samples), THREADS)
-                };
-                (
-                    mode,
-                    draws as u32,
-                    gm::inv_tau_f32(tau),
-                    i32::from(hard),
-                    i32::from(op.soft_aux()),
-                    blocks,
-                    threads,
-                )
-            }
-        };
-        let soft_len = if want_soft == 1 { n } else { 0 };
-        let scratch_len = if mode == Some(GUMBEL_MODE_SOFTMAX_ROWS) {
-            n
-        } else {
-            0
-        };
-        let x_values: &[f32] = if mode == Some(GUMBEL_MODE_NOISE) {
-            &[0.0]
-        } else {
-            &req.x.data
-        };
-        let x = stored(p, dtype, x_values);
-        let y = stored_zeros(p, dtype, n.max(1));
-        let soft = stored_zeros(p, dtype, soft_len.max(1));
-        let scratch = p.zeros(Elem::F32, scratch_len.max(1));
-        let table = p.input_u32(&gm::ln_table_words());
-        let params = [
-            Arg::U32(req.x.rows() as u32),
-            Arg::U32(cols as u32),
-            Arg::U32(draws),
-            Arg::U32(key[0]),
-            Arg::U32(key[1]),
-            Arg::U32(offset[0]),
-            Arg::U32(offset[1]),
-            Arg::F32(inv_tau),
-            Arg::I32(hard),
-            Arg::I32(want_soft),
-        ];
-        match mode {
-            Some(mode) => {
-                let mut args = vec![
-                    x.into(),
-                    y.into(),
-                    soft.into(),
-                    scratch.into(),
-                    table.into(),
-                ];
-                args.extend(params);
-                args.push(Arg::I32(mode));
-                p.launch(&format!("gumbel_{}", suffix(dtype)), blocks, threads, &args);
-            }
-            None => {
-                let mut args = vec![x.into(), y.into(), soft.into(), table.into()];
-                args.extend(params);
-                p.launch(
-                    &format!("gumbel_fast_{}", suffix(dtype)),
-                    blocks,
-                    threads,
-                    &args,
-                );
-            }
-        }
-        let soft_aux = op.soft_aux();
-        Ok(Box::new(move |out: &Outputs| {
-            let mut values = decode(out, y, dtype);
-            values.truncate(n);
-            let mut result = output(shape.clone(), dtype, values);
-            if soft_aux {
-                result.aux.push(AuxOutput {
-                    name: gm::SOFT_AUX.into(),
-                    shape,
-                    values: decode(out, soft, dtype),
-                });
-            }
-            Ok(result)
-        }))
-    }
-
-    /// `rope::execute`, `freqs_on_device`, `rope_on_device` (src/engine/cuda/rope.rs).
-    fn rope(&self, p: &mut Program, req: &OpRequest, op: &RopeOp) -> Result<Decoder, EngineError> {
-        let dtype = req.dtype;
-        let precise = i32::from(op.precise_angles());
-        let int_values = |t: &Tensor| -> Vec<i32> { t.data.iter().map(|&p| p as i32).collect() };
-        let config = |items: u32| items.div_ceil(THREADS).clamp(1, self.max_blocks);
-        match *op {
-            RopeOp::RopeFreqs {
-                dim,
-                theta,
-                rotary_fraction,
-                ..
-            } => {
-                let freqs = rope::freq_table(theta, rope::rotated_dims(rotary_fraction, dim));
-                let n_freq = freqs.len();
-                let n_pos = req.x.len();
-                let table = rope::table_words(&freqs);
-                let positions = p.input_i32(&int_values(&req.x));
-                let tab = p.input_u32(&table);
-                let inv = stored_zeros(p, dtype, n_freq);
-                let cos = stored_zeros(p, dtype, n_pos * n_freq);
-                let sin = stored_zeros(p, dtype, n_pos * n_freq);
-                let items = (n_pos * n_freq) as u32;
-                p.launch(
-                    &format!("rope_freqs_{}", suffix(dtype)),
-                    config(items),
-                    THREADS,
-                    &[
-                        positions.into(),
-                        tab.into(),
-                        inv.into(),
-                        cos.into(),
-                        sin.into(),
-                        Arg::U32(n_pos as u32),
-                        Arg::U32(n_freq as u32),
-                        Arg::I32(precise),
-                    ],
-                );
-                let mut shape = req.x.shape.clone();
-                shape.push(n_freq);
-                Ok(Box::new(move |out: &Outputs| {
-                    let mut result = output(vec![n_freq], dtype, decode(out, inv, dtype));
-                    result.aux = vec![
-                        AuxOutput {
-                            name: "cos".into(),
-                            shape: shape.clone(),
-                            values: decode(out, cos, dtype),
-                        },
-                        AuxOutput {
-                            name: "sin".into(),
-                            shape,
-                            values: decode(out, sin, dtype),
-                        },
-                    ];
-                    Ok(result)
-                }))
-            }
-            RopeOp::Rope { theta, .. } => {
-                let g = rope::geometry(op, req)?;
-                let freqs = rope::freq_table(theta, g.rot);
-                let fast = req.kernel == KernelVariant::Fast && rope_fast_fits(&g, dtype);
-                let table = rope::table_words(&freqs);
-                let positions = req
-                    .input("positions")
-                    .map(int_values)
-                    .unwrap_or_else(|| vec![0]);
-                let block = req
-                    .input("block_positions")
-                    .map(int_values)
-                    .unwrap_or_else(|| vec![0]);
-                let items = (g.batch * g.seq * g.heads * (g.head_dim / 2)) as u32;
-                let tokens = (g.batch * g.seq) as u32;
-                let x = stored(p, dtype, &req.x.data);
-                let y = stored_zeros(p, dtype, g.out_len());
-                let pos = p.input_i32(&positions);
-                let blk = p.input_i32(&block);
-                let tab = p.input_u32(&table);
-                if fast {
-                    p.launch(
-                        &format!("rope_fast_{}", suffix(dtype)),
-                        tokens.clamp(1, self.max_blocks),
-                        ROPE_FAST_THREADS,
-                        &[
-                            x.into(),
-                            y.into(),
-                            pos.into(),
-                            tab.into(),
-                            Arg::U32(tokens),
-                            Arg::U32(g.seq as u32),
-                            Arg::U32(g.heads as u32),
-                            Arg::U32(g.head_dim as u32),
-                            Arg::U32(g.x_seq as u32),
-                            Arg::U32(g.rot as u32),
-                            Arg::I32(g.layout.code() as i32),
-                            Arg::U32(g.rows_code(g.positions)),
-                            Arg::I32(precise),
-                        ],
-                    );
-                } else {
-                    p.launch(
-                        &format!("rope_{}", suffix(dtype)),
-                        config(items),
-                        THREADS,
-                        &[
-                            x.into(),
-                            y.into(),
-                            pos.into(),
-                            blk.into(),
-                            tab.into(),
-                            Arg::U32(items),
-                            Arg::U32(g.seq as u32),
-                            Arg::U32(g.heads as u32),
-                            Arg::U32(g.head_dim as u32),
-                            Arg::U32(g.x_seq as u32),
-                            Arg::U32(g.rot as u32),
-                            Arg::I32(g.layout.code() as i32),
-                            Arg::U32(g.rows_code(g.positions)),
-                            Arg::U32(g.rows_code(g.block)),
-                            Arg::I32(precise),
-                        ],
-                    );
-                }
-                let shape = g.out_shape();
-                Ok(Box::new(move |out: &Outputs| {
-                    Ok(output(shape, dtype, decode(out, y, dtype)))
-                }))
-            }
-        }
-    }
-
-    /// `tensor_parallel::execute`, `run`, `launch_step` (src/engine/cuda/tensor_parallel.rs):
-    /// every program buffer one allocation, the steps in program order (the rank streams only
-    /// reorder independent work), the outputs read back and assembled.
-    fn tensor_parallel(
-        &self,
-        p: &mut Program,
-        req: &OpRequest,
-        op: &TpOp,
-    ) -> Result<Decoder, EngineError> {
-        if let TpOp::VocabParallelCrossEntropy { ranks: 1 } = op
-            && req.kernel == KernelVariant::Fast
-        {
-            return self.fused_cross_entropy(p, req);
-        }
-        let program = tp::program(op, req);
-        let outputs = self.tp_run(p, &program, req.dtype)?;
-        let unsplit = match op.unsplit() {
-            Some(one) if op.ranks() != 1 => {
-                Some(self.tp_run(p, &tp::program(&one, req), req.dtype)?)
-            }
-            _ => None,
-        };
-        let (op, shapes, shape, dtype) = (
-            op.clone(),
-            program.outputs.clone(),
-            req.output_shape(),
-            req.dtype,
-        );
-        Ok(Box::new(move |out: &Outputs| {
-            let outputs = outputs(out)?;
-            let unsplit = match (&unsplit, op.unsplit()) {
-                (_, None) => None,
-                (None, Some(_)) => outputs.first().cloned(),
-                (Some(read), Some(_)) => read(out)?.into_iter().next(),
-            };
-            let (values, aux) = tp::assemble(&op, &shapes, outputs, unsplit);
-            Ok(output(shape, dtype, values).with_aux(aux))
-        }))
-    }
-
-    /// `fused_cross_entropy` (src/engine/cuda/tensor_parallel.rs): one `ce_fused_*` launch for
-    /// the cross-entropy on one rank with the fast kernel.
-    fn fused_cross_entropy(
-        &self,
-        p: &mut Program,
-        req: &OpRequest,
-    ) -> Result<Decoder, EngineError> {
-        let dtype = req.dtype;
-        let (rows, cols) = (req.x.rows(), req.x.cols());
-        let targets: Vec<u32> = req
-            .input("targets")
-            .map(|t| t.data.iter().map(|&v| v as u32).collect())
-            .ok_or_else(|| EngineError::Failed("cross-entropy without targets".into()))?;
-        let x = if req.x.data.is_empty() {
-            stored_zeros(p, dtype, 1)
-        } else {
-            stored(p, dtype, &req.x.data)
-        };
-        let loss = stored_zeros(p, dtype, rows.max(1));
-        let t = p.input_u32(&targets);
-        let max = p.zeros(Elem::F32, rows.max(1));
-        let predicted = p.zeros(Elem::F32, rows.max(1));
-        let sum = p.zeros(Elem::F32, rows.max(1));
-        p.launch(
-            &format!("ce_fused_{}", suffix(dtype)),
-            (rows as u32).clamp(1, self.max_blocks),
-            TP_CE_THREADS,
-            &[
-                x.into(),
-                t.into(),
-                loss.into(),
-                max.into(),
-                predicted.into(),
-                sum.into(),
-                Arg::U32(rows as u32),
-                Arg::U32(cols as u32),
-            ],
-        );
-        let shape = req.output_shape();
-        Ok(Box::new(move |out: &Outputs| {
-            let down = |b: Buf| -> Vec<f32> {
-                let mut v = out.f32(b);
-                v.truncate(rows);
-                v.into_iter().map(|x| dtype.round(x)).collect()
-            };
-            let mut loss = decode(out, loss, dtype);
-            loss.truncate(rows);
-            let (max, predicted, sum) = (down(max), down(predicted), down(sum));
-            let n = vec![rows];
-            let mut result = output(shape.clone(), dtype, loss.clone());
-            result.aux = [
-                ("local_max", vec![1, rows], max.clone()),
-                ("local_sum_exp", vec![1, rows], sum.clone()),
-                ("max", n.clone(), max),
-                ("predicted", n.clone(), predicted),
-                ("sum_exp", n.clone(), sum),
-                ("unsplit", shape, loss),
-            ]
-            .into_iter()
-            .map(|(name, shape, values)| AuxOutput {
-                name: name.to_string(),
-                shape,
-                values,
-            })
-            .collect();
-            Ok(result)
-        }))
-    }
-
-    /// The launches of one rank program; the returned reader gives its outputs in order.
-    fn tp_run(
-        &self,
-        p: &mut Program,
-        program: &tp::Program<'_>,
-        dtype: DType,
-    ) -> Result<TpReader, EngineError> {
-        let sfx = suffix(dtype);
-        // upload(): one element for empty buffers; ids as u32; intermediates f32.
-        let bufs: Vec<Buf> = program
-            .buffers
-            .iter()
-            .map(|b| {
-                let len = b.len.max(1);
-                let init = b.init.as_ref().filter(|v| !v.is_empty());
-                match (b.kind, init) {
-                    (BufKind::Stored, Some(v)) => stored(p, dtype, v),
-                    (BufKind::Stored, None) => stored_zeros(p, dtype, len),
-                    (BufKind::Index, Some(v)) => {
-                        p.input_u32(&v.iter().map(|&x| x as u32).collect::<Vec<_>>())
-                    }
-                    (BufKind::Index, None) => p.zeros(Elem::U32, len),
-                    (BufKind::F32, Some(v)) => p.input_f32(v),
-                    (BufKind::F32, None) => p.zeros(Elem::F32, len),
-                }
-            })
-            .collect();
-        let dummy = stored_zeros(p, dtype, 1);
-        let flat =
-            |n: usize| (n.div_ceil(TP_THREADS as usize)).clamp(1, self.max_blocks as usize) as u32;
-        let per_row = |rows: usize| rows.clamp(1, self.max_blocks as usize) as u32;
-        for step in &program.steps {
-            match *step {
-                Step::Linear {
-                    x,
-                    w,
-                    b,
-                    y,
-                    rows,
-                    inner,
-                    out,
-                    ..
-                } => {
-                    let grid = (
-                        (out as u32).div_ceil(TP_TILE).max(1),
-                        rows.div_ceil(TP_TILE as usize).max(1) as u32,
-                        1,
-                    );
-                    p.launch(
-                        &format!("linear_tiled_{sfx}"),
-                        grid,
-                        (TP_TILE, TP_TILE, 1),
-                        &[
-                            bufs[x].into(),
-                            bufs[w].into(),
-                            b.map_or(dummy, |b| bufs[b]).into(),
-                            bufs[y].into(),
-                            Arg::U32(rows as u32),
-                            Arg::U32(inner as u32),
-                            Arg::U32(out as u32),
-                            Arg::I32(i32::from(b.is_some())),
-                        ],
-                    );
-                }
-                Step::EmbedMasked {
-                    ids,
-                    table,
-                    y,
-                    n,
-                    h,
-                    start,
-                    count,
-                    ..
-                } => {
-                    p.launch(
-                        &format!("embed_masked_{sfx}"),
-                        flat(n * h),
-                        TP_THREADS,
-                        &[
-                            bufs[ids].into(),
-                            bufs[table].into(),
-                            bufs[y].into(),
-                            Arg::U32(n as u32),
-                            Arg::U32(h as u32),
-                            Arg::U32(start as u32),
-                            Arg::U32(count as u32),
-                        ],
-                    );
-                }
-                Step::LocalMax {
-                    x, out, rows, cols, ..
-                } => {
-                    p.launch(
-                        &format!("ce_local_max_{sfx}"),
-                        per_row(rows),
-                        TP_THREADS,
-                        &[
-                            bufs[x].into(),
-                            bufs[out].into(),
-                            Arg::U32(rows as u32),
-                            Arg::U32(cols as u32),
-                        ],
-                    );
-                }
-                Step::Predicted {
-                    x,
-                    targets,
-                    max,
-                    out,
-                    rows,
-                    cols,
-                    start,
-                    ..
-                } => {
-                    p.launch(
-                        &format!("ce_predicted_{sfx}"),
-                        flat(rows),
-                        TP_THREADS,
-                        &[
-                            bufs[x].into(),
-                            bufs[targets].into(),
-                            bufs[max].into(),
-                            bufs[out].into(),
-                            Arg::U32(rows as u32),
-                            Arg::U32(cols as u32),
-                            Arg::U32(start as u32),
-                        ],
-                    );
-                }
-                Step::SumExp {
-                    x,
-                    max,
-                    out,
-                    rows,
-                    cols,
-                    ..
-                } => {
-                    p.launch(
-                        &format!("ce_sum_exp_{sfx}"),
-                        per_row(rows),
-                        TP_THREADS,
-                        &[
-                            bufs[x].into(),
-                            bufs[max].into(),
-                            bufs[out].into(),
-                            Arg::U32(rows as u32),
-                            Arg::U32(cols as u32),
-                        ],
-                    );
-                }
-                Step::Loss {
-                    sum_exp,
-                    predicted,
-                    out,
-                    rows,
-                    ..
-                } => {
-                    p.launch(
-                        "ce_loss",
-                        flat(rows),
-                        TP_THREADS,
-                        &[
-                            bufs[sum_exp].into(),
-                            bufs[predicted].into(),
-                            bufs[out].into(),
-                            Arg::U32(rows as u32),
-                        ],
-                    );
-                }
-                Step::Collective {
-                    collective,
-                    ref inputs,
-                    ref outputs,
-                } => match collective {
-                    Collective::AllReduce { op, len } => {
-                        let code = match op {
-                            ReduceOp::Sum => 0,
-                            ReduceOp::Max => 1,
-                        };
-                        let n = Arg::U32(len as u32);
-                        let acc = bufs[outputs[0]];
-                        p.launch(
-                            "reduce_copy",
-                            flat(len),
-                            TP_THREADS,
-                            &[bufs[inputs[0]].into(), acc.into(), n],
-                        );
-                        for &src in &inputs[1..] {
-                            p.launch(
-                                "reduce_accumulate",
-                                flat(len),
-                                TP_THREADS,
-                                &[bufs[src].into(), acc.into(), n, Arg::I32(code)],
-                            );
-                        }
-                        for &dst in &outputs[1..] {
-                            p.launch(
-                                "reduce_copy",
-                                flat(len),
-                                TP_THREADS,
-                                &[acc.into(), bufs[dst].into(), n],
-                            );
-                        }
-                    }
-                    Collective::AllGather { rows, chunk } => {
-                        for &dst in outputs {
-                            for (s, &src) in inputs.iter().enumerate() {
-                                p.launch(
-                                    "gather_columns",
-                                    flat(rows * chunk),
-                                    TP_THREADS,
-                                    &[
-                                        bufs[src].into(),
-                                        bufs[dst].into(),
-                                        Arg::U32(rows as u32),
-                                        Arg::U32(chunk as u32),
-                                        Arg::U32(inputs.len() as u32),
-                                        Arg::U32(s as u32),
-                                    ],
-                                );
-                            }
-                        }
-                    }
-                },
-                Step::Finish {
-                    src,
-                    bias,
-                    dst,
-                    len,
-                    cols,
-                } => {
-                    p.launch(
-                        &format!("tensor_parallel_{sfx}"),
-                        flat(len),
-                        TP_THREADS,
-                        &[
-                            bufs[src].into(),
-                            bias.map_or(dummy, |b| bufs[b]).into(),
-                            bufs[dst].into(),
-                            Arg::U32(len as u32),
-                            Arg::U32(cols as u32),
-                            Arg::I32(i32::from(bias.is_some())),
-                        ],
-                    );
-                }
-            }
-        }
-        let specs: Vec<(BufKind, usize)> =
-            program.buffers.iter().map(|b| (b.kind, b.len)).collect();
-        let outputs = program.outputs.clone();
-        Ok(Box::new(move |out: &Outputs| {
-            let mut values: HashMap<usize, Vec<f32>> = HashMap::new();
-            for o in &outputs {
-                for id in o.from.buffers() {
-                    let (kind, len) = specs[id];
-                    let mut v = match kind {
-                        BufKind::F32 => out.f32(bufs[id]),
-                        BufKind::Stored => decode(out, bufs[id], dtype),
-                        BufKind::Index => {
-                            return Err(EngineError::Failed("an output buffer holds ids".into()));
-                        }
-                    };
-                    v.truncate(len);
-                    values.insert(id, v);
-                }
-            }
-            let empty: Vec<f32> = Vec::new();
-            Ok(outputs
-                .iter()
-                .map(|o| {
-                    o.from
-                        .collect(|id| values.get(&id).unwrap_or(&empty).as_slice())
-                })
-                .collect())
-        }))
+        run_planned(cuda::plan(req, &self.limits())?, self.schedule)
     }
 }
 
@@ -1060,50 +340,94 @@ fn bits(v: &[f32]) -> Vec<u32> {
 // logits and softmax.
 // ------------------------------------------------------------------------------------------------
 
-/// Every suite case of `topic` on the emulator with each of `kernels`, then every `stride`-th case
-/// again on a grid of `blocks` blocks (each block takes several rows) with each of `few_kernels`.
-fn run_topic_suite(
-    topic: &str,
-    kernels: &[KernelVariant],
-    (blocks, stride): (u32, usize),
-    few_kernels: &[KernelVariant],
-) {
-    if !cuda_emu::ready() {
-        return;
+/// A topic's suite test: every suite case with each of `kernels`, then every `stride`-th case again
+/// on a grid of `blocks` blocks (each block takes several rows) with each of `few_kernels`.
+struct TopicSuite {
+    topic: &'static str,
+    kernels: &'static [KernelVariant],
+    small_grid: (u32, usize),
+    few_kernels: &'static [KernelVariant],
+}
+
+const SIMPLE: &[KernelVariant] = &[KernelVariant::Simple];
+const FAST: &[KernelVariant] = &[KernelVariant::Fast];
+const BOTH: &[KernelVariant] = &KernelVariant::ALL;
+
+const LOGITS_SUITE: TopicSuite = TopicSuite {
+    topic: "logits",
+    kernels: SIMPLE,
+    small_grid: (3, 1),
+    few_kernels: SIMPLE,
+};
+const SOFTMAX_SUITE: TopicSuite = TopicSuite {
+    topic: "softmax",
+    kernels: BOTH,
+    small_grid: (3, 3),
+    few_kernels: BOTH,
+};
+const ROPE_SUITE: TopicSuite = TopicSuite {
+    topic: "rope",
+    kernels: BOTH,
+    small_grid: (2, 1),
+    few_kernels: FAST,
+};
+const TENSOR_PARALLEL_SUITE: TopicSuite = TopicSuite {
+    topic: "tensor_parallel",
+    kernels: BOTH,
+    small_grid: (2, 1),
+    few_kernels: SIMPLE,
+};
+
+impl TopicSuite {
+    fn run(&self) {
+        if !cuda_emu::ready() {
+            return;
+        }
+        let cases = topic_cases(&[self.topic]);
+        for &kernel in self.kernels {
+            run_cases(&EmuCuda::new(), &cases, kernel, self.topic);
+        }
+        let (blocks, stride) = self.small_grid;
+        let some: Vec<Case> = cases.iter().step_by(stride).cloned().collect();
+        for &kernel in self.few_kernels {
+            let what = format!("{}, {blocks} blocks", self.topic);
+            run_cases(&EmuCuda::with_max_blocks(blocks), &some, kernel, &what);
+        }
     }
-    let cases = topic_cases(&[topic]);
-    for &kernel in kernels {
-        run_cases(&EmuCuda::new(), &cases, kernel, topic);
-    }
-    let some: Vec<Case> = cases.iter().step_by(stride).cloned().collect();
-    for &kernel in few_kernels {
-        let what = format!("{topic}, {blocks} blocks");
-        run_cases(&EmuCuda::with_max_blocks(blocks), &some, kernel, &what);
+
+    /// Every request [`TopicSuite::run`] runs (the small grid's are among them).
+    fn requests(&self) -> Vec<OpRequest> {
+        let cases = topic_cases(&[self.topic]);
+        self.kernels
+            .iter()
+            .flat_map(|&k| {
+                cases
+                    .iter()
+                    .filter_map(move |c| Some(c.request().ok()?.with_kernel(k)))
+            })
+            .collect()
     }
 }
 
 #[test]
 fn logits_suite_cases_run_on_the_emulator() {
-    let simple = [KernelVariant::Simple];
-    run_topic_suite("logits", &simple, (3, 1), &simple);
+    LOGITS_SUITE.run();
 }
 
 #[test]
 fn softmax_suite_cases_run_on_both_kernels() {
-    let both = KernelVariant::ALL;
-    run_topic_suite("softmax", &both, (3, 3), &both);
+    SOFTMAX_SUITE.run();
 }
 
-/// Rows with special values through every softmax mode, dtype and kernel: a NaN, a +inf, an all
-/// -inf row, values near the f32 limits, rows longer than a block's 256 threads (and than the
-/// fast kernel's 8192 values in registers), and more rows than blocks (grid limit 3: each block
-/// takes several rows).
-#[test]
-fn softmax_special_rows_and_small_grids() {
-    if !cuda_emu::ready() {
-        return;
-    }
-    let cols = 300;
+/// Row length of the special rows of [`softmax_special_requests`], and of its long rows.
+const SPECIAL_COLS: usize = 300;
+const LONG_COLS: usize = 9001;
+
+/// Every softmax mode, dtype and kernel on rows with special values (a NaN, a +inf, an all -inf
+/// row, e^60 in row 5), rows longer than a block's 256 threads and the fast kernel's 8192 values
+/// in registers, and values near the f32 limits.
+fn softmax_special_requests() -> Vec<OpRequest> {
+    let cols = SPECIAL_COLS;
     let mut rows: Vec<Vec<f32>> = (0..7)
         .map(|r| {
             (0..cols)
@@ -1119,8 +443,8 @@ fn softmax_special_rows_and_small_grids() {
     let special = Tensor::matrix(rows.len(), cols, rows.concat()).unwrap();
     let long = Tensor::matrix(
         2,
-        9001,
-        (0..2 * 9001)
+        LONG_COLS,
+        (0..2 * LONG_COLS)
             .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0)
             .collect(),
     )
@@ -1133,7 +457,6 @@ fn softmax_special_rows_and_small_grids() {
         vec![3e38, 0.0, -3e38, 3e38, 3e38, 1.0, 1e-40, 0.0, -1e-45],
     )
     .unwrap();
-    let cpu = CpuEngine::new();
     let mut reqs = Vec::new();
     for dtype in DType::ALL {
         for op in [
@@ -1158,6 +481,19 @@ fn softmax_special_rows_and_small_grids() {
             }
         }
     }
+    reqs
+}
+
+/// [`softmax_special_requests`] against the reference (the naive mode's special rows against the
+/// CPU engine's naive softmax), on the full grid and with more rows than blocks (grid limit 3:
+/// each block takes several rows).
+#[test]
+fn softmax_special_rows_and_small_grids() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let cpu = CpuEngine::new();
+    let reqs = softmax_special_requests();
     for engine in [EmuCuda::new(), EmuCuda::with_max_blocks(3)] {
         for (req, out) in reqs.iter().zip(run_all(&engine, &reqs)) {
             let what = format!(
@@ -1172,7 +508,7 @@ fn softmax_special_rows_and_small_grids() {
                 .op
                 .get::<kernelbook::ops::softmax::SoftmaxOp>()
                 .is_some_and(|op| op.is_naive());
-            if naive && req.x.cols() != long.cols() {
+            if naive && req.x.cols() != LONG_COLS {
                 // The naive algorithm's special values are its own (e^inf / inf is 0 for the
                 // finite entries, e^60 is inf in f16): the same as the CPU engine's naive
                 // softmax, not the reference's.
@@ -1181,8 +517,8 @@ fn softmax_special_rows_and_small_grids() {
                 let tolerance = req.op.tolerance(req.dtype);
                 let report = compare(tolerance, req.dtype, &want, &out.values);
                 assert!(report.passed, "{what} against the CPU engine: {report}");
-                if req.dtype == DType::F16 && req.x.cols() == cols {
-                    let row5 = &out.values[5 * cols..6 * cols];
+                if req.dtype == DType::F16 && req.x.cols() == SPECIAL_COLS {
+                    let row5 = &out.values[5 * SPECIAL_COLS..6 * SPECIAL_COLS];
                     assert!(row5.iter().any(|v| !v.is_finite()), "{what}: no overflow");
                 }
             } else {
@@ -1194,12 +530,8 @@ fn softmax_special_rows_and_small_grids() {
 }
 
 /// The fast softmax past 32768 values per row (online softmax), and at the register-count
-/// boundaries, against the reference.
-#[test]
-fn fast_softmax_online_rows() {
-    if !cuda_emu::ready() {
-        return;
-    }
+/// boundaries.
+fn fast_softmax_online_requests() -> Vec<OpRequest> {
     let mut reqs = Vec::new();
     for (rows, cols) in [
         (1, 8192),
@@ -1229,6 +561,16 @@ fn fast_softmax_online_rows() {
             }
         }
     }
+    reqs
+}
+
+/// [`fast_softmax_online_requests`] against the reference.
+#[test]
+fn fast_softmax_online_rows() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let reqs = fast_softmax_online_requests();
     for (req, out) in reqs
         .iter()
         .zip(run_all(&EmuCuda::with_max_blocks(2), &reqs))
@@ -1248,50 +590,34 @@ fn fast_softmax_online_rows() {
 // gumbel.
 // ------------------------------------------------------------------------------------------------
 
-/// `CudaEngine::philox4x32` on the emulator: Random123's known answers.
+/// Random123's known-answer inputs: (counter, key).
+fn philox_blocks() -> Vec<([u32; 4], [u32; 2])> {
+    gm::PHILOX_KAT.iter().map(|&(c, k, _)| (c, k)).collect()
+}
+
+/// `CudaEngine::philox4x32`'s plan on the emulator: Random123's known answers.
 #[test]
 fn philox_known_answers() {
     if !cuda_emu::ready() {
         return;
     }
-    let blocks: Vec<([u32; 4], [u32; 2])> =
-        gm::PHILOX_KAT.iter().map(|&(c, k, _)| (c, k)).collect();
-    let input: Vec<u32> = blocks
-        .iter()
-        .flat_map(|(c, k)| c.iter().chain(k.iter()).copied())
-        .collect();
-    let n = blocks.len() as u32;
-    let mut p = Program::topic("gumbel");
-    let i = p.input_u32(&input);
-    let o = p.zeros(Elem::U32, 4 * blocks.len());
-    p.launch(
-        "philox_kat",
-        n.div_ceil(THREADS),
-        THREADS,
-        &[i.into(), o.into(), Arg::U32(n)],
-    );
-    let out = p.run().unwrap_or_else(|e| panic!("{e}"));
-    let words = out.u32(o);
-    for ((c, k, want), got) in gm::PHILOX_KAT.iter().zip(words.chunks_exact(4)) {
+    let planned = cuda::plan_philox(&philox_blocks()).unwrap();
+    let got = run_planned(planned, Schedule::Forward).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.len(), gm::PHILOX_KAT.len());
+    for ((c, k, want), got) in gm::PHILOX_KAT.iter().zip(&got) {
         assert_eq!(got, want, "Philox, ctr {c:08x?} key {k:08x?}");
     }
 }
 
-/// `CudaEngine::gumbel_words` on the emulator: the word -> Gumbel map bit for bit equal to
-/// `gumbel_from_word`, over a spread of the 2^24 uniforms, U close to 1 and the edge words. A small grid makes
-/// the grid-stride loop turn.
-#[test]
-fn gumbel_words_are_bit_identical() {
-    if !cuda_emu::ready() {
-        return;
-    }
+/// A spread of the 2^24 uniforms, U close to 1 (V < 2^-8: the series branch) densely, and the edge
+/// words.
+fn gumbel_test_words() -> Vec<u32> {
     let mut words: Vec<u32> = (0..(1u32 << 24)).step_by(97).map(|k| k << 8).collect();
     words.extend(
         (0..(1u32 << 24))
             .step_by(4099)
             .map(|k| (k << 8) | (k & 0xff)),
     );
-    // U close to 1 (V < 2^-8: the series branch), densely.
     words.extend((0..(1u32 << 18)).step_by(7).map(|k| u32::MAX - (k << 8)));
     words.extend([
         0,
@@ -1307,20 +633,22 @@ fn gumbel_words_are_bit_identical() {
         0x0180_0000,
         0x017f_ffff,
     ]);
-    let n = words.len() as u32;
-    let mut p = Program::topic("gumbel");
-    let w = p.input_u32(&words);
-    let g = p.zeros(Elem::F32, words.len());
-    let table = p.input_u32(&gm::ln_table_words());
-    let blocks = (n.div_ceil(THREADS)).clamp(1, 64);
-    p.launch(
-        "gumbel_words",
-        blocks,
-        THREADS,
-        &[w.into(), g.into(), table.into(), Arg::U32(n)],
-    );
-    let out = p.run().unwrap_or_else(|e| panic!("{e}"));
-    let got = out.f32(g);
+    words
+}
+
+/// `CudaEngine::gumbel_words`'s plan on the emulator: the word -> Gumbel map bit for bit equal to
+/// `gumbel_from_word` on [`gumbel_test_words`]. A grid of 64 blocks makes the grid-stride loop
+/// turn.
+#[test]
+fn gumbel_words_are_bit_identical() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let words = gumbel_test_words();
+    let planned = cuda::plan_gumbel_words(&words, &Limits { max_blocks: 64 }).unwrap();
+    assert_eq!(planned.plan.launches[0].grid.0, 64, "a grid-stride loop");
+    let got = run_planned(planned, Schedule::Forward).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.len(), words.len());
     let mut bad = Vec::new();
     for (&w, &g) in words.iter().zip(&got) {
         let want = gm::gumbel_from_word(w);
@@ -1395,15 +723,8 @@ fn gumbel_suite_cases_match_the_reference_and_the_cpu() {
 /// gumbel_softmax around the kernels' boundaries (64 classes: one thread per sample row; 65 and
 /// up: a block per sample row, or the fast kernel; past 32768 a soft sample leaves the fast
 /// kernel, a hard one alone streams), soft, hard, hard without the soft sample, several draws per
-/// row, every dtype, both kernel variants: within tolerance, and the same hot classes as the CPU
-/// engine (so the same from both kernels).
-#[test]
-fn gumbel_softmax_across_kernel_boundaries() {
-    if !cuda_emu::ready() {
-        return;
-    }
-    let cpu = CpuEngine::new();
-    let engine = EmuCuda::with_max_blocks(4);
+/// row, every dtype, both kernel variants (in pairs: simple, fast).
+fn gumbel_boundary_requests() -> Vec<OpRequest> {
     let mut shapes: Vec<(usize, usize, Vec<DType>)> = [3usize, 64, 65, 300, 1001, 4100]
         .into_iter()
         .map(|k| (2, k, DType::ALL.to_vec()))
@@ -1435,27 +756,38 @@ fn gumbel_softmax_across_kernel_boundaries() {
             }
         }
     }
+    reqs
+}
+
+/// [`gumbel_boundary_requests`] within tolerance, and the same hot classes as the CPU engine (so
+/// the same from both kernels).
+#[test]
+fn gumbel_softmax_across_kernel_boundaries() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let cpu = CpuEngine::new();
+    let engine = EmuCuda::with_max_blocks(4);
+    let reqs = gumbel_boundary_requests();
     let outs = run_all(&engine, &reqs);
-    for (pair, outs) in reqs.chunks(2).zip(outs.chunks(2)) {
-        for (req, out) in pair.iter().zip(outs) {
-            let what = format!(
-                "{} {} {:?} {} kernel",
-                req.op.describe(),
-                req.dtype,
-                req.x.shape,
-                req.kernel
+    for (req, out) in reqs.iter().zip(&outs) {
+        let what = format!(
+            "{} {} {:?} {} kernel",
+            req.op.describe(),
+            req.dtype,
+            req.x.shape,
+            req.kernel
+        );
+        let report = check_output(req, &req.reference_full(), out);
+        assert!(report.passed, "{what}: {report}");
+        let op = req.op.get::<GumbelOp>().expect("a gumbel case");
+        if op.hard() {
+            let on_cpu = run_ok(&cpu, req);
+            assert_eq!(
+                bits(&out.values),
+                bits(&on_cpu.values),
+                "{what}: hot classes"
             );
-            let report = check_output(req, &req.reference_full(), out);
-            assert!(report.passed, "{what}: {report}");
-            let op = req.op.get::<GumbelOp>().expect("a gumbel case");
-            if op.hard() {
-                let on_cpu = run_ok(&cpu, req);
-                assert_eq!(
-                    bits(&out.values),
-                    bits(&on_cpu.values),
-                    "{what}: hot classes"
-                );
-            }
         }
     }
 }
@@ -1466,19 +798,14 @@ fn gumbel_softmax_across_kernel_boundaries() {
 
 #[test]
 fn rope_suite_cases_run_on_both_kernels() {
-    run_topic_suite("rope", &KernelVariant::ALL, (2, 1), &[KernelVariant::Fast]);
+    ROPE_SUITE.run();
 }
 
-/// The fast rope kernel promises each element bit-identical to the simple kernel's: check it on
-/// every layout it takes, with partial rotary, broadcast x, given positions (one row and one per
-/// batch), both angle modes and every dtype.
-#[test]
-fn fast_rope_is_bit_identical_to_the_simple_kernel() {
-    if !cuda_emu::ready() {
-        return;
-    }
-    let engine = EmuCuda::with_max_blocks(5);
-    let (mut cases, mut reqs) = (Vec::new(), Vec::new());
+/// Geometries the fast rope kernel takes, each as (what, whether the result must match the
+/// reference, the request): every layout it takes, with partial rotary, broadcast x, given
+/// positions (one row and one per batch), both angle modes and every dtype.
+fn fast_rope_requests() -> Vec<(String, bool, OpRequest)> {
+    let mut out = Vec::new();
     for dtype in DType::ALL {
         for layout in [Layout::HalfSplit, Layout::Interleaved] {
             for (head_dim, fraction) in [(16usize, 1.0), (32, 0.5), (64, 0.25), (48, 1.0)] {
@@ -1523,16 +850,41 @@ fn fast_rope_is_bit_identical_to_the_simple_kernel() {
                         );
                         // Naive angles at positions in the thousands are off by design (the
                         // lesson's point); precise ones must match the reference.
-                        cases.push((what, precise || positions.is_none()));
-                        reqs.push(req.clone().with_kernel(KernelVariant::Simple));
-                        reqs.push(req.with_kernel(KernelVariant::Fast));
+                        out.push((what, precise || positions.is_none(), req));
                     }
                 }
             }
         }
     }
+    out
+}
+
+/// The fast rope kernel promises each element bit-identical to the simple kernel's: check it on
+/// every geometry of [`fast_rope_requests`] (where the engine's plan really launches the fast
+/// kernel).
+#[test]
+fn fast_rope_is_bit_identical_to_the_simple_kernel() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let engine = EmuCuda::with_max_blocks(5);
+    let cases = fast_rope_requests();
+    let mut reqs = Vec::new();
+    for (what, _, req) in &cases {
+        for kernel in KernelVariant::ALL {
+            let req = req.clone().with_kernel(kernel);
+            let planned = cuda::plan(&req, &engine.limits()).unwrap();
+            let entry = &planned.plan.launches[0].entry;
+            assert_eq!(
+                entry.starts_with("rope_fast_"),
+                kernel == KernelVariant::Fast,
+                "{what}, {kernel} kernel: launches {entry}"
+            );
+            reqs.push(req);
+        }
+    }
     let outs = run_all(&engine, &reqs);
-    for (((what, against_reference), req), pair) in
+    for (((what, against_reference, _), req), pair) in
         cases.iter().zip(reqs.chunks(2)).zip(outs.chunks(2))
     {
         assert_eq!(bits(&pair[1].values), bits(&pair[0].values), "{what}");
@@ -1554,23 +906,14 @@ fn fast_rope_is_bit_identical_to_the_simple_kernel() {
 
 #[test]
 fn tensor_parallel_suite_cases_run_on_the_emulator() {
-    run_topic_suite(
-        "tensor_parallel",
-        &KernelVariant::ALL,
-        (2, 1),
-        &[KernelVariant::Simple],
-    );
+    TENSOR_PARALLEL_SUITE.run();
 }
 
 /// The vocab-parallel cross-entropy on every dtype (the suite runs the fused kernel in f32 only):
 /// k = 1 with the fused kernel and with the four steps, k = 2 and 4, rows whose length is a
 /// multiple of the 16-byte vector and rows that are not, rows with a NaN, a +inf, an all -inf
-/// row, the target at both ends, and more rows than blocks.
-#[test]
-fn cross_entropy_special_rows_on_every_path() {
-    if !cuda_emu::ready() {
-        return;
-    }
+/// row, the target at both ends.
+fn cross_entropy_requests() -> Vec<OpRequest> {
     let mut reqs = Vec::new();
     for v in [64usize, 1001, 1004, 4096] {
         let rows = 6;
@@ -1610,6 +953,17 @@ fn cross_entropy_special_rows_on_every_path() {
         }
     }
     assert_eq!(reqs.len(), 3 * (4 * 3 + 2));
+    reqs
+}
+
+/// [`cross_entropy_requests`] against the reference, on the full grid and with more rows than
+/// blocks.
+#[test]
+fn cross_entropy_special_rows_on_every_path() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let reqs = cross_entropy_requests();
     for engine in [EmuCuda::new(), EmuCuda::with_max_blocks(2)] {
         for (req, out) in reqs.iter().zip(run_all(&engine, &reqs)) {
             let report = check_output(req, &req.reference_full(), &out);
@@ -1630,11 +984,9 @@ fn cross_entropy_special_rows_on_every_path() {
 // Races: a kernel's bits do not depend on the order its threads run between barriers.
 // ------------------------------------------------------------------------------------------------
 
-#[test]
-fn results_do_not_depend_on_the_thread_order() {
-    if !cuda_emu::ready() {
-        return;
-    }
+/// Softmax on both kernels, gumbel_softmax on every kernel path with a kept and a streamed row,
+/// and every 4th tensor-parallel and rope suite case on both kernels.
+fn thread_order_requests() -> Vec<OpRequest> {
     let mut requests: Vec<OpRequest> = Vec::new();
     let x = Tensor::matrix(
         3,
@@ -1687,6 +1039,16 @@ fn results_do_not_depend_on_the_thread_order() {
             requests.push(case.request().unwrap().with_kernel(kernel));
         }
     }
+    requests
+}
+
+/// [`thread_order_requests`] under three thread orders: the same bits, outputs and aux outputs.
+#[test]
+fn results_do_not_depend_on_the_thread_order() {
+    if !cuda_emu::ready() {
+        return;
+    }
+    let requests = thread_order_requests();
     let runs: Vec<Vec<OpOutput>> = [Schedule::Forward, Schedule::Reverse, Schedule::Shuffle(17)]
         .into_iter()
         .map(|schedule| {
@@ -1710,6 +1072,7 @@ fn results_do_not_depend_on_the_thread_order() {
                 req.dtype,
                 req.kernel
             );
+            assert_eq!(o.aux.len(), outs[0].aux.len());
             for (a, b) in o.aux.iter().zip(&outs[0].aux) {
                 assert_eq!(
                     bits(&a.values),
@@ -2043,6 +1406,38 @@ fn the_emulator_fails_loudly() {
         "buffer of u16",
         "f16 bits for floats",
     );
+    // A plan's read and write declarations (which order the streams on a GPU) are checked against
+    // the parameters' constness.
+    let declared = |x_written: bool, y_written: bool| {
+        let mut p = Program::topic("softmax");
+        let (x, y) = (p.input_f32(&[0.0; 4]), p.zeros(Elem::F32, 4));
+        let access = |b, written| if written { Arg::Write(b) } else { Arg::Read(b) };
+        p.launch(
+            "softmax_f32",
+            1,
+            THREADS,
+            &[
+                access(x, x_written),
+                access(y, y_written),
+                Arg::U32(2),
+                Arg::U32(2),
+                Arg::F32(1.0),
+                Arg::I32(0),
+            ],
+        );
+        p.run().map_err(|e| e.to_string())
+    };
+    assert!(declared(false, true).is_ok(), "x read, y written");
+    expect_err(
+        declared(false, false),
+        "as read-only",
+        "a written buffer declared read-only",
+    );
+    expect_err(
+        declared(true, true),
+        "as written",
+        "a read-only buffer declared written",
+    );
     let mut p = Program::topic("softmax");
     p.launch("softmax_f64", 1, THREADS, &[]);
     expect_err(
@@ -2141,47 +1536,60 @@ fn shared_declarations_are_rewritten() {
     assert_eq!(y, (0..64).rev().map(|i| i as f32).collect::<Vec<_>>());
 }
 
-/// Every entry point of every kernel file is launched by a test in this file: a new kernel makes
-/// this fail until its host launch is mirrored here (and so run on the emulator).
+/// Every request a test here runs on the emulator (the suites', and each test's own).
+fn every_tested_request() -> Vec<OpRequest> {
+    let mut reqs = Vec::new();
+    for suite in [
+        LOGITS_SUITE,
+        SOFTMAX_SUITE,
+        ROPE_SUITE,
+        TENSOR_PARALLEL_SUITE,
+    ] {
+        reqs.extend(suite.requests());
+    }
+    reqs.extend(softmax_special_requests());
+    reqs.extend(fast_softmax_online_requests());
+    reqs.extend(
+        gm::suite_cases(false)
+            .iter()
+            .filter_map(|c| c.request().ok()),
+    );
+    reqs.extend(gumbel_boundary_requests());
+    for (_, _, req) in fast_rope_requests() {
+        for kernel in KernelVariant::ALL {
+            reqs.push(req.clone().with_kernel(kernel));
+        }
+    }
+    reqs.extend(cross_entropy_requests());
+    reqs.extend(thread_order_requests());
+    reqs
+}
+
+/// Every entry point of every kernel file is launched by a plan that a test here runs (computed
+/// from the CUDA engine's plans of [`every_tested_request`] and of the test entry points): a new
+/// kernel makes this fail until a request that launches it is tested here.
 #[test]
 fn every_entry_point_is_emulated() {
     if !cuda_emu::ready() {
         return;
     }
-    let per_dtype = |bases: &[&str]| -> Vec<String> {
-        bases
-            .iter()
-            .flat_map(|b| DType::ALL.map(|d| format!("{b}_{}", suffix(d))))
-            .collect()
-    };
-    let mut covered = per_dtype(&[
-        "logits",
-        "softmax",
-        "softmax_fast",
-        "gumbel",
-        "gumbel_fast",
-        "rope",
-        "rope_freqs",
-        "rope_fast",
-        "linear_tiled",
-        "embed_masked",
-        "ce_local_max",
-        "ce_predicted",
-        "ce_sum_exp",
-        "ce_fused",
-        "tensor_parallel",
-    ]);
-    covered.extend(
-        [
-            "philox_kat",
-            "gumbel_words",
-            "ce_loss",
-            "reduce_copy",
-            "reduce_accumulate",
-            "gather_columns",
-        ]
-        .map(String::from),
-    );
+    let limits = Limits::default();
+    let mut launched: BTreeSet<String> = BTreeSet::new();
+    let mut add =
+        |plan: &cplan::Plan| launched.extend(plan.launches.iter().map(|l| l.entry.clone()));
+    for req in every_tested_request() {
+        // Empty requests launch nothing (`Engine::run` answers them), nor do invalid ones.
+        if req.is_empty() || req.op.validate().is_err() {
+            continue;
+        }
+        if let Ok(planned) = cuda::plan(&req, &limits) {
+            add(&planned.plan);
+        }
+    }
+    add(&cuda::plan_philox(&philox_blocks()).unwrap().plan);
+    add(&cuda::plan_gumbel_words(&gumbel_test_words(), &limits)
+        .unwrap()
+        .plan);
     let mut missing = Vec::new();
     for (topic, _, _) in kernelbook::sources::cuda_files() {
         let entries = cuda_emu::topic_entries(topic).unwrap_or_else(|e| panic!("{topic}: {e}"));
@@ -2195,50 +1603,15 @@ fn every_entry_point_is_emulated() {
             .collect();
         println!("kernels/{topic}.cu: {}", names.join(", "));
         for e in entries {
-            if !covered.contains(&e.name) {
+            if !launched.contains(&e.name) {
                 missing.push(format!("kernels/{topic}.cu: {}", e.name));
             }
         }
     }
     assert!(
         missing.is_empty(),
-        "entry points with no emulated launch in tests/cuda_emulator.rs (mirror their host \
-         launch in EmuCuda):\n{}",
+        "entry points no tested plan launches (test a request whose plan launches them in \
+         tests/cuda_emulator.rs):\n{}",
         missing.join("\n")
     );
-}
-
-/// The constants this file mirrors match the kernel files' `#define`s.
-#[test]
-fn mirrored_constants_match_the_kernels() {
-    let define = |topic: &str, name: &str, value: i64| {
-        let src = kernelbook::sources::cuda(topic).unwrap();
-        assert!(
-            src.lines().any(|l| l.starts_with("#define")
-                && l.split_whitespace()
-                    .take(3)
-                    .eq(["#define", name, &value.to_string()])),
-            "kernels/{topic}.cu: #define {name} {value}"
-        );
-    };
-    define("gumbel", "MODE_NOISE", GUMBEL_MODE_NOISE.into());
-    define(
-        "gumbel",
-        "MODE_SOFTMAX_SHORT",
-        GUMBEL_MODE_SOFTMAX_SHORT.into(),
-    );
-    define(
-        "gumbel",
-        "MODE_SOFTMAX_ROWS",
-        GUMBEL_MODE_SOFTMAX_ROWS.into(),
-    );
-    define("gumbel", "SHORT_K", GUMBEL_SHORT_K as i64);
-    define("gumbel", "THREADS", THREADS.into());
-    define("gumbel", "FAST_THREADS", GUMBEL_FAST_THREADS as i64);
-    define("gumbel", "FAST_MAX_GROUPS", GUMBEL_FAST_MAX_GROUPS as i64);
-    define("rope", "FAST_THREADS", ROPE_FAST_THREADS.into());
-    define("rope", "FAST_MAX_PAIRS", ROPE_FAST_MAX_PAIRS as i64);
-    define("tensor_parallel", "THREADS", TP_THREADS.into());
-    define("tensor_parallel", "TILE", TP_TILE.into());
-    define("tensor_parallel", "CE_THREADS", TP_CE_THREADS.into());
 }

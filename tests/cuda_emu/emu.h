@@ -1321,9 +1321,15 @@ struct KbBuffer {
     unsigned char* data = nullptr;
 };
 
+// What the host says a kernel does with a buffer argument. cudarc orders work on different
+// streams by it (a reader waits for the last writer, a writer for the readers), so it must match
+// the parameter: read-only for a `const T*`, written for a `T*`.
+enum KbAccess { KB_ACCESS_ANY, KB_ACCESS_READ, KB_ACCESS_WRITE };
+
 struct KbArg {
     int kind = KB_ARG_U32;
     uint64_t bits = 0;  // scalars; the buffer index for KB_ARG_BUF
+    int access = KB_ACCESS_ANY;  // for KB_ARG_BUF
 };
 
 struct KbLaunch {
@@ -1397,6 +1403,13 @@ static T kb_convert(const KbArg& a, size_t index, const char* entry) {
         if (want >= 0 && b.elem != want)
             kb_fail("%s: argument %zu is %s but the launch passes a buffer of %s", entry, index,
                     KbTypeName<T>::name, kb_elem_name(b.elem));
+        constexpr bool read_only = std::is_const_v<std::remove_pointer_t<T>>;
+        if (a.access == KB_ACCESS_READ && !read_only)
+            kb_fail("%s: argument %zu is %s, which the kernel may write, but the launch passes it "
+                    "as read-only", entry, index, KbTypeName<T>::name);
+        if (a.access == KB_ACCESS_WRITE && read_only)
+            kb_fail("%s: argument %zu is %s, which the kernel only reads, but the launch passes it "
+                    "as written", entry, index, KbTypeName<T>::name);
         return reinterpret_cast<T>(b.data);
     } else if constexpr (std::is_same_v<T, float>) {
         if (a.kind != KB_ARG_F32) mismatch("f32");
@@ -1587,6 +1600,12 @@ static int kb_main(int argc, char** argv, const KbEntry* entries, size_t n_entri
                 const char* v = a.c_str() + 1;
                 switch (a[0]) {
                     case 'b': arg.kind = KB_ARG_BUF; arg.bits = strtoull(v, nullptr, 10); break;
+                    case 'r':
+                        arg.kind = KB_ARG_BUF; arg.access = KB_ACCESS_READ;
+                        arg.bits = strtoull(v, nullptr, 10); break;
+                    case 'w':
+                        arg.kind = KB_ARG_BUF; arg.access = KB_ACCESS_WRITE;
+                        arg.bits = strtoull(v, nullptr, 10); break;
                     case 'u': arg.kind = KB_ARG_U32; arg.bits = strtoull(v, nullptr, 10); break;
                     case 'i': arg.kind = KB_ARG_I32; arg.bits = (uint32_t)strtol(v, nullptr, 10); break;
                     case 'f': arg.kind = KB_ARG_F32; arg.bits = strtoull(v, nullptr, 16); break;

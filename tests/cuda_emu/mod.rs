@@ -146,7 +146,12 @@ pub struct Buf(usize);
 /// One kernel argument, as the host pushes it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Arg {
+    /// A buffer, access unchecked (the emulator's own test kernels).
     Buf(Buf),
+    /// A buffer the launch declares read-only: the parameter must be a `const T*`.
+    Read(Buf),
+    /// A buffer the launch declares written: the parameter must be a `T*`.
+    Write(Buf),
     U32(u32),
     I32(i32),
     F32(f32),
@@ -1113,6 +1118,8 @@ fn execute(binary: &Path, program: &Program) -> Result<Outputs, EmuError> {
             .iter()
             .map(|a| match *a {
                 Arg::Buf(Buf(i)) => format!("b{i}"),
+                Arg::Read(Buf(i)) => format!("r{i}"),
+                Arg::Write(Buf(i)) => format!("w{i}"),
                 Arg::U32(v) => format!("u{v}"),
                 Arg::I32(v) => format!("i{v}"),
                 Arg::F32(v) => format!("f{:x}", v.to_bits()),

@@ -3,7 +3,7 @@
 //! grid-stride loop over the values.
 
 use super::plan::{Arg, Elem, HostData, Limits, Plan, Planned};
-use super::{CudaTopic, HostCode, MAX_KERNEL_ELEMENTS, THREADS, one_kernel};
+use super::{CudaTopic, MAX_KERNEL_ELEMENTS, THREADS, one_kernel};
 use crate::engine::{EngineError, OpOutput, TimingSource, topic_op};
 use crate::ops::logits::LogitsOp;
 use crate::ops::{KernelVariant, Op, OpRequest};
@@ -16,7 +16,7 @@ pub(crate) static TOPIC: CudaTopic = CudaTopic {
     entry_points: &["logits_f32", "logits_f16", "logits_bf16"],
     has_fast_kernel: one_kernel,
     smoke,
-    host: HostCode::Plan(plan),
+    host: plan,
 };
 
 /// Op ids of `kernels/logits.cu` (its `OP_*` defines).

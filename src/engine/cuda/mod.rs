@@ -7,8 +7,9 @@
 //!   panic.
 //! - [`compile`], [`compile_all`] and [`nvrtc_available`] need NVRTC only, not a GPU: the tests use
 //!   them to prove every kernel compiles on a machine without a driver.
-//! - [`CudaEngine::execute`] uploads `x` (f32, or f16/bf16 as 16-bit patterns), launches one kernel
-//!   between two CUDA events (the kernel time), downloads `y` and decodes it to f32.
+//! - [`CudaEngine::execute`] asks the request's topic for its [`plan::Plan`] (buffers, launches,
+//!   streams, reads: plain data, which the tests' CUDA emulator runs too), runs it between two CUDA
+//!   events (the kernel time) and decodes the downloads.
 //!
 //! Kernels are built with NVRTC's accurate defaults spelled out: no fast math, no flush-to-zero,
 //! IEEE division and square root, and no fused multiply-add contraction, so the CUDA results follow
@@ -17,17 +18,17 @@
 //! "PTX too new for this driver" when NVRTC is newer than the driver); otherwise to PTX for the
 //! newest virtual architecture NVRTC and the device share, which the driver JIT-compiles.
 //!
-//! Later topics (`gumbel.rs`, `rope.rs`, `tensor_parallel.rs` here) get their functions with
-//! [`CudaEngine::function`] and launch them inside [`CudaEngine::timed`], which holds the engine's
-//! lock, records the CUDA events and turns a cudarc panic into an error.
+//! Each topic's file here (`logits.rs`, `softmax.rs`, `gumbel.rs`, `rope.rs`,
+//! `tensor_parallel.rs`) registers the topic and turns its requests into plans; none of them calls
+//! cudarc. `CudaEngine::run_planned` executes a plan: it holds the engine's lock, records the
+//! CUDA events and turns a cudarc panic into an error.
 
 pub mod plan;
 
-// The rope launch decisions, shared with the CUDA emulator's tests.
-pub use rope::{
-    FAST_MAX_PAIRS as ROPE_FAST_MAX_PAIRS, FAST_THREADS as ROPE_FAST_THREADS,
-    fast_fits as rope_fast_fits,
-};
+// Whether a rope request can take the fast kernel (the CUDA emulator's tests pick geometries by it).
+pub use rope::fast_fits as rope_fast_fits;
+// The plans of the kernel files' test entry points (`philox_kat`, `gumbel_words`).
+pub use gumbel::{plan_gumbel_words, plan_philox};
 
 use super::{Engine, EngineError, EngineKind, OpOutput, TimingSource};
 use crate::dtype::DType;
@@ -72,15 +73,9 @@ pub(crate) struct CudaTopic {
     /// Requests whose answer on the input [0, 0] is exactly [0.5, 0.5], run once at start-up on
     /// every dtype so that a device that cannot run the kernels is reported then, with the reason.
     pub smoke: fn() -> Vec<(Op, KernelVariant)>,
-    pub host: HostCode,
-}
-
-/// How a topic's host code runs a request.
-pub(crate) enum HostCode {
-    /// As a [`Plan`] of launches, which the engine (and the tests' emulator) executes.
-    Plan(fn(&OpRequest, &Limits) -> Result<Planned, EngineError>),
-    /// Directly with cudarc.
-    Direct(fn(&CudaEngine, &OpRequest) -> Result<OpOutput, EngineError>),
+    /// The host code: a request as a [`Plan`] of launches (which the engine, and the tests'
+    /// emulator, executes) on a device with these [`Limits`], and how to read its result.
+    pub host: fn(&OpRequest, &Limits) -> Result<Planned, EngineError>,
 }
 
 crate::topic_registry! {
@@ -121,20 +116,16 @@ pub fn program(topic: &str) -> Option<String> {
     source(topic).map(|s| format!("{PRELUDE}\n{s}"))
 }
 
-/// The plan of `req` (for topics whose host code makes one): what the engine would launch on a
-/// device with `limits`, and how it reads the result. The tests' CUDA emulator runs it.
+/// The plan of `req`: what the engine would launch on a device with `limits`, and how it reads the
+/// result. The tests' CUDA emulator runs it.
 pub fn plan(req: &OpRequest, limits: &Limits) -> Result<Planned, EngineError> {
-    match topic(req.op.kind().topic()).map(|t| &t.host) {
-        Some(HostCode::Plan(plan)) => plan(req, limits),
-        Some(HostCode::Direct(_)) => Err(EngineError::Unsupported(format!(
-            "the CUDA host code of {} launches directly, without a plan",
-            req.op.kind()
-        ))),
-        None => Err(EngineError::Unsupported(format!(
+    let topic = topic(req.op.kind().topic()).ok_or_else(|| {
+        EngineError::Unsupported(format!(
             "the CUDA engine has no kernel for {}",
             req.op.kind()
-        ))),
-    }
+        ))
+    })?;
+    (topic.host)(req, limits)
 }
 
 /// For topics without a smoke test.
@@ -703,7 +694,7 @@ impl CudaEngine {
     }
 
     /// The kernel `name` from `kernels/<topic>.cu`.
-    pub(crate) fn function(&self, topic: &str, name: &str) -> Result<CudaFunction, EngineError> {
+    fn function(&self, topic: &str, name: &str) -> Result<CudaFunction, EngineError> {
         let module = self
             .modules
             .iter()
@@ -718,21 +709,12 @@ impl CudaEngine {
         })
     }
 
-    /// The context (to create more streams, e.g. one per tensor-parallel rank).
-    pub(crate) fn context(&self) -> &Arc<CudaContext> {
-        &self.ctx
-    }
-
-    /// Most blocks one launch should use (grid-stride loops cover the rest).
-    pub(crate) fn max_blocks(&self) -> u32 {
-        self.max_blocks
-    }
-
-    /// Run `launch` (which enqueues kernels on [`CudaEngine::stream`]) between two CUDA events,
-    /// holding the engine's lock; returns its result and the time between the events. Uploads
-    /// belong before, downloads in `finish`, which runs after the end event has completed. A
-    /// cudarc panic becomes `EngineError::Failed`.
-    pub(crate) fn timed<S, R>(
+    /// Run `launch` (which enqueues work on the engine's stream, and makes it wait for any other
+    /// stream it used) between two CUDA events, holding the engine's lock; returns the result of
+    /// `finish` and the time between the events. Uploads belong in `setup`; `finish` runs after
+    /// the end event has completed (untimed work, downloads). A cudarc panic becomes
+    /// `EngineError::Failed`.
+    fn timed<S, R>(
         &self,
         setup: impl FnOnce(&Arc<CudaStream>) -> Result<S, EngineError>,
         launch: impl FnOnce(&Arc<CudaStream>, &mut S) -> Result<(), EngineError>,
@@ -780,13 +762,9 @@ impl CudaEngine {
         }
     }
 
-    /// Run a planned request: check it fits the free memory, run the plan between CUDA events,
-    /// decode the downloads and fill in the timings (`started`: when the request began).
-    pub(crate) fn run_planned(
-        &self,
-        planned: Planned,
-        started: Instant,
-    ) -> Result<OpOutput, EngineError> {
+    /// Run a plan: check it, check it fits the free memory, run it ([`CudaEngine::run_plan`]) and
+    /// decode the downloads. Returns the result and the kernel time.
+    fn run_planned<T>(&self, planned: Planned<T>) -> Result<(T, Duration), EngineError> {
         let Planned { plan, decode } = planned;
         plan.validate()?;
         let needed = plan.device_bytes();
@@ -800,16 +778,13 @@ impl CudaEngine {
             )));
         }
         let (downloads, kernel_time) = self.run_plan(&plan)?;
-        let mut out = decode(&downloads)?;
-        out.kernel_time = kernel_time;
-        out.timing = TimingSource::CudaEvents;
-        out.total_time = started.elapsed();
-        Ok(out)
+        Ok((decode(&downloads)?, kernel_time))
     }
 
-    /// Upload the plan's buffers, run its launches between two CUDA events (rank streams joined
-    /// with events as [`plan`] describes), and download the buffers it reads.
-    pub(crate) fn run_plan(&self, plan: &Plan) -> Result<(Downloads, Duration), EngineError> {
+    /// Upload the plan's buffers, run its launches (rank streams joined with events as [`plan`]
+    /// describes), the timed ones between two CUDA events, and download the buffers it reads.
+    /// Returns the downloads and the time between the events.
+    fn run_plan(&self, plan: &Plan) -> Result<(Downloads, Duration), EngineError> {
         let mut functions: Vec<(&str, CudaFunction)> = Vec::new();
         for l in &plan.launches {
             if !functions.iter().any(|(n, _)| *n == l.entry) {
@@ -823,6 +798,7 @@ impl CudaEngine {
                 .map(|(_, f)| f)
                 .ok_or_else(|| EngineError::Failed(format!("kernel {name} is not loaded")))
         };
+        let (timed, after) = plan.launches.split_at(plan.timed());
         let (downloads, time) = self.timed(
             |stream| {
                 let bufs = plan
@@ -837,68 +813,102 @@ impl CudaEngine {
                             .map_err(failed("create a rank's stream"))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok((bufs, ranks))
+                Ok((bufs, Streams::new(ranks)))
             },
-            |main, (bufs, ranks)| {
-                // Which rank streams have work the main stream has not waited for, and which have
-                // not yet waited for the main stream's latest work.
-                let mut pending = vec![false; ranks.len()];
-                let mut behind = vec![true; ranks.len()];
-                for l in &plan.launches {
-                    let stream = match l.stream {
-                        Stream::Rank(r) => {
-                            let stream = ranks.get(r).ok_or_else(|| {
-                                EngineError::Failed(format!("{l}: no stream for rank {r}"))
-                            })?;
-                            if behind[r] {
-                                stream
-                                    .join(main)
-                                    .map_err(failed("make a rank wait for the main stream"))?;
-                                behind[r] = false;
-                            }
-                            pending[r] = true;
-                            stream
-                        }
-                        Stream::Main => {
-                            for (r, p) in pending.iter_mut().enumerate() {
-                                if *p {
-                                    main.join(&ranks[r])
-                                        .map_err(failed("join a rank's stream"))?;
-                                    *p = false;
-                                }
-                            }
-                            behind.fill(true);
-                            main
-                        }
-                    };
+            |main, (bufs, streams)| {
+                for l in timed {
+                    let stream = streams.for_launch(main, l)?;
                     launch(stream, function(&l.entry)?, l, bufs)?;
                 }
-                for (r, p) in pending.iter().enumerate() {
-                    if *p {
-                        main.join(&ranks[r])
-                            .map_err(failed("join a rank's stream"))?;
-                    }
-                }
+                // The end event waits for every rank, and untimed work after it on a rank waits
+                // for the end event.
+                streams.join_all(main)?;
+                streams.behind.fill(true);
                 Ok(())
             },
-            |main, (bufs, _)| {
+            |main, (mut bufs, mut streams)| {
+                for l in after {
+                    let stream = streams.for_launch(main, l)?;
+                    launch(stream, function(&l.entry)?, l, &mut bufs)?;
+                }
+                streams.join_all(main)?;
                 let mut downloads = Downloads::default();
                 for &id in &plan.read {
                     let buf = bufs.get(id).and_then(Option::as_ref).ok_or_else(|| {
                         EngineError::Failed(format!("buffer {id} is not available"))
                     })?;
                     let mut data = buf.download(main)?;
-                    let len = match &plan.buffers[id].init {
-                        Init::Upload(d) => d.len(),
-                        Init::Zeros(_, len) => *len,
-                    };
-                    truncate(&mut data, len);
+                    truncate(&mut data, plan.buffers[id].content_len());
                     downloads.buffers.push((id, data));
                 }
                 Ok(downloads)
             },
         )?;
         Ok((downloads, time))
+    }
+}
+
+/// The rank streams of a plan's run and how far each is joined with the main stream.
+struct Streams {
+    ranks: Vec<Arc<CudaStream>>,
+    /// Rank streams with work the main stream has not waited for.
+    pending: Vec<bool>,
+    /// Rank streams that have not yet waited for the main stream's latest work (the uploads, a
+    /// collective).
+    behind: Vec<bool>,
+}
+
+impl Streams {
+    fn new(ranks: Vec<Arc<CudaStream>>) -> Streams {
+        let k = ranks.len();
+        Streams {
+            ranks,
+            pending: vec![false; k],
+            behind: vec![true; k],
+        }
+    }
+
+    /// The stream `l` runs on, after the waits it needs: a rank stream first waits for the main
+    /// stream's work (once after each main-stream launch), the main stream for every rank with
+    /// work in flight.
+    fn for_launch<'s>(
+        &'s mut self,
+        main: &'s Arc<CudaStream>,
+        l: &plan::Launch,
+    ) -> Result<&'s Arc<CudaStream>, EngineError> {
+        match l.stream {
+            Stream::Rank(r) => {
+                let stream = self
+                    .ranks
+                    .get(r)
+                    .ok_or_else(|| EngineError::Failed(format!("{l}: no stream for rank {r}")))?;
+                if self.behind[r] {
+                    stream
+                        .join(main)
+                        .map_err(failed("make a rank wait for the main stream"))?;
+                    self.behind[r] = false;
+                }
+                self.pending[r] = true;
+                Ok(stream)
+            }
+            Stream::Main => {
+                self.join_all(main)?;
+                self.behind.fill(true);
+                Ok(main)
+            }
+        }
+    }
+
+    /// The main stream waits for every rank with work in flight.
+    fn join_all(&mut self, main: &Arc<CudaStream>) -> Result<(), EngineError> {
+        for (r, p) in self.pending.iter_mut().enumerate() {
+            if *p {
+                main.join(&self.ranks[r])
+                    .map_err(failed("join a rank's stream"))?;
+                *p = false;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1101,13 +1111,12 @@ impl Engine for CudaEngine {
                 req.op.kind()
             ))
         })?;
-        match topic.host {
-            HostCode::Plan(plan) => {
-                let planned = guard_engine("plan the launches", || plan(req, &self.limits()))?;
-                self.run_planned(planned, started)
-            }
-            HostCode::Direct(execute) => execute(self, req),
-        }
+        let planned = guard_engine("plan the launches", || (topic.host)(req, &self.limits()))?;
+        let (mut out, kernel_time) = self.run_planned(planned)?;
+        out.kernel_time = kernel_time;
+        out.timing = TimingSource::CudaEvents;
+        out.total_time = started.elapsed();
+        Ok(out)
     }
 }
 

@@ -2,15 +2,24 @@
 //! into a [`Plan`] (buffers with their contents, kernel launches with grid, block, shared memory
 //! and typed arguments, which stream each runs on, and the buffers to read back) and a decoder that
 //! turns the downloaded buffers into an [`OpOutput`] ([`Planned`]). The CUDA engine executes a plan
-//! with cudarc ([`super::CudaEngine::run_planned`]); the test suite's CUDA emulator executes the
+//! with cudarc (`CudaEngine::run_planned`); the test suite's CUDA emulator executes the
 //! same plan on the CPU, so the host code that will run on a GPU is the code the tests run.
 //!
 //! Streams: a launch runs on the main stream or on rank r's stream (the tensor-parallel ops give
 //! every virtual rank its own). The executor joins them with events: a rank's stream waits for the
 //! main stream's work before its next launch, and the main stream waits for every rank with work
-//! in flight before its own next launch and before the results are read. Executing the launches
-//! one after another in plan order (the emulator) is therefore one valid schedule of the same
-//! program.
+//! in flight before its own next launch, before the kernel time's end event and before the results
+//! are read. Executing the launches one after another in plan order (the emulator) is therefore one
+//! valid schedule of the same program.
+//!
+//! Arguments say whether a kernel only reads a buffer ([`Arg::In`], a `const T*` parameter) or
+//! writes it ([`Arg::Out`]); cudarc orders work on different streams by these (a reader waits for
+//! the last writer, a writer for the readers), and the emulator checks them against the kernel's
+//! parameter types.
+//!
+//! Timing: the CUDA events around the launches measure all of them, or the first
+//! [`Plan::timed_launches`] when the plan sets it (the rest, e.g. a one-rank reference run whose
+//! output is shown beside the result, run after the end event).
 
 use crate::dtype::DType;
 use crate::engine::{EngineError, OpOutput};
@@ -152,17 +161,21 @@ impl Buffer {
         }
     }
 
-    /// Elements allocated: at least one.
-    pub fn alloc_len(&self) -> usize {
+    /// Elements the host gave or asked for: what a download of the buffer returns.
+    pub fn content_len(&self) -> usize {
         match &self.init {
             Init::Upload(data) => data.len(),
             Init::Zeros(_, len) => *len,
         }
-        .max(1)
+    }
+
+    /// Elements allocated: at least one.
+    pub fn allocated_len(&self) -> usize {
+        self.content_len().max(1)
     }
 
     pub fn bytes(&self) -> usize {
-        self.alloc_len() * self.elem().size()
+        self.allocated_len() * self.elem().size()
     }
 }
 
@@ -212,6 +225,8 @@ pub struct Plan {
     pub ranks: usize,
     /// The buffers downloaded after the launches, in this order.
     pub read: Vec<BufId>,
+    /// How many of the first launches the kernel time measures (`None`: all of them).
+    pub timed_launches: Option<usize>,
 }
 
 impl Plan {
@@ -222,7 +237,21 @@ impl Plan {
             launches: Vec::new(),
             ranks: 0,
             read: Vec::new(),
+            timed_launches: None,
         }
+    }
+
+    /// The launches so far are the ones the kernel time measures; later ones run after its end
+    /// event.
+    pub fn end_timing(&mut self) {
+        self.timed_launches = Some(self.launches.len());
+    }
+
+    /// How many of the first launches the kernel time measures.
+    pub fn timed(&self) -> usize {
+        self.timed_launches
+            .unwrap_or(self.launches.len())
+            .min(self.launches.len())
     }
 
     /// A buffer filled with `data`.
@@ -386,14 +415,14 @@ impl Downloads {
     }
 }
 
-/// Turns a plan's downloads into the request's output (values and aux outputs; the executor fills
-/// in the timings).
-pub type Decode = Box<dyn FnOnce(&Downloads) -> Result<OpOutput, EngineError> + Send>;
+/// Turns a plan's downloads into its result: for a request, the output (values and aux outputs;
+/// the executor fills in the timings); for the kernel files' test entry points, their words.
+pub type Decode<T = OpOutput> = Box<dyn FnOnce(&Downloads) -> Result<T, EngineError> + Send>;
 
 /// A plan and how to read its result.
-pub struct Planned {
+pub struct Planned<T = OpOutput> {
     pub plan: Plan,
-    pub decode: Decode,
+    pub decode: Decode<T>,
 }
 
 /// What a topic's host code may assume of the device it plans for.
@@ -441,7 +470,7 @@ mod tests {
         let mut p = Plan::new("softmax");
         let x = p.upload("x", HostData::F32(vec![1.0]));
         let y = p.zeros("y", Elem::F32, 0);
-        assert_eq!(p.buffers[y].alloc_len(), 1, "no zero-sized allocations");
+        assert_eq!(p.buffers[y].allocated_len(), 1, "no zero-sized allocations");
         p.launch("softmax_f32", 1, 256, vec![Arg::In(x), Arg::Out(y)]);
         assert_eq!(p.read(y), 0);
         assert_eq!(p.read(y), 0, "read once");

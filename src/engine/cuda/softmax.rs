@@ -6,7 +6,7 @@
 //! past 32768 values).
 
 use super::plan::{Arg, Elem, HostData, Limits, Plan, Planned};
-use super::{CudaTopic, HostCode, MAX_KERNEL_ELEMENTS, THREADS};
+use super::{CudaTopic, MAX_KERNEL_ELEMENTS, THREADS};
 use crate::engine::{EngineError, OpOutput, TimingSource, topic_op};
 use crate::ops::softmax::{SoftmaxOp, runs_fast_kernel};
 use crate::ops::{KernelVariant, Op, OpRequest};
@@ -26,7 +26,7 @@ pub(crate) static TOPIC: CudaTopic = CudaTopic {
     ],
     has_fast_kernel,
     smoke,
-    host: HostCode::Plan(plan),
+    host: plan,
 };
 
 /// Modes of `kernels/softmax.cu` (its `MODE_*` defines).

@@ -1,28 +1,25 @@
 //! linear and the tensor-parallel ops on the CUDA engine: the rank program of
-//! `src/ops/tensor_parallel.rs` as launches of `kernels/tensor_parallel.cu`.
+//! `src/ops/tensor_parallel.rs` planned as launches of `kernels/tensor_parallel.cu`.
 //!
-//! Every program buffer becomes one device allocation (inputs uploaded in the storage dtype; ids as
-//! u32; intermediates f32). Each rank gets its own CUDA stream, forked from the engine's stream
-//! after the uploads: a rank's compute steps run on its stream, so ranks overlap as they would on
-//! separate GPUs. Before a collective (or finishing) the engine's stream waits for every rank
-//! stream that has work in flight (an event recorded on the rank's stream, waited on by the main
-//! one), runs the collective's kernels, and a rank stream waits for the main stream again before
-//! its next step. The CUDA events around the whole program (`CudaEngine::timed`) give the kernel
-//! time. Without a GPU this code is compiled but not run; NVRTC compiles the kernels in the tests.
+//! Every program buffer becomes one buffer of the plan (inputs in the storage dtype; ids as u32;
+//! intermediates f32), and a one-element stand-in takes the place of a missing bias. A rank's
+//! compute steps run on its own stream ([`Stream::Rank`]), so ranks overlap as they would on
+//! separate GPUs; collectives and the output stage run on the main stream, which the executor makes
+//! wait for every rank with work in flight (and a rank waits for the main stream again before its
+//! next step). The kernel time covers the program; the one-rank program whose main output is shown
+//! beside a split op's (`unsplit`) runs after it.
+//!
+//! vocab_parallel_cross_entropy on one rank with the fast kernel is one `ce_fused_*` launch.
 
-use super::{CudaEngine, failed};
+use super::CudaTopic;
+use super::plan::{Arg, BufId, Downloads, Elem, HostData, Limits, Plan, Planned, Stream};
 use crate::dtype::DType;
-use crate::engine::{EngineError, OpOutput, TimingSource};
+use crate::engine::{EngineError, OpOutput, TimingSource, topic_op};
 use crate::ops::tensor_parallel::{
-    self as tp, BufId, BufKind, BufferSpec, Collective, Program, ReduceOp, Step, TpOp,
+    self as tp, BufKind, Collective, Program, ProgramOutput, ReduceOp, Step, TpOp,
 };
-use crate::ops::{KernelVariant, OpRequest};
-use cudarc::driver::{
-    CudaFunction, CudaSlice, CudaStream, LaunchArgs, LaunchConfig, PushKernelArg,
-};
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use crate::ops::{KernelVariant, Op, OpRequest};
+use std::time::Duration;
 
 const FILE: &str = "tensor_parallel";
 
@@ -30,119 +27,28 @@ const FILE: &str = "tensor_parallel";
 const THREADS: u32 = 256;
 const TILE: u32 = 16;
 
+/// Threads per block of `ce_fused_*` (`CE_THREADS` in the kernel file).
+const CE_THREADS: u32 = 512;
+
 /// Largest grid y dimension on every CUDA device (the GEMM puts row tiles there).
 const MAX_GRID_Y: usize = 65_535;
 
 /// This engine's registration of the topic.
-pub(crate) static TOPIC: super::CudaTopic = super::CudaTopic {
-    topic: "tensor_parallel",
+pub(crate) static TOPIC: CudaTopic = CudaTopic {
+    topic: FILE,
     source: include_str!("../../../kernels/tensor_parallel.cu"),
     entry_points: &[],
     has_fast_kernel,
     smoke: super::no_smoke,
-    host: super::HostCode::Direct(run_request),
+    host: plan,
 };
 
 /// The cross-entropy on one rank has the fused one-read kernel (`ce_fused_*`).
-fn has_fast_kernel(op: &crate::ops::Op) -> bool {
+fn has_fast_kernel(op: &Op) -> bool {
     matches!(
         op.get::<TpOp>(),
         Some(TpOp::VocabParallelCrossEntropy { ranks: 1 })
     )
-}
-
-fn run_request(engine: &CudaEngine, req: &OpRequest) -> Result<OpOutput, EngineError> {
-    execute(engine, req, crate::engine::topic_op::<TpOp>(req)?)
-}
-
-fn execute(
-    engine: &CudaEngine,
-    req: &OpRequest,
-    op: &TpOp,
-) -> Result<OpOutput, EngineError> {
-    let started = Instant::now();
-    if let TpOp::VocabParallelCrossEntropy { ranks: 1 } = op
-        && req.kernel == KernelVariant::Fast
-    {
-        return fused_cross_entropy(engine, req, started);
-    }
-    let ((values, aux), kernel_time) =
-        tp::run_and_assemble(op, req, |program| run(engine, &program, req.dtype))?;
-    let out = OpOutput::new(
-        req.output_shape(),
-        req.dtype,
-        values,
-        kernel_time,
-        TimingSource::CudaEvents,
-        started.elapsed(),
-    )
-    .with_aux(aux);
-    Ok(out)
-}
-
-/// A device buffer of one of the three element types.
-enum DevBuf {
-    F32(CudaSlice<f32>),
-    U16(CudaSlice<u16>),
-    U32(CudaSlice<u32>),
-}
-
-/// Push a buffer the kernel reads.
-fn arg_in<'a, 'b: 'a>(launch: &mut LaunchArgs<'a>, buf: &'b DevBuf) {
-    match buf {
-        DevBuf::F32(s) => launch.arg(s),
-        DevBuf::U16(s) => launch.arg(s),
-        DevBuf::U32(s) => launch.arg(s),
-    };
-}
-
-/// Push a buffer the kernel writes.
-fn arg_out<'a, 'b: 'a>(launch: &mut LaunchArgs<'a>, buf: &'b mut DevBuf) {
-    match buf {
-        DevBuf::F32(s) => launch.arg(s),
-        DevBuf::U16(s) => launch.arg(s),
-        DevBuf::U32(s) => launch.arg(s),
-    };
-}
-
-/// The kernels this run needs, by entry name.
-struct Kernels(HashMap<&'static str, CudaFunction>);
-
-impl Kernels {
-    fn load(engine: &CudaEngine, dtype: DType) -> Result<Self, EngineError> {
-        let suffix = match dtype {
-            DType::F32 => "f32",
-            DType::F16 => "f16",
-            DType::Bf16 => "bf16",
-        };
-        let mut map = HashMap::new();
-        for base in [
-            "linear_tiled",
-            "embed_masked",
-            "ce_local_max",
-            "ce_predicted",
-            "ce_sum_exp",
-            // The output stage, named after the file.
-            "tensor_parallel",
-        ] {
-            map.insert(base, engine.function(FILE, &format!("{base}_{suffix}"))?);
-        }
-        for name in [
-            "ce_loss",
-            "reduce_copy",
-            "reduce_accumulate",
-            "gather_columns",
-        ] {
-            map.insert(name, engine.function(FILE, name)?);
-        }
-        Ok(Kernels(map))
-    }
-
-    fn get(&self, name: &str) -> Result<&CudaFunction, EngineError> {
-        self.0
-            .get(name)
-            .ok_or_else(|| EngineError::Failed(format!("kernel {name} is not loaded")))
-    }
 }
 
 fn u32_of(v: usize, what: &str) -> Result<u32, EngineError> {
@@ -151,234 +57,165 @@ fn u32_of(v: usize, what: &str) -> Result<u32, EngineError> {
     })
 }
 
-/// A one-dimensional launch of `n` threads (grid-stride loops cover what the grid does not).
-fn flat(n: usize, max_blocks: u32) -> LaunchConfig {
-    let blocks = (n.div_ceil(THREADS as usize)).clamp(1, max_blocks as usize) as u32;
-    LaunchConfig {
-        grid_dim: (blocks, 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
+/// The op's rank program (and, for a split op, the one-rank program of its `unsplit` output), as
+/// `tp::run_and_assemble` runs them on the other engines.
+fn plan(req: &OpRequest, limits: &Limits) -> Result<Planned, EngineError> {
+    let op = topic_op::<TpOp>(req)?;
+    if let TpOp::VocabParallelCrossEntropy { ranks: 1 } = op
+        && req.kernel == KernelVariant::Fast
+    {
+        return plan_fused_cross_entropy(req, limits);
     }
-}
-
-/// One block per row (grid-stride over rows beyond the grid).
-fn per_row(rows: usize, max_blocks: u32) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (rows.clamp(1, max_blocks as usize) as u32, 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
-
-fn bytes_of(b: &BufferSpec<'_>, dtype: DType) -> usize {
-    let per = match b.kind {
-        BufKind::Stored => dtype.size_bytes(),
-        BufKind::F32 | BufKind::Index => 4,
+    let dtype = req.dtype;
+    let mut p = Plan::new(FILE);
+    let program = tp::program(op, req);
+    let split = add_program(&mut p, &program, dtype, limits)?;
+    p.end_timing();
+    let unsplit = match op.unsplit() {
+        Some(one) if op.ranks() != 1 => Some(add_program(
+            &mut p,
+            &tp::program(&one, req),
+            dtype,
+            limits,
+        )?),
+        _ => None,
     };
-    b.len.max(1) * per
-}
-
-/// Allocate (and fill) one buffer on `stream`.
-fn upload(
-    stream: &Arc<CudaStream>,
-    b: &BufferSpec<'_>,
-    dtype: DType,
-) -> Result<DevBuf, EngineError> {
-    let len = b.len.max(1); // no zero-sized allocations
-    let up = failed("upload an input");
-    let alloc = failed("allocate a buffer");
-    // An empty input is allocated like an empty output: one zero element, never read.
-    let init = b.init.as_ref().filter(|values| !values.is_empty());
-    Ok(match (b.kind, init) {
-        (BufKind::Stored, Some(values)) if dtype == DType::F32 => {
-            DevBuf::F32(stream.clone_htod(values.as_ref()).map_err(up)?)
-        }
-        (BufKind::Stored, Some(values)) => {
-            DevBuf::U16(stream.clone_htod(&dtype.encode_u16(values)).map_err(up)?)
-        }
-        (BufKind::Stored, None) if dtype == DType::F32 => {
-            DevBuf::F32(stream.alloc_zeros::<f32>(len).map_err(alloc)?)
-        }
-        (BufKind::Stored, None) => DevBuf::U16(stream.alloc_zeros::<u16>(len).map_err(alloc)?),
-        (BufKind::Index, Some(values)) => {
-            let ids: Vec<u32> = values.iter().map(|&v| v as u32).collect();
-            DevBuf::U32(stream.clone_htod(&ids).map_err(up)?)
-        }
-        (BufKind::Index, None) => DevBuf::U32(stream.alloc_zeros::<u32>(len).map_err(alloc)?),
-        (BufKind::F32, Some(values)) => {
-            DevBuf::F32(stream.clone_htod(values.as_ref()).map_err(up)?)
-        }
-        (BufKind::F32, None) => DevBuf::F32(stream.alloc_zeros::<f32>(len).map_err(alloc)?),
+    let (op, shapes, shape) = (op.clone(), program.outputs, req.output_shape());
+    Ok(Planned {
+        plan: p,
+        decode: Box::new(move |d| {
+            let outputs = split.read(d, dtype)?;
+            let unsplit = match (op.unsplit(), unsplit) {
+                (None, _) => None,
+                (Some(_), None) => outputs.first().cloned(),
+                (Some(_), Some(one)) => one.read(d, dtype)?.into_iter().next(),
+            };
+            let (values, aux) = tp::assemble(&op, &shapes, outputs, unsplit);
+            Ok(OpOutput::new(
+                shape,
+                dtype,
+                values,
+                Duration::ZERO,
+                TimingSource::CudaEvents,
+                Duration::ZERO,
+            )
+            .with_aux(aux))
+        }),
     })
 }
 
-/// Device state of one run: the buffers (taken out while a kernel writes one), a dummy bias,
-/// and one stream per rank.
-struct State {
-    bufs: Vec<Option<DevBuf>>,
-    dummy: DevBuf,
-    ranks: Vec<Arc<CudaStream>>,
+/// How a rank program's outputs are read back from the plan's buffers.
+struct ProgramOutputs {
+    outputs: Vec<ProgramOutput>,
+    /// For each program buffer: its plan buffer, kind and length.
+    buffers: Vec<(BufId, BufKind, usize)>,
 }
 
-impl State {
-    fn buf(&self, id: BufId) -> Result<&DevBuf, EngineError> {
-        self.bufs
-            .get(id)
-            .and_then(Option::as_ref)
-            .ok_or_else(|| EngineError::Failed(format!("buffer {id} is not available")))
-    }
-
-    fn take(&mut self, id: BufId) -> Result<DevBuf, EngineError> {
-        self.bufs
-            .get_mut(id)
-            .and_then(Option::take)
-            .ok_or_else(|| EngineError::Failed(format!("buffer {id} is not available")))
-    }
-}
-
-/// Run a program: uploads, every step (ranks on their streams, collectives on the engine's
-/// stream), downloads. Returns the outputs in order and the time between the CUDA events.
-fn run(
-    engine: &CudaEngine,
-    program: &Program<'_>,
-    dtype: DType,
-) -> Result<(Vec<Vec<f32>>, Duration), EngineError> {
-    let needed: usize = program.buffers.iter().map(|b| bytes_of(b, dtype)).sum();
-    let (free, total) = engine.memory()?;
-    if needed > free {
-        return Err(EngineError::Unsupported(format!(
-            "the {} ranks' buffers need {:.1} MiB of device memory, but only {:.1} of {:.1} MiB is free",
-            program.ranks,
-            needed as f64 / 1048576.0,
-            free as f64 / 1048576.0,
-            total as f64 / 1048576.0
-        )));
-    }
-    let kernels = Kernels::load(engine, dtype)?;
-    let max_blocks = engine.max_blocks();
-    let mut read: Vec<BufId> = Vec::new();
-    for o in &program.outputs {
-        for id in o.from.buffers() {
-            if !read.contains(&id) {
-                read.push(id);
-            }
-        }
-    }
-    let (values, time) = engine.timed(
-        |stream| {
-            let bufs = program
-                .buffers
-                .iter()
-                .map(|b| upload(stream, b, dtype).map(Some))
-                .collect::<Result<Vec<_>, _>>()?;
-            let dummy = if dtype == DType::F32 {
-                DevBuf::F32(
-                    stream
-                        .alloc_zeros::<f32>(1)
-                        .map_err(failed("allocate a buffer"))?,
-                )
-            } else {
-                DevBuf::U16(
-                    stream
-                        .alloc_zeros::<u16>(1)
-                        .map_err(failed("allocate a buffer"))?,
-                )
-            };
-            // One stream per rank, from the engine's context (as one per device would be).
-            let ranks = (0..program.ranks)
-                .map(|_| {
-                    engine
-                        .context()
-                        .new_stream()
-                        .map_err(failed("create a rank's stream"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(State { bufs, dummy, ranks })
-        },
-        |main, state| {
-            // Which rank streams have work the main stream has not waited for, and which have not
-            // yet waited for the main stream's latest work (the start event, a collective).
-            let k = state.ranks.len();
-            let mut pending = vec![false; k];
-            let mut behind = vec![true; k];
-            for step in &program.steps {
-                match step.rank() {
-                    Some(r) => {
-                        let stream = Arc::clone(&state.ranks[r]);
-                        if behind[r] {
-                            stream
-                                .join(main)
-                                .map_err(failed("make a rank wait for the collective"))?;
-                            behind[r] = false;
-                        }
-                        launch_step(&kernels, &stream, step, state, max_blocks)?;
-                        pending[r] = true;
-                    }
-                    None => {
-                        for (r, p) in pending.iter_mut().enumerate() {
-                            if *p {
-                                main.join(&state.ranks[r])
-                                    .map_err(failed("join a rank's stream"))?;
-                                *p = false;
-                            }
-                        }
-                        launch_step(&kernels, main, step, state, max_blocks)?;
-                        behind.fill(true);
-                    }
-                }
-            }
-            for (r, p) in pending.iter().enumerate() {
-                if *p {
-                    main.join(&state.ranks[r])
-                        .map_err(failed("join a rank's stream"))?;
-                }
-            }
-            Ok(())
-        },
-        |main, state| {
-            let mut values: HashMap<BufId, Vec<f32>> = HashMap::new();
-            for &id in &read {
-                let len = program.buffers[id].len;
-                let mut v = match state.buf(id)? {
-                    DevBuf::F32(s) => main.clone_dtoh(s).map_err(failed("download an output"))?,
-                    DevBuf::U16(s) => {
-                        dtype.decode_u16(&main.clone_dtoh(s).map_err(failed("download an output"))?)
-                    }
-                    DevBuf::U32(_) => {
+impl ProgramOutputs {
+    /// The outputs in program order, decoded to f32.
+    fn read(&self, d: &Downloads, dtype: DType) -> Result<Vec<Vec<f32>>, EngineError> {
+        let mut values: Vec<Option<Vec<f32>>> = vec![None; self.buffers.len()];
+        for o in &self.outputs {
+            for id in o.from.buffers() {
+                let &(buf, kind, len) = self.buffers.get(id).ok_or_else(|| {
+                    EngineError::Failed(format!("the program has no buffer {id}"))
+                })?;
+                values[id] = Some(match kind {
+                    BufKind::F32 => d.f32(buf, len)?,
+                    BufKind::Stored => d.stored(buf, dtype, len)?,
+                    BufKind::Index => {
                         return Err(EngineError::Failed("an output buffer holds ids".into()));
                     }
-                };
-                v.truncate(len);
-                values.insert(id, v);
+                });
             }
-            Ok(values)
-        },
-    )?;
-    let empty: Vec<f32> = Vec::new();
-    let outputs = program
-        .outputs
-        .iter()
-        .map(|o| {
-            o.from
-                .collect(|id| values.get(&id).unwrap_or(&empty).as_slice())
-        })
-        .collect();
-    Ok((outputs, time))
+        }
+        Ok(self
+            .outputs
+            .iter()
+            .map(|o| {
+                o.from
+                    .collect(|id| values.get(id).and_then(Option::as_deref).unwrap_or(&[]))
+            })
+            .collect())
+    }
 }
 
-/// Launch the kernels of one step on `stream`.
-fn launch_step(
-    kernels: &Kernels,
-    stream: &Arc<CudaStream>,
+/// Add a rank program to `p`: its buffers, a stand-in for a missing bias, every step's launches
+/// (a rank's steps on its stream, collectives and the output stage on the main one), and the
+/// reads of its outputs.
+fn add_program(
+    p: &mut Plan,
+    program: &Program<'_>,
+    dtype: DType,
+    limits: &Limits,
+) -> Result<ProgramOutputs, EngineError> {
+    p.ranks = p.ranks.max(program.ranks);
+    let buffers: Vec<(BufId, BufKind, usize)> = program
+        .buffers
+        .iter()
+        .map(|b| {
+            // An empty input is allocated like an empty output: one zero element, never read.
+            let init = b.init.as_ref().filter(|values| !values.is_empty());
+            let id = match (b.kind, init) {
+                (BufKind::Stored, Some(v)) => p.upload(b.label, HostData::stored(dtype, v)),
+                (BufKind::Stored, None) => p.zeros(b.label, Elem::stored(dtype), b.len),
+                (BufKind::Index, Some(v)) => p.upload(
+                    b.label,
+                    HostData::U32(v.iter().map(|&x| x as u32).collect()),
+                ),
+                (BufKind::Index, None) => p.zeros(b.label, Elem::U32, b.len),
+                (BufKind::F32, Some(v)) => p.upload(b.label, HostData::F32(v.to_vec())),
+                (BufKind::F32, None) => p.zeros(b.label, Elem::F32, b.len),
+            };
+            (id, b.kind, b.len)
+        })
+        .collect();
+    let dummy = p.zeros("the bias stand-in", Elem::stored(dtype), 1);
+    let ids: Vec<BufId> = buffers.iter().map(|b| b.0).collect();
+    for step in &program.steps {
+        let stream = step.rank().map_or(Stream::Main, Stream::Rank);
+        plan_step(p, stream, step, &ids, dummy, dtype, limits)?;
+    }
+    for o in &program.outputs {
+        for id in o.from.buffers() {
+            p.read(ids[id]);
+        }
+    }
+    Ok(ProgramOutputs {
+        outputs: program.outputs.clone(),
+        buffers,
+    })
+}
+
+/// The launches of one step on `stream`; `ids` maps the program's buffers to the plan's.
+fn plan_step(
+    p: &mut Plan,
+    stream: Stream,
     step: &Step,
-    state: &mut State,
-    max_blocks: u32,
+    ids: &[BufId],
+    dummy: BufId,
+    dtype: DType,
+    limits: &Limits,
 ) -> Result<(), EngineError> {
+    let b = |id: usize| {
+        ids.get(id)
+            .copied()
+            .ok_or_else(|| EngineError::Failed(format!("the program has no buffer {id}")))
+    };
+    let sfx = dtype.name();
+    // A one-dimensional launch of `n` threads (grid-stride loops cover what the grid does not).
+    let flat = |n: usize| (limits.grid(n.div_ceil(THREADS as usize)), 1, 1);
+    // One block per row (grid-stride over rows beyond the grid).
+    let per_row = |rows: usize| (limits.grid(rows), 1, 1);
+    let line = (THREADS, 1, 1);
     match *step {
+        // `linear_tiled_*(const T* x, const T* w, const T* b, float* y, unsigned rows, unsigned
+        // inner, unsigned out, int has_bias)`; x holds rows*inner, w out*inner, b out (or the
+        // stand-in, unread), y rows*out elements.
         Step::Linear {
             x,
             w,
-            b,
+            b: bias,
             y,
             rows,
             inner,
@@ -396,36 +233,31 @@ fn launch_step(
                     "{rows} rows need {row_tiles} tiles of 16 in the grid's y dimension; CUDA allows {MAX_GRID_Y}"
                 )));
             }
-            let cfg = LaunchConfig {
-                grid_dim: (out32.div_ceil(TILE).max(1), row_tiles as u32, 1),
-                block_dim: (TILE, TILE, 1),
-                shared_mem_bytes: 0,
+            let bias_buf = match bias {
+                Some(id) => b(id)?,
+                None => dummy,
             };
-            let has_bias = i32::from(b.is_some());
-            let mut yb = state.take(y)?;
-            let f = kernels.get("linear_tiled")?;
-            {
-                let mut launch = stream.launch_builder(f);
-                arg_in(&mut launch, state.buf(x)?);
-                arg_in(&mut launch, state.buf(w)?);
-                arg_in(
-                    &mut launch,
-                    match b {
-                        Some(b) => state.buf(b)?,
-                        None => &state.dummy,
-                    },
-                );
-                arg_out(&mut launch, &mut yb);
-                launch.arg(&rows32).arg(&inner32).arg(&out32).arg(&has_bias);
-                // SAFETY: the arguments match `linear_tiled_*(const T* x, const T* w, const T* b,
-                // float* y, unsigned rows, unsigned inner, unsigned out, int has_bias)`; x holds
-                // rows*inner, w out*inner, b out (or a dummy, unread), y rows*out elements.
-                unsafe { launch.launch(cfg) }.map_err(failed("launch linear_tiled"))?;
-            }
-            state.bufs[y] = Some(yb);
+            p.launch_on(
+                stream,
+                format!("linear_tiled_{sfx}"),
+                (out32.div_ceil(TILE).max(1), row_tiles as u32, 1),
+                (TILE, TILE, 1),
+                vec![
+                    Arg::In(b(x)?),
+                    Arg::In(b(w)?),
+                    Arg::In(bias_buf),
+                    Arg::Out(b(y)?),
+                    Arg::U32(rows32),
+                    Arg::U32(inner32),
+                    Arg::U32(out32),
+                    Arg::I32(i32::from(bias.is_some())),
+                ],
+            );
         }
+        // `embed_masked_*(const unsigned* ids, const T* table, float* y, unsigned n, unsigned h,
+        // unsigned start, unsigned count)`; ids holds n, table count*h, y n*h elements.
         Step::EmbedMasked {
-            ids,
+            ids: tokens,
             table,
             y,
             n,
@@ -434,44 +266,33 @@ fn launch_step(
             count,
             ..
         } => {
-            let (n32, h32, s32, c32) = (
-                u32_of(n, "ids")?,
-                u32_of(h, "columns")?,
-                u32_of(start, "ids")?,
-                u32_of(count, "rows")?,
-            );
-            let mut yb = state.take(y)?;
-            {
-                let mut launch = stream.launch_builder(kernels.get("embed_masked")?);
-                arg_in(&mut launch, state.buf(ids)?);
-                arg_in(&mut launch, state.buf(table)?);
-                arg_out(&mut launch, &mut yb);
-                launch.arg(&n32).arg(&h32).arg(&s32).arg(&c32);
-                // SAFETY: matches `embed_masked_*(const unsigned* ids, const T* table, float* y,
-                // unsigned n, unsigned h, unsigned start, unsigned count)`; ids holds n, table
-                // count*h, y n*h elements.
-                unsafe { launch.launch(flat(n * h, max_blocks)) }
-                    .map_err(failed("launch embed_masked"))?;
-            }
-            state.bufs[y] = Some(yb);
+            let args = vec![
+                Arg::In(b(tokens)?),
+                Arg::In(b(table)?),
+                Arg::Out(b(y)?),
+                Arg::U32(u32_of(n, "ids")?),
+                Arg::U32(u32_of(h, "columns")?),
+                Arg::U32(u32_of(start, "ids")?),
+                Arg::U32(u32_of(count, "rows")?),
+            ];
+            p.launch_on(stream, format!("embed_masked_{sfx}"), flat(n * h), line, args);
         }
+        // `ce_local_max_*(const T* x, float* out, unsigned rows, unsigned cols)`; x holds
+        // rows*cols, out rows elements.
         Step::LocalMax {
             x, out, rows, cols, ..
         } => {
-            let (r32, c32) = (u32_of(rows, "rows")?, u32_of(cols, "columns")?);
-            let mut ob = state.take(out)?;
-            {
-                let mut launch = stream.launch_builder(kernels.get("ce_local_max")?);
-                arg_in(&mut launch, state.buf(x)?);
-                arg_out(&mut launch, &mut ob);
-                launch.arg(&r32).arg(&c32);
-                // SAFETY: matches `ce_local_max_*(const T* x, float* out, unsigned rows, unsigned
-                // cols)`; x holds rows*cols, out rows elements.
-                unsafe { launch.launch(per_row(rows, max_blocks)) }
-                    .map_err(failed("launch ce_local_max"))?;
-            }
-            state.bufs[out] = Some(ob);
+            let args = vec![
+                Arg::In(b(x)?),
+                Arg::Out(b(out)?),
+                Arg::U32(u32_of(rows, "rows")?),
+                Arg::U32(u32_of(cols, "columns")?),
+            ];
+            p.launch_on(stream, format!("ce_local_max_{sfx}"), per_row(rows), line, args);
         }
+        // `ce_predicted_*(const T* x, const unsigned* targets, const float* max, float* out,
+        // unsigned rows, unsigned cols, unsigned start)`; x holds rows*cols, the others rows
+        // elements.
         Step::Predicted {
             x,
             targets,
@@ -482,27 +303,19 @@ fn launch_step(
             start,
             ..
         } => {
-            let (r32, c32, s32) = (
-                u32_of(rows, "rows")?,
-                u32_of(cols, "columns")?,
-                u32_of(start, "columns")?,
-            );
-            let mut ob = state.take(out)?;
-            {
-                let mut launch = stream.launch_builder(kernels.get("ce_predicted")?);
-                arg_in(&mut launch, state.buf(x)?);
-                arg_in(&mut launch, state.buf(targets)?);
-                arg_in(&mut launch, state.buf(max)?);
-                arg_out(&mut launch, &mut ob);
-                launch.arg(&r32).arg(&c32).arg(&s32);
-                // SAFETY: matches `ce_predicted_*(const T* x, const unsigned* targets, const float*
-                // max, float* out, unsigned rows, unsigned cols, unsigned start)`; x holds
-                // rows*cols, the others rows elements.
-                unsafe { launch.launch(flat(rows, max_blocks)) }
-                    .map_err(failed("launch ce_predicted"))?;
-            }
-            state.bufs[out] = Some(ob);
+            let args = vec![
+                Arg::In(b(x)?),
+                Arg::In(b(targets)?),
+                Arg::In(b(max)?),
+                Arg::Out(b(out)?),
+                Arg::U32(u32_of(rows, "rows")?),
+                Arg::U32(u32_of(cols, "columns")?),
+                Arg::U32(u32_of(start, "columns")?),
+            ];
+            p.launch_on(stream, format!("ce_predicted_{sfx}"), flat(rows), line, args);
         }
+        // `ce_sum_exp_*(const T* x, const float* max, float* out, unsigned rows, unsigned cols)`;
+        // x holds rows*cols, max and out rows elements.
         Step::SumExp {
             x,
             max,
@@ -511,21 +324,17 @@ fn launch_step(
             cols,
             ..
         } => {
-            let (r32, c32) = (u32_of(rows, "rows")?, u32_of(cols, "columns")?);
-            let mut ob = state.take(out)?;
-            {
-                let mut launch = stream.launch_builder(kernels.get("ce_sum_exp")?);
-                arg_in(&mut launch, state.buf(x)?);
-                arg_in(&mut launch, state.buf(max)?);
-                arg_out(&mut launch, &mut ob);
-                launch.arg(&r32).arg(&c32);
-                // SAFETY: matches `ce_sum_exp_*(const T* x, const float* max, float* out, unsigned
-                // rows, unsigned cols)`; x holds rows*cols, max and out rows elements.
-                unsafe { launch.launch(per_row(rows, max_blocks)) }
-                    .map_err(failed("launch ce_sum_exp"))?;
-            }
-            state.bufs[out] = Some(ob);
+            let args = vec![
+                Arg::In(b(x)?),
+                Arg::In(b(max)?),
+                Arg::Out(b(out)?),
+                Arg::U32(u32_of(rows, "rows")?),
+                Arg::U32(u32_of(cols, "columns")?),
+            ];
+            p.launch_on(stream, format!("ce_sum_exp_{sfx}"), per_row(rows), line, args);
         }
+        // `ce_loss(const float* sum_exp, const float* predicted, float* out, unsigned rows)`;
+        // every buffer holds rows f32 values.
         Step::Loss {
             sum_exp,
             predicted,
@@ -533,72 +342,70 @@ fn launch_step(
             rows,
             ..
         } => {
-            let r32 = u32_of(rows, "rows")?;
-            let mut ob = state.take(out)?;
-            {
-                let mut launch = stream.launch_builder(kernels.get("ce_loss")?);
-                arg_in(&mut launch, state.buf(sum_exp)?);
-                arg_in(&mut launch, state.buf(predicted)?);
-                arg_out(&mut launch, &mut ob);
-                launch.arg(&r32);
-                // SAFETY: matches `ce_loss(const float* sum_exp, const float* predicted, float* out,
-                // unsigned rows)`; every buffer holds rows f32 values.
-                unsafe { launch.launch(flat(rows, max_blocks)) }
-                    .map_err(failed("launch ce_loss"))?;
-            }
-            state.bufs[out] = Some(ob);
+            let args = vec![
+                Arg::In(b(sum_exp)?),
+                Arg::In(b(predicted)?),
+                Arg::Out(b(out)?),
+                Arg::U32(u32_of(rows, "rows")?),
+            ];
+            p.launch_on(stream, "ce_loss", flat(rows), line, args);
         }
+        // An all-reduce: `reduce_copy(const float* src, float* dst, unsigned n)` of the first
+        // input into the first output, `reduce_accumulate(const float* src, float* acc, unsigned
+        // n, int op)` of every other input into it, and `reduce_copy` of it into every other
+        // output; every buffer holds n f32 values.
         Step::Collective {
-            collective,
+            collective: Collective::AllReduce { op, len },
             ref inputs,
             ref outputs,
-        } => match collective {
-            Collective::AllReduce { op, len } => {
-                let n32 = u32_of(len, "values")?;
-                let cfg = flat(len, max_blocks);
-                let code: i32 = match op {
-                    ReduceOp::Sum => 0,
-                    ReduceOp::Max => 1,
-                };
-                let mut acc = state.take(outputs[0])?;
-                copy(kernels, stream, state.buf(inputs[0])?, &mut acc, n32, cfg)?;
-                for &src in &inputs[1..] {
-                    let mut launch = stream.launch_builder(kernels.get("reduce_accumulate")?);
-                    arg_in(&mut launch, state.buf(src)?);
-                    arg_out(&mut launch, &mut acc);
-                    launch.arg(&n32).arg(&code);
-                    // SAFETY: matches `reduce_accumulate(const float* src, float* acc, unsigned n,
-                    // int op)`; both buffers hold n f32 values.
-                    unsafe { launch.launch(cfg) }.map_err(failed("launch reduce_accumulate"))?;
-                }
-                for &dst in &outputs[1..] {
-                    let mut d = state.take(dst)?;
-                    copy(kernels, stream, &acc, &mut d, n32, cfg)?;
-                    state.bufs[dst] = Some(d);
-                }
-                state.bufs[outputs[0]] = Some(acc);
+        } => {
+            let n = Arg::U32(u32_of(len, "values")?);
+            let code: i32 = match op {
+                ReduceOp::Sum => 0,
+                ReduceOp::Max => 1,
+            };
+            let (Some(&first_in), Some(&first_out)) = (inputs.first(), outputs.first()) else {
+                return Err(EngineError::Failed("an all-reduce without buffers".into()));
+            };
+            let acc = b(first_out)?;
+            let args = vec![Arg::In(b(first_in)?), Arg::Out(acc), n];
+            p.launch_on(stream, "reduce_copy", flat(len), line, args);
+            for &src in &inputs[1..] {
+                let args = vec![Arg::In(b(src)?), Arg::Out(acc), n, Arg::I32(code)];
+                p.launch_on(stream, "reduce_accumulate", flat(len), line, args);
             }
-            Collective::AllGather { rows, chunk } => {
-                let (r32, c32) = (u32_of(rows, "rows")?, u32_of(chunk, "columns")?);
-                let k32 = u32_of(inputs.len(), "ranks")?;
-                let cfg = flat(rows * chunk, max_blocks);
-                for &dst in outputs {
-                    let mut d = state.take(dst)?;
-                    for (s, &src) in inputs.iter().enumerate() {
-                        let s32 = s as u32;
-                        let mut launch = stream.launch_builder(kernels.get("gather_columns")?);
-                        arg_in(&mut launch, state.buf(src)?);
-                        arg_out(&mut launch, &mut d);
-                        launch.arg(&r32).arg(&c32).arg(&k32).arg(&s32);
-                        // SAFETY: matches `gather_columns(const float* src, float* dst, unsigned
-                        // rows, unsigned chunk, unsigned ranks, unsigned rank)`; src holds
-                        // rows*chunk, dst rows*ranks*chunk f32 values.
-                        unsafe { launch.launch(cfg) }.map_err(failed("launch gather_columns"))?;
-                    }
-                    state.bufs[dst] = Some(d);
+            for &dst in &outputs[1..] {
+                let args = vec![Arg::In(acc), Arg::Out(b(dst)?), n];
+                p.launch_on(stream, "reduce_copy", flat(len), line, args);
+            }
+        }
+        // An all-gather: `gather_columns(const float* src, float* dst, unsigned rows, unsigned
+        // chunk, unsigned ranks, unsigned rank)` of every input into every output; src holds
+        // rows*chunk, dst rows*ranks*chunk f32 values.
+        Step::Collective {
+            collective: Collective::AllGather { rows, chunk },
+            ref inputs,
+            ref outputs,
+        } => {
+            let (r32, c32) = (u32_of(rows, "rows")?, u32_of(chunk, "columns")?);
+            let k32 = u32_of(inputs.len(), "ranks")?;
+            for &dst in outputs {
+                for (s, &src) in inputs.iter().enumerate() {
+                    let args = vec![
+                        Arg::In(b(src)?),
+                        Arg::Out(b(dst)?),
+                        Arg::U32(r32),
+                        Arg::U32(c32),
+                        Arg::U32(k32),
+                        Arg::U32(s as u32),
+                    ];
+                    p.launch_on(stream, "gather_columns", flat(rows * chunk), line, args);
                 }
             }
-        },
+        }
+        // The output stage: `tensor_parallel_*(const float* src, const T* bias, T* dst, unsigned
+        // n, unsigned cols, int has_bias)`; src and dst hold n elements, bias cols (or the
+        // stand-in, unread).
         Step::Finish {
             src,
             bias,
@@ -606,183 +413,177 @@ fn launch_step(
             len,
             cols,
         } => {
-            let (n32, c32) = (u32_of(len, "values")?, u32_of(cols, "columns")?);
-            let has_bias = i32::from(bias.is_some());
-            let mut d = state.take(dst)?;
-            {
-                let mut launch = stream.launch_builder(kernels.get("tensor_parallel")?);
-                arg_in(&mut launch, state.buf(src)?);
-                arg_in(
-                    &mut launch,
-                    match bias {
-                        Some(b) => state.buf(b)?,
-                        None => &state.dummy,
-                    },
-                );
-                arg_out(&mut launch, &mut d);
-                launch.arg(&n32).arg(&c32).arg(&has_bias);
-                // SAFETY: matches `tensor_parallel_*(const float* src, const T* bias, T* dst, unsigned n,
-                // unsigned cols, int has_bias)`; src and dst hold n elements, bias cols (or a
-                // dummy, unread).
-                unsafe { launch.launch(flat(len, max_blocks)) }
-                    .map_err(failed("launch the output stage"))?;
-            }
-            state.bufs[dst] = Some(d);
+            let bias_buf = match bias {
+                Some(id) => b(id)?,
+                None => dummy,
+            };
+            let args = vec![
+                Arg::In(b(src)?),
+                Arg::In(bias_buf),
+                Arg::Out(b(dst)?),
+                Arg::U32(u32_of(len, "values")?),
+                Arg::U32(u32_of(cols, "columns")?),
+                Arg::I32(i32::from(bias.is_some())),
+            ];
+            p.launch_on(stream, format!("tensor_parallel_{sfx}"), flat(len), line, args);
         }
     }
     Ok(())
 }
 
-/// dst = src (n f32 values), one step of an all-reduce.
-fn copy(
-    kernels: &Kernels,
-    stream: &Arc<CudaStream>,
-    src: &DevBuf,
-    dst: &mut DevBuf,
-    n: u32,
-    cfg: LaunchConfig,
-) -> Result<(), EngineError> {
-    let mut launch = stream.launch_builder(kernels.get("reduce_copy")?);
-    arg_in(&mut launch, src);
-    arg_out(&mut launch, dst);
-    launch.arg(&n);
-    // SAFETY: matches `reduce_copy(const float* src, float* dst, unsigned n)`; both hold n f32
-    // values.
-    unsafe { launch.launch(cfg) }.map_err(failed("launch reduce_copy"))?;
-    Ok(())
-}
-
-/// Threads per block of `ce_fused_*` (`CE_THREADS` in the kernel file).
-const CE_THREADS: u32 = 512;
-
 /// vocab_parallel_cross_entropy on one rank with the fast kernel: `ce_fused_*` reads every logit
 /// once (online max and sum-exp) and writes the row's loss, max, predicted logit and sum-exp. The
 /// outputs are the four-step program's (`local_*` equal the global values at k = 1, and `unsplit`
 /// is the loss itself), each rounded once to the dtype as the program's finish step does.
-fn fused_cross_entropy(
-    engine: &CudaEngine,
-    req: &OpRequest,
-    started: Instant,
-) -> Result<OpOutput, EngineError> {
+///
+/// `ce_fused_*(const T* x, const unsigned* targets, T* loss, float* max_out, float*
+/// predicted_out, float* sum_out, unsigned rows, unsigned cols)`: x holds rows * cols logits of
+/// the storage type, targets rows ids below cols (checked by the op), loss rows values of the
+/// storage type, the others rows f32; one block per row.
+fn plan_fused_cross_entropy(req: &OpRequest, limits: &Limits) -> Result<Planned, EngineError> {
     let dtype = req.dtype;
     let (rows, cols) = (req.x.rows(), req.x.cols());
     let rows32 = u32_of(rows, "rows")?;
     let cols32 = u32_of(cols, "columns")?;
     u32_of(req.x.len(), "logits")?;
-    let needed = req.x.len() * dtype.size_bytes() + rows * (4 + dtype.size_bytes() + 3 * 4);
-    let (free, total) = engine.memory()?;
-    if needed > free {
-        return Err(EngineError::Unsupported(format!(
-            "the logits need {:.1} MiB of device memory, but only {:.1} of {:.1} MiB is free",
-            needed as f64 / 1048576.0,
-            free as f64 / 1048576.0,
-            total as f64 / 1048576.0
-        )));
-    }
-    let suffix = match dtype {
-        DType::F32 => "f32",
-        DType::F16 => "f16",
-        DType::Bf16 => "bf16",
-    };
-    let func = engine.function(FILE, &format!("ce_fused_{suffix}"))?;
     let targets: Vec<u32> = req
         .input("targets")
         .map(|t| t.data.iter().map(|&v| v as u32).collect())
         .ok_or_else(|| EngineError::Failed("cross-entropy without targets".into()))?;
-    let cfg = LaunchConfig {
-        grid_dim: (rows32.clamp(1, engine.max_blocks()), 1, 1),
-        block_dim: (CE_THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    let ((loss, max, predicted, sum), kernel_time) = engine.timed(
-        |stream| {
-            let x = upload(
-                stream,
-                &BufferSpec {
-                    label: "logits",
-                    rank: Some(0),
-                    kind: BufKind::Stored,
-                    len: req.x.len(),
-                    init: Some(std::borrow::Cow::Borrowed(req.x.data.as_slice())),
-                },
+    let mut p = Plan::new(FILE);
+    let x = p.upload("logits", HostData::stored(dtype, &req.x.data));
+    let loss = p.zeros("the loss", Elem::stored(dtype), rows);
+    let t = p.upload("the targets", HostData::U32(targets));
+    let max = p.zeros("the row maxima", Elem::F32, rows);
+    let predicted = p.zeros("the predicted logits", Elem::F32, rows);
+    let sum = p.zeros("the sums of exponentials", Elem::F32, rows);
+    p.launch(
+        format!("ce_fused_{}", dtype.name()),
+        limits.grid(rows),
+        CE_THREADS,
+        vec![
+            Arg::In(x),
+            Arg::In(t),
+            Arg::Out(loss),
+            Arg::Out(max),
+            Arg::Out(predicted),
+            Arg::Out(sum),
+            Arg::U32(rows32),
+            Arg::U32(cols32),
+        ],
+    );
+    for b in [loss, max, predicted, sum] {
+        p.read(b);
+    }
+    let shape = req.output_shape();
+    Ok(Planned {
+        plan: p,
+        decode: Box::new(move |d| {
+            let round = |id: BufId| -> Result<Vec<f32>, EngineError> {
+                Ok(d.f32(id, rows)?.into_iter().map(|x| dtype.round(x)).collect())
+            };
+            let loss = d.stored(loss, dtype, rows)?;
+            let (max, predicted, sum) = (round(max)?, round(predicted)?, round(sum)?);
+            let n = vec![rows];
+            let aux = [
+                ("local_max", vec![1, rows], max.clone()),
+                ("local_sum_exp", vec![1, rows], sum.clone()),
+                ("max", n.clone(), max),
+                ("predicted", n.clone(), predicted),
+                ("sum_exp", n, sum),
+                ("unsplit", shape.clone(), loss.clone()),
+            ];
+            Ok(OpOutput::new(
+                shape,
                 dtype,
-            )?;
-            let zeros = |n: usize| {
-                stream
-                    .alloc_zeros::<f32>(n.max(1))
-                    .map_err(failed("allocate a buffer"))
-            };
-            let loss = if dtype == DType::F32 {
-                DevBuf::F32(zeros(rows)?)
-            } else {
-                DevBuf::U16(
-                    stream
-                        .alloc_zeros::<u16>(rows.max(1))
-                        .map_err(failed("allocate the loss"))?,
-                )
-            };
-            let t = stream
-                .clone_htod(&targets)
-                .map_err(failed("upload the targets"))?;
-            Ok((x, t, loss, zeros(rows)?, zeros(rows)?, zeros(rows)?))
-        },
-        |stream, (x, t, loss, max, predicted, sum)| {
-            let mut launch = stream.launch_builder(&func);
-            arg_in(&mut launch, x);
-            launch.arg(&*t);
-            arg_out(&mut launch, loss);
-            launch
-                .arg(max)
-                .arg(predicted)
-                .arg(sum)
-                .arg(&rows32)
-                .arg(&cols32);
-            // SAFETY: the arguments match `ce_fused_*(const T* x, const unsigned* targets, T*
-            // loss, float* max_out, float* predicted_out, float* sum_out, unsigned rows, unsigned
-            // cols)`: x holds rows * cols logits of the storage type, targets rows ids below cols
-            // (checked by the op), loss rows values of the storage type, the others rows f32.
-            unsafe { launch.launch(cfg) }.map_err(failed("launch the fused cross-entropy"))?;
-            Ok(())
-        },
-        |stream, (_, _, loss, max, predicted, sum)| {
-            let down = |b: &CudaSlice<f32>| -> Result<Vec<f32>, EngineError> {
-                let mut v = stream.clone_dtoh(b).map_err(failed("download a result"))?;
-                v.truncate(rows);
-                Ok(v)
-            };
-            let mut loss = match &loss {
-                DevBuf::F32(b) => down(b)?,
-                DevBuf::U16(b) => {
-                    dtype.decode_u16(&stream.clone_dtoh(b).map_err(failed("download the loss"))?)
-                }
-                DevBuf::U32(_) => Vec::new(),
-            };
-            loss.truncate(rows);
-            Ok((loss, down(&max)?, down(&predicted)?, down(&sum)?))
-        },
-    )?;
-    let round = |v: Vec<f32>| -> Vec<f32> { v.into_iter().map(|x| dtype.round(x)).collect() };
-    let (max, predicted, sum) = (round(max), round(predicted), round(sum));
-    let n = vec![rows];
-    let aux = [
-        ("local_max", vec![1, rows], max.clone()),
-        ("local_sum_exp", vec![1, rows], sum.clone()),
-        ("max", n.clone(), max),
-        ("predicted", n.clone(), predicted),
-        ("sum_exp", n.clone(), sum),
-        ("unsplit", req.output_shape(), loss.clone()),
-    ];
-    Ok(OpOutput::new(
-        req.output_shape(),
-        dtype,
-        loss,
-        kernel_time,
-        TimingSource::CudaEvents,
-        started.elapsed(),
-    )
-    .with_aux(
-        aux.into_iter()
-            .map(|(name, shape, values)| (name.to_string(), shape, values))
-            .collect(),
-    ))
+                loss,
+                Duration::ZERO,
+                TimingSource::CudaEvents,
+                Duration::ZERO,
+            )
+            .with_aux(
+                aux.into_iter()
+                    .map(|(name, shape, values)| (name.to_string(), shape, values))
+                    .collect(),
+            ))
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Tensor;
+
+    #[test]
+    fn constants_match_the_kernel_defines() {
+        for (name, value) in [
+            ("THREADS", THREADS),
+            ("TILE", TILE),
+            ("CE_THREADS", CE_THREADS),
+        ] {
+            assert!(
+                TOPIC.source.lines().any(|l| l
+                    .split_whitespace()
+                    .take(3)
+                    .eq(["#define", name, &value.to_string()])),
+                "tensor_parallel.cu: #define {name} {value}"
+            );
+        }
+    }
+
+    /// A column-parallel linear on 2 ranks: the ranks' GEMMs on their own streams, the all-gather
+    /// and output stage on the main one, and the one-rank `unsplit` program after the timed
+    /// launches, on the plan's buffers of its own.
+    #[test]
+    fn rank_steps_run_on_rank_streams_and_the_unsplit_run_is_untimed() {
+        let (rows, inner, out) = (3, 4, 6);
+        let req = OpRequest::with_inputs(
+            Op::new(TpOp::ColumnParallelLinear {
+                ranks: 2,
+                gather: true,
+            }),
+            DType::F32,
+            Tensor::matrix(rows, inner, vec![0.5; rows * inner]).unwrap(),
+            vec![(
+                "w".into(),
+                Tensor::matrix(out, inner, vec![0.25; out * inner]).unwrap(),
+            )],
+        )
+        .unwrap();
+        let planned = plan(&req, &Limits::default()).unwrap();
+        let p = &planned.plan;
+        assert!(p.validate().is_ok());
+        assert_eq!(p.ranks, 2);
+        let timed = p.timed();
+        assert!(0 < timed && timed < p.launches.len(), "{timed}");
+        let (split, unsplit) = p.launches.split_at(timed);
+        let gemms: Vec<Stream> = split
+            .iter()
+            .filter(|l| l.entry == "linear_tiled_f32")
+            .map(|l| l.stream)
+            .collect();
+        assert_eq!(gemms, [Stream::Rank(0), Stream::Rank(1)]);
+        assert!(
+            split
+                .iter()
+                .filter(|l| l.entry == "gather_columns" || l.entry == "tensor_parallel_f32")
+                .all(|l| l.stream == Stream::Main)
+        );
+        // The one-rank program: one GEMM (no collective), the output stage.
+        let entries: Vec<&str> = unsplit.iter().map(|l| l.entry.as_str()).collect();
+        assert_eq!(entries, ["linear_tiled_f32", "tensor_parallel_f32"]);
+        assert!(unsplit.iter().all(|l| l.stream != Stream::Rank(1)));
+        let buffers = |ls: &[crate::engine::cuda::plan::Launch]| -> Vec<BufId> {
+            ls.iter()
+                .flat_map(|l| l.args.iter())
+                .filter_map(|a| match a {
+                    Arg::In(b) | Arg::Out(b) => Some(*b),
+                    _ => None,
+                })
+                .collect()
+        };
+        let first_unsplit = buffers(unsplit).into_iter().min().unwrap();
+        assert!(buffers(split).iter().all(|&b| b < first_unsplit));
+    }
 }
