@@ -9,6 +9,7 @@ pub mod compare;
 pub mod dtype;
 pub mod engine;
 pub mod export;
+pub mod files;
 pub mod lesson;
 pub mod npy;
 pub mod ops;

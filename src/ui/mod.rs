@@ -9,7 +9,9 @@ pub mod kernel_view;
 pub mod layout;
 pub mod plots;
 pub mod roofline;
+pub mod state;
 pub mod theme;
 pub mod worker;
 
-pub use app::{AppOptions, KernelbookApp, Remembered};
+pub use app::{AppOptions, KernelbookApp};
+pub use state::Remembered;
