@@ -15,6 +15,7 @@
 //! the system's font fallback, or as a visible replacement box when there is none: never a panic.
 
 pub mod figures;
+pub mod render;
 
 use crate::chart::Chart;
 use crate::compare::Comparison;
@@ -480,7 +481,9 @@ pub fn export(
     };
     let scale = options.scale;
     let logical = egui::vec2(w as f32 / scale, h as f32 / scale);
-    let built = std::panic::catch_unwind(|| {
+    let renderer = render::TiledRenderer::new().map_err(ExportError::NoAdapter)?;
+    // The harness is dropped if building it panics; nothing of it is used after.
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let app = KernelbookApp::new(
             &egui::Context::default(),
             app_options,
@@ -492,9 +495,9 @@ pub fn export(
             // Text no bundled font has: an installed font, else a visible box, never a panic.
             .with_context_setup(crate::ui::theme::add_system_font_fallback)
             .allow_missing_glyphs()
-            .wgpu()
+            .renderer(renderer)
             .build_ui_state(|ui, app: &mut KernelbookApp| app.frame_ui(ui), app)
-    });
+    }));
     let mut harness = built.map_err(|p| ExportError::Render(panic_text(p.as_ref())))?;
     let total: usize = chosen
         .iter()

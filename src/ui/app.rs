@@ -118,7 +118,10 @@ pub struct KernelbookApp {
 impl KernelbookApp {
     /// Build the app; `remembered` comes from eframe storage (or tests).
     pub fn new(ctx: &egui::Context, options: AppOptions, remembered: Remembered) -> Self {
-        let lessons = crate::lesson::load_all(options.lessons_dir.as_deref());
+        // Long tables and long text cut once here, so that no step costs a frame more than it
+        // should.
+        let lessons =
+            super::prose::cap_lessons(crate::lesson::load_all(options.lessons_dir.as_deref()));
         let theme_name = remembered
             .theme
             .clone()

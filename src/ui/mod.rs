@@ -8,6 +8,7 @@ pub mod classroom;
 pub mod kernel_view;
 pub mod layout;
 pub mod plots;
+pub mod prose;
 pub mod roofline;
 pub mod state;
 pub mod theme;
