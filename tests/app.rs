@@ -392,7 +392,9 @@ fn markdown_table(rows: usize, cols: usize) -> String {
     t.push_str(&row((0..cols).map(|c| format!("col {c}")).collect()));
     t.push_str(&row((0..cols).map(|_| "---".to_string()).collect()));
     for r in 0..rows {
-        t.push_str(&row((0..cols).map(|c| format!("{}", (r + c) % 10)).collect()));
+        t.push_str(&row((0..cols)
+            .map(|c| format!("{}", (r + c) % 10))
+            .collect()));
     }
     t
 }
@@ -414,7 +416,10 @@ fn median_frame(h: &mut Harness<'_, KernelbookApp>) -> std::time::Duration {
 fn a_huge_markdown_table_keeps_a_frame_under_16_ms() {
     let dir = prose_lesson(
         "big-table",
-        &format!("Before the table.\n\n{}\nAfter the table.", markdown_table(3000, 50)),
+        &format!(
+            "Before the table.\n\n{}\nAfter the table.",
+            markdown_table(3000, 50)
+        ),
     );
     let mut opts = options(Some(dir.path().to_path_buf()));
     opts.lesson = Some("big-table".into());
@@ -424,7 +429,11 @@ fn a_huge_markdown_table_keeps_a_frame_under_16_ms() {
     assert!(
         !labels_containing(&h, "Before the table.").is_empty(),
         "the lesson loaded: {:?}",
-        h.state().lessons().iter().filter_map(|l| l.as_ref().err()).collect::<Vec<_>>()
+        h.state()
+            .lessons()
+            .iter()
+            .filter_map(|l| l.as_ref().err())
+            .collect::<Vec<_>>()
     );
     let frame = median_frame(&mut h);
     // For scale: the same step without the table.
@@ -453,7 +462,11 @@ fn a_huge_markdown_table_keeps_a_frame_under_16_ms() {
 
 /// A key pressed with `modifiers` and everything released within one frame, as a quick Ctrl+A
 /// reaches egui from a real keyboard: the frame ends with no modifier held.
-fn press_within_one_frame(h: &mut Harness<'_, KernelbookApp>, modifiers: egui::Modifiers, key: Key) {
+fn press_within_one_frame(
+    h: &mut Harness<'_, KernelbookApp>,
+    modifiers: egui::Modifiers,
+    key: Key,
+) {
     let key_event = |pressed| egui::Event::Key {
         key,
         pressed,
@@ -481,7 +494,12 @@ fn shortcuts_ignore_modified_keys_and_text_fields() {
     h.run();
     let autoplay = |h: &Harness<'_, KernelbookApp>| h.state().classroom.autoplay.is_some();
     // Ctrl+A (select all), Alt+A, Cmd+A: none of them is the autoplay key.
-    for modifiers in [Modifiers::CTRL, Modifiers::ALT, Modifiers::COMMAND, Modifiers::MAC_CMD] {
+    for modifiers in [
+        Modifiers::CTRL,
+        Modifiers::ALT,
+        Modifiers::COMMAND,
+        Modifiers::MAC_CMD,
+    ] {
         h.key_press_modifiers(modifiers, Key::A);
         h.run();
         assert!(!autoplay(&h), "{modifiers:?}+A turned autoplay on");
@@ -490,7 +508,11 @@ fn shortcuts_ignore_modified_keys_and_text_fields() {
     }
     let position = h.state().position();
     press_within_one_frame(&mut h, Modifiers::CTRL, Key::ArrowRight);
-    assert_eq!(h.state().position(), position, "Ctrl+Right is not 'next step'");
+    assert_eq!(
+        h.state().position(),
+        position,
+        "Ctrl+Right is not 'next step'"
+    );
     // A alone still is.
     h.key_press(Key::A);
     h.run();
@@ -508,7 +530,15 @@ fn shortcuts_ignore_modified_keys_and_text_fields() {
     .expect("a cell has a .npy path field")
     .focus();
     h.run();
-    for key in [Key::A, Key::S, Key::B, Key::F, Key::P, Key::Space, Key::ArrowRight] {
+    for key in [
+        Key::A,
+        Key::S,
+        Key::B,
+        Key::F,
+        Key::P,
+        Key::Space,
+        Key::ArrowRight,
+    ] {
         h.key_press(key);
         h.run();
     }

@@ -147,7 +147,12 @@ impl TiledRenderer {
                 submission_index: Some(submission),
                 timeout: Some(TILE_TIMEOUT),
             })
-            .map_err(|e| format!("the device did not finish a {}x{} tile: {e}", size[0], size[1]))?;
+            .map_err(|e| {
+                format!(
+                    "the device did not finish a {}x{} tile: {e}",
+                    size[0], size[1]
+                )
+            })?;
         receiver
             .recv()
             .map_err(|e| e.to_string())?

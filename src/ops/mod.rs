@@ -502,7 +502,8 @@ impl Op {
                     return Err(OpError::BadParam {
                         name: "temperature".into(),
                         reason: format!(
-                            "must be > 0 (got {temperature}): dividing by T = 0 is undefined; as T -> 0 softmax approaches a one-hot argmax"
+                            "must be > 0 (got {}): dividing by T = 0 is undefined; as T -> 0 softmax approaches a one-hot argmax",
+                            fmt_number(temperature)
                         ),
                     });
                 }
@@ -549,6 +550,16 @@ impl Op {
     }
 }
 
+/// A number as a message shows it: the shortest form that reads back as the same value, in
+/// scientific notation when very large or small (`1e300`, not 301 digits).
+pub fn fmt_number(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || (1e-4..1e16).contains(&v.abs()) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
+}
+
 /// Check a float parameter against its [`ParamSpec`] bounds (finite, in range, whole if integer).
 /// Topic files call this from their `validate`.
 pub fn check_float(name: &str, v: f64, kind: OpKind) -> Result<(), OpError> {
@@ -565,19 +576,24 @@ pub fn check_float(name: &str, v: f64, kind: OpKind) -> Result<(), OpError> {
     if !v.is_finite() {
         return Err(OpError::BadParam {
             name: name.into(),
-            reason: format!("must be a finite number (got {v})"),
+            reason: format!("must be a finite number (got {})", fmt_number(v)),
         });
     }
     if v < min || v > max {
         return Err(OpError::BadParam {
             name: name.into(),
-            reason: format!("{v} is outside [{min}, {max}]"),
+            reason: format!(
+                "{} is outside [{}, {}]",
+                fmt_number(v),
+                fmt_number(min),
+                fmt_number(max)
+            ),
         });
     }
     if integer && v.fract() != 0.0 {
         return Err(OpError::BadParam {
             name: name.into(),
-            reason: format!("must be a whole number (got {v})"),
+            reason: format!("must be a whole number (got {})", fmt_number(v)),
         });
     }
     Ok(())

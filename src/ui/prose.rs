@@ -37,7 +37,10 @@ fn cells(line: &str) -> Vec<&str> {
     if trimmed.starts_with('|') && out.first().is_some_and(|c| c.trim().is_empty()) {
         out.remove(0);
     }
-    if trimmed.ends_with('|') && !trimmed.ends_with("\\|") && out.last().is_some_and(|c| c.trim().is_empty()) {
+    if trimmed.ends_with('|')
+        && !trimmed.ends_with("\\|")
+        && out.last().is_some_and(|c| c.trim().is_empty())
+    {
         out.pop();
     }
     out
@@ -70,8 +73,8 @@ pub fn capped(md: &str) -> Cow<'_, str> {
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
-        let starts_table = line.contains('|')
-            && lines.get(i + 1).is_some_and(|next| is_delimiter_row(next));
+        let starts_table =
+            line.contains('|') && lines.get(i + 1).is_some_and(|next| is_delimiter_row(next));
         if !starts_table {
             out.push_str(line);
             out.push('\n');
@@ -110,7 +113,9 @@ pub fn capped(md: &str) -> Cow<'_, str> {
                 what.push(format!("the first {shown_rows} of its {rows} rows"));
             }
             if shown_columns < columns {
-                what.push(format!("the first {shown_columns} of its {columns} columns"));
+                what.push(format!(
+                    "the first {shown_columns} of its {columns} columns"
+                ));
             }
             out.push_str(&format!(
                 "\n*This table is cut to {}: a step shows at most {MAX_TABLE_CELLS} cells of a table.*\n",
@@ -176,18 +181,30 @@ mod tests {
     fn small_text_and_tables_are_untouched() {
         let md = format!("Some *prose* | with a pipe.\n\n{}\nAfter.\n", table(5, 4));
         assert!(matches!(capped(&md), Cow::Borrowed(_)));
-        assert!(matches!(capped("a | b\nnot a delimiter\n"), Cow::Borrowed(_)));
+        assert!(matches!(
+            capped("a | b\nnot a delimiter\n"),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
     fn a_long_table_keeps_its_first_rows_and_says_so() {
         let md = format!("Before.\n\n{}\nAfter.\n", table(3000, 50));
         let c = capped(&md);
-        assert!(c.contains("r0c0") && c.contains("r0c15"), "first rows and columns kept");
+        assert!(
+            c.contains("r0c0") && c.contains("r0c15"),
+            "first rows and columns kept"
+        );
         assert!(!c.contains("r0c16"), "columns beyond the cap dropped");
         assert!(!c.contains("r2999c0"), "rows beyond the cap dropped");
-        assert!(c.contains("the first 11 of its 3000 rows and the first 16 of its 50 columns"), "{c}");
-        assert!(c.trim_end().ends_with("After."), "the text after the table stays");
+        assert!(
+            c.contains("the first 11 of its 3000 rows and the first 16 of its 50 columns"),
+            "{c}"
+        );
+        assert!(
+            c.trim_end().ends_with("After."),
+            "the text after the table stays"
+        );
         let rows = c.lines().filter(|l| l.starts_with('|')).count();
         assert_eq!(rows, 2 + 11);
         assert!((rows - 1) * 16 <= MAX_TABLE_CELLS);
