@@ -151,7 +151,8 @@ enum Command {
         /// Only this lesson (id or title).
         #[arg(long, value_name = "NAME")]
         lesson: Option<String>,
-        /// Image size in pixels, WIDTHxHEIGHT.
+        /// Image size in pixels, WIDTHxHEIGHT, from 320x240 to 8192x8192 (drawn in tiles, so a
+        /// software adapter manages the largest too).
         #[arg(long, default_value = "1280x800")]
         size: String,
         /// light, dark or projector.

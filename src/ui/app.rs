@@ -953,8 +953,10 @@ impl KernelbookApp {
             let saved = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
                 .ok_or_else(|| "screenshot has the wrong size".to_string())
                 .and_then(|img| {
-                    img.save(&path)
-                        .map_err(|e| format!("{}: {e}", path.display()))
+                    let mut png = std::io::Cursor::new(Vec::new());
+                    img.write_to(&mut png, image::ImageFormat::Png)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    crate::files::write_atomically(&path, png.get_ref()).map_err(|e| e.to_string())
                 });
             self.quit = Some(saved);
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
