@@ -374,7 +374,7 @@ fn a_signal_during_export_leaves_only_complete_files() {
         (libc::SIGTERM, 600),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kernelbook"))
+        let child = Command::new(env!("CARGO_BIN_EXE_kernelbook"))
             .args([
                 "export",
                 "--lesson",
