@@ -145,6 +145,8 @@ impl KernelbookApp {
             .autoplay
             .filter(|s| s.is_finite() && *s > 0.0)
             .map(std::time::Duration::from_secs_f64);
+        // As read: if validating replaced a value, the state differs and is saved again.
+        let as_read = remembered.clone();
         let (remembered, _) = remembered.validated();
         if remembered.zoom_factor != ctx.zoom_factor() {
             ctx.set_zoom_factor(remembered.zoom_factor);
@@ -153,7 +155,7 @@ impl KernelbookApp {
             zoom_factor: remembered.zoom_factor,
             window_size: remembered.window_size,
             window_checked: false,
-            saved: Some((remembered.clone(), std::time::Instant::now())),
+            saved: Some((as_read, std::time::Instant::now())),
             screenshot_dir_text: screenshot_dir.display().to_string(),
             classroom: Classroom::new(screenshot_dir, autoplay),
             lessons,
