@@ -72,3 +72,13 @@ pub fn format_significant(v: f64, digits: usize) -> String {
         text
     }
 }
+
+/// A number as a message shows it: the shortest form that reads back as the same value, in
+/// scientific notation when very large or small (`1e300`, not 301 digits).
+pub fn fmt_number(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || (1e-4..1e16).contains(&v.abs()) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
+}

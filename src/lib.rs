@@ -25,6 +25,7 @@ pub mod compare;
 pub mod dtype;
 pub mod engine;
 pub mod export;
+pub mod files;
 pub mod format;
 pub mod lesson;
 pub mod npy;

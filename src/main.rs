@@ -1,13 +1,20 @@
 //! The `kernelbook` command line: the app (optionally in classroom mode), `backends`, `check`,
-//! `ops`, `run` (numpy interop) and `export` (headless screenshots and figures). Errors a user can
-//! cause (bad parameters, malformed .npy, unknown ops) print one line and exit with code 2; a check
-//! mismatch exits with code 1.
+//! `ops`, `run` (numpy interop) and `export` (headless screenshots and figures).
+//!
+//! Exit codes ([`EXIT_CODES`], shown by `--help`): 0 success; 1 a check failed (or an engine failed
+//! while running); 2 bad input (parameters, files, folders, unknown names, broken lessons), with one
+//! line saying what; 3 the chosen engine cannot run this here (absent, no adapter, too large for
+//! the device), with the reason; 128 + N when signal N (Ctrl+C, SIGTERM) stopped an export, which
+//! leaves only complete files. All output goes through [`console`]: a closed pipe ends quietly.
 
-use anyhow::{Context, Result, anyhow, bail};
+mod console;
+
+use anyhow::{Result, anyhow, bail};
 use clap::{Parser, Subcommand};
+use console::{errln, outln};
 use kernelbook::check::{self, fmt_sci};
 use kernelbook::dtype::DType;
-use kernelbook::engine::{EngineKind, Registry, Slot};
+use kernelbook::engine::{EngineError, EngineKind, Registry, Slot};
 use kernelbook::npy;
 use kernelbook::ops::{Op, OpRequest, Tensor};
 use kernelbook::suite::{self, CaseResult, Outcome};
@@ -20,7 +27,7 @@ use std::process::ExitCode;
     name = "kernelbook",
     version,
     about = "The numerics inside LLMs, run live on CUDA, wgpu and the CPU and checked against an f64 reference.",
-    after_help = "Exit codes: 0 success, 1 a check failed, 2 bad input (parameters, files, unknown op or engine)."
+    after_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -144,7 +151,8 @@ enum Command {
         /// Only this lesson (id or title).
         #[arg(long, value_name = "NAME")]
         lesson: Option<String>,
-        /// Image size in pixels, WIDTHxHEIGHT.
+        /// Image size in pixels, WIDTHxHEIGHT, from 320x240 to 8192x8192 (drawn in tiles, so a
+        /// software adapter manages the largest too).
         #[arg(long, default_value = "1280x800")]
         size: String,
         /// light, dark or projector.
@@ -158,6 +166,25 @@ enum Command {
         figures: bool,
     },
 }
+
+/// What the exit codes mean (`--help` and the README).
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    a check failed (a result outside its tolerance, also in `run`), or an engine failed
+       while running
+  2    bad input: parameters, unreadable or malformed files, folders that cannot be read or
+       written, unknown ops, engines or lessons, lessons that fail to load
+  3    the chosen engine cannot run this here: absent (no driver, no adapter) or the input is
+       too large for the device
+  130  stopped by Ctrl+C (143: SIGTERM); only complete files are left";
+
+/// A check failed.
+const EXIT_CHECK_FAILED: u8 = 1;
+/// Bad input.
+const EXIT_BAD_INPUT: u8 = 2;
+/// The chosen engine cannot run this here.
+const EXIT_CANNOT_RUN: u8 = 3;
 
 /// An error the user caused: printed on one line, exit code 2.
 #[derive(Debug)]
@@ -175,8 +202,86 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow!(UsageError(msg.into()))
 }
 
+/// The chosen engine (or the export's renderer) cannot run this here: exit code 3.
+#[derive(Debug)]
+struct CannotRunHere(String);
+
+impl std::fmt::Display for CannotRunHere {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CannotRunHere {}
+
+fn cannot_run(msg: impl Into<String>) -> anyhow::Error {
+    anyhow!(CannotRunHere(msg.into()))
+}
+
+/// A signal stopped the work cleanly: exit code 128 + the signal's number.
+#[derive(Debug)]
+struct Interrupted {
+    signal: i32,
+    message: String,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// An engine's error as an exit code: absent or refusing (3), a bad request (2), a failure (1).
+fn engine_error(e: EngineError, context: String) -> anyhow::Error {
+    match e {
+        EngineError::Unavailable(_) | EngineError::Unsupported(_) => {
+            cannot_run(format!("{context}: {e}"))
+        }
+        EngineError::BadRequest(_) => usage(format!("{context}: {e}")),
+        EngineError::Failed(_) => anyhow!("{context}: {e}"),
+    }
+}
+
+/// Mesa's Vulkan driver prints "XDG_RUNTIME_DIR is invalid or not set" on every start without one
+/// (a container, a cron job, `su`). Give the process a private one (mode 0700, owned by this user)
+/// under the temporary folder when it has none; leave a valid one alone.
+fn ensure_runtime_dir() {
+    let has_valid = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .is_some_and(|d| d.is_absolute() && d.is_dir());
+    if has_valid {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    // This process's user: the owner of a file it has just created.
+    let Some(uid) = tempfile::tempfile()
+        .and_then(|f| f.metadata())
+        .ok()
+        .map(|m| m.uid())
+    else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("kernelbook-runtime-{uid}"));
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        // Only a real folder of ours that no one else can enter (not a link someone planted).
+        let ours = std::fs::symlink_metadata(&dir)
+            .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0);
+        if !ours {
+            return;
+        }
+    }
+    // SAFETY: called first thing in `main`, before any thread exists (nothing reads the
+    // environment concurrently).
+    unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+}
+
 fn main() -> ExitCode {
     let started = std::time::Instant::now();
+    ensure_runtime_dir();
     let cli = Cli::parse();
     let result = match cli.command {
         None => gui(GuiArgs {
@@ -215,6 +320,7 @@ fn main() -> ExitCode {
                 theme,
                 scale,
                 figures,
+                stop: None,
             },
             &size,
         ),
@@ -235,15 +341,33 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            if e.downcast_ref::<UsageError>().is_some() {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            } else {
-                eprintln!("error: {e:#}");
-                ExitCode::from(1)
+        Err(e) => exit_code_of(&e),
+    }
+}
+
+/// Print an error (one line, or one per lesson error) and pick its exit code.
+fn exit_code_of(e: &anyhow::Error) -> ExitCode {
+    if let Some(out) = e.downcast_ref::<console::OutputError>() {
+        return match out {
+            console::OutputError::Closed => console::exit_on_closed_pipe(),
+            console::OutputError::Failed(_) => {
+                errln!("error: {out}");
+                ExitCode::from(EXIT_BAD_INPUT)
             }
-        }
+        };
+    }
+    if e.downcast_ref::<UsageError>().is_some() {
+        errln!("error: {e}");
+        ExitCode::from(EXIT_BAD_INPUT)
+    } else if e.downcast_ref::<CannotRunHere>().is_some() {
+        errln!("error: {e}");
+        ExitCode::from(EXIT_CANNOT_RUN)
+    } else if let Some(i) = e.downcast_ref::<Interrupted>() {
+        errln!("{i}");
+        ExitCode::from(u8::try_from(128 + i.signal).unwrap_or(u8::MAX))
+    } else {
+        errln!("error: {e:#}");
+        ExitCode::from(EXIT_CHECK_FAILED)
     }
 }
 
@@ -317,7 +441,22 @@ fn gui(args: GuiArgs) -> Result<ExitCode> {
             )));
         }
     };
+    // The state remembered from the last run, checked: a damaged file or a value out of range
+    // (a zoom of 0) gives the defaults and one warning line, never a crash.
+    let state_file = kernelbook::ui::state::state_path();
+    let remembered = match &state_file {
+        Some(path) => {
+            let (remembered, warning) = kernelbook::ui::state::load(path);
+            if let Some(w) = warning {
+                errln!("{w}");
+            }
+            remembered
+        }
+        None => kernelbook::ui::Remembered::default(),
+    };
+    let window_size = remembered.window_size.unwrap_or([1280.0, 800.0]);
     let options = kernelbook::ui::AppOptions {
+        state_file,
         lessons_dir: lessons,
         lesson,
         theme,
@@ -332,8 +471,8 @@ fn gui(args: GuiArgs) -> Result<ExitCode> {
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("kernelbook")
-            .with_inner_size([1280.0, 800.0])
-            .with_min_inner_size([800.0, 500.0]),
+            .with_inner_size(window_size)
+            .with_min_inner_size(kernelbook::ui::state::MIN_WINDOW),
         renderer,
         ..Default::default()
     };
@@ -343,7 +482,7 @@ fn gui(args: GuiArgs) -> Result<ExitCode> {
         "kernelbook",
         native,
         Box::new(move |cc| {
-            let app = kernelbook::ui::KernelbookApp::from_creation_context(cc, options);
+            let app = kernelbook::ui::KernelbookApp::from_creation_context(cc, options, remembered);
             Ok(Box::new(QuitReporter {
                 app,
                 outcome: outcome_in_app,
@@ -370,12 +509,13 @@ impl eframe::App for QuitReporter {
             *self.outcome.borrow_mut() = Some(q);
         }
         if let Some(report) = self.app.frame_report.take() {
-            println!("{report}");
+            // Inside eframe's loop there is no caller to hand a closed pipe to: best effort.
+            let _ = console::write_line(format_args!("{report}"));
         }
     }
 
-    fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        eframe::App::save(&mut self.app, storage);
+    fn on_exit(&mut self, gl: Option<&eframe::glow::Context>) {
+        eframe::App::on_exit(&mut self.app, gl);
     }
 }
 
@@ -392,10 +532,10 @@ fn backends(json: bool) -> Result<ExitCode> {
     let registry = Registry::probe();
     let info = registry.backends();
     if json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
+        outln!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<6} {:<11} device / reason", "engine", "status");
+    outln!("{:<6} {:<11} device / reason", "engine", "status");
     for b in &info {
         match (&b.device, &b.reason) {
             (Some(d), _) => {
@@ -404,9 +544,9 @@ fn backends(json: bool) -> Result<ExitCode> {
                 } else {
                     "available"
                 };
-                println!("{:<6} {:<11} {d}", b.engine.name(), status);
+                outln!("{:<6} {:<11} {d}", b.engine.name(), status);
             }
-            (None, reason) => println!(
+            (None, reason) => outln!(
                 "{:<6} {:<11} {}",
                 b.engine.name(),
                 "absent",
@@ -415,14 +555,15 @@ fn backends(json: bool) -> Result<ExitCode> {
         }
     }
     if info.iter().any(|b| b.software) {
-        println!("* software adapter: correct results, CPU speed");
+        outln!("* software adapter: correct results, CPU speed");
     }
-    println!("reference: f64 on the CPU (always available)");
+    outln!("reference: f64 on the CPU (always available)");
     Ok(ExitCode::SUCCESS)
 }
 
 fn check_cmd(engine: &str, json: bool, verbose: bool, no_large: bool) -> Result<ExitCode> {
     let kinds = parse_engines(engine)?;
+    let explicit = !engine.trim().eq_ignore_ascii_case("all");
     let registry = Registry::probe_only(&kinds);
     let ready: Vec<_> = registry
         .slots()
@@ -432,6 +573,20 @@ fn check_cmd(engine: &str, json: bool, verbose: bool, no_large: bool) -> Result<
             Slot::Absent { .. } => None,
         })
         .collect();
+    if ready.is_empty() {
+        // Nothing to check: say why instead of "0 passed, 0 failed".
+        let reasons: Vec<String> = registry
+            .slots()
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Absent { kind, reason } if kinds.contains(kind) => {
+                    Some(format!("engine {} cannot run here: {reason}", kind.name()))
+                }
+                _ => None,
+            })
+            .collect();
+        return Err(cannot_run(reasons.join("; ")));
+    }
     let large_engines: Vec<EngineKind> = ready
         .iter()
         .filter(|e| !no_large && !e.is_software() && e.kind() != EngineKind::Cpu)
@@ -441,14 +596,14 @@ fn check_cmd(engine: &str, json: bool, verbose: bool, no_large: bool) -> Result<
     if !json {
         for slot in registry.slots() {
             match slot {
-                Slot::Ready(e) => eprintln!("{:<5} {}", e.kind().name(), e.device()),
+                Slot::Ready(e) => errln!("{:<5} {}", e.kind().name(), e.device()),
                 Slot::Absent { kind, reason } if kinds.contains(kind) => {
-                    eprintln!("{:<5} skipped: {reason}", kind.name())
+                    errln!("{:<5} skipped: {reason}", kind.name())
                 }
                 Slot::Absent { .. } => {}
             }
         }
-        eprintln!("running {} cases ...", cases.len());
+        errln!("running {} cases ...", cases.len());
     }
     let mut results: Vec<CaseResult> = Vec::new();
     for case in &cases {
@@ -467,27 +622,27 @@ fn check_cmd(engine: &str, json: bool, verbose: bool, no_large: bool) -> Result<
         }
     }
     let failures = results.iter().filter(|r| r.is_failure()).count();
+    let skipped_engines: Vec<(EngineKind, &str)> = registry
+        .slots()
+        .iter()
+        .filter_map(|s| match s {
+            Slot::Absent { kind, reason } if kinds.contains(kind) => Some((*kind, reason.as_str())),
+            _ => None,
+        })
+        .collect();
     if json {
-        let skipped: Vec<_> = registry
-            .slots()
+        let skipped: Vec<_> = skipped_engines
             .iter()
-            .filter_map(|s| match s {
-                Slot::Absent { kind, reason } if kinds.contains(kind) => {
-                    Some(serde_json::json!({"engine": kind, "status": "skipped", "reason": reason}))
-                }
-                _ => None,
+            .map(|(kind, reason)| {
+                serde_json::json!({"engine": kind, "status": "skipped", "reason": reason})
             })
             .collect();
         let doc = serde_json::json!({"results": results, "skipped_engines": skipped, "failures": failures});
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        print_check_table(&results, verbose);
-        for slot in registry.slots() {
-            if let Slot::Absent { kind, reason } = slot
-                && kinds.contains(kind)
-            {
-                println!("{:<5} skipped: {reason}", kind.name());
-            }
+        print_check_table(&results, verbose)?;
+        for (kind, reason) in &skipped_engines {
+            outln!("{:<5} skipped: {reason}", kind.name());
         }
         let passed = results
             .iter()
@@ -497,16 +652,34 @@ fn check_cmd(engine: &str, json: bool, verbose: bool, no_large: bool) -> Result<
             .iter()
             .filter(|r| matches!(r.outcome, Outcome::Skipped { .. }))
             .count();
-        println!("{passed} passed, {failures} failed, {skipped} skipped");
+        let engines = if skipped_engines.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<&str> = skipped_engines.iter().map(|(k, _)| k.name()).collect();
+            format!(
+                "; {} engine{} skipped ({})",
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            )
+        };
+        outln!("{passed} passed, {failures} failed, {skipped} skipped{engines}");
     }
-    Ok(if failures == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    if failures > 0 {
+        return Ok(ExitCode::from(EXIT_CHECK_FAILED));
+    }
+    // An engine named on the command line that cannot run here is exit code 3; with `all`, absent
+    // engines are only reported as skipped.
+    if explicit && let Some((kind, reason)) = skipped_engines.first() {
+        return Err(cannot_run(format!(
+            "engine {} cannot run here: {reason}",
+            kind.name()
+        )));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-fn print_check_table(results: &[CaseResult], verbose: bool) {
+fn print_check_table(results: &[CaseResult], verbose: bool) -> Result<()> {
     #[derive(Default)]
     struct Row {
         pass: usize,
@@ -516,9 +689,15 @@ fn print_check_table(results: &[CaseResult], verbose: bool) {
         time_us: f64,
     }
     let mut rows: BTreeMap<(EngineKind, String, &'static str), Row> = BTreeMap::new();
-    println!(
+    outln!(
         "{:<5} {:<20} {:<5} {:>7} {:>10} {:>8} {:>12}",
-        "engine", "op [kernel]", "dtype", "cases", "max rel", "max ULP", "kernel time"
+        "engine",
+        "op [kernel]",
+        "dtype",
+        "cases",
+        "max rel",
+        "max ULP",
+        "kernel time"
     );
     for r in results {
         let op = match r.kernel {
@@ -542,7 +721,7 @@ fn print_check_table(results: &[CaseResult], verbose: bool) {
     }
     for ((engine, op, dtype), row) in &rows {
         let mark = if row.pass == row.total { "ok" } else { "FAIL" };
-        println!(
+        outln!(
             "{:<6} {:<20} {:<5} {:>3}/{:<3} {:>10} {:>8} {:>9.0} us  {mark}",
             engine.name(),
             op,
@@ -569,13 +748,14 @@ fn print_check_table(results: &[CaseResult], verbose: bool) {
             Outcome::Error { message } => format!("FAIL {message}"),
         };
         let kernel = r.kernel.map_or(String::new(), |k| format!(" [{k}]"));
-        println!(
+        outln!(
             "  {:<5} {:<5} {:<48} {detail}",
             r.engine.name(),
             r.dtype.name(),
             format!("{}{kernel}", r.case)
         );
     }
+    Ok(())
 }
 
 fn run_cmd(
@@ -593,6 +773,12 @@ fn run_cmd(
                 .ok_or_else(|| usage(format!("--param '{p}' is not NAME=VALUE")))
         })
         .collect::<Result<_>>()?;
+    // As with inputs: a parameter given twice is a mistake, not "the last one wins".
+    for (i, (name, _)) in kv.iter().enumerate() {
+        if kv[..i].iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            return Err(usage(format!("--param {name} is given twice")));
+        }
+    }
     let (op, dtype): (Op, DType) = Op::parse(op_name, &kv).map_err(|e| usage(e.to_string()))?;
     let decls = op.kind().inputs();
     let names = || decls.iter().map(|d| d.name).collect::<Vec<_>>().join(", ");
@@ -652,16 +838,24 @@ fn run_cmd(
     };
     let req = OpRequest::with_inputs(op, dtype, x, given).map_err(|e| usage(e.to_string()))?;
     for note in req.notes() {
-        eprintln!("note: {note}");
+        errln!("note: {note}");
     }
     let reference = req.reference_full();
     if engine.trim().eq_ignore_ascii_case("reference") {
-        npy::write_f64(output, &req.output_shape(), &reference.values).map_err(usage)?;
-        eprintln!("reference (f64) -> {}", output.display());
+        let mut files = vec![(
+            output.to_path_buf(),
+            npy::encode_f64(&req.output_shape(), &reference.values).map_err(usage)?,
+        )];
         for aux in &reference.aux {
-            let path = aux_path(output, &aux.name);
-            npy::write_f64(&path, &aux.shape, &aux.values).map_err(usage)?;
-            eprintln!("reference {} (f64) -> {}", aux.name, path.display());
+            files.push((
+                aux_path(output, &aux.name),
+                npy::encode_f64(&aux.shape, &aux.values).map_err(usage)?,
+            ));
+        }
+        write_outputs(&files)?;
+        errln!("reference (f64) -> {}", output.display());
+        for (aux, (path, _)) in reference.aux.iter().zip(&files[1..]) {
+            errln!("reference {} (f64) -> {}", aux.name, path.display());
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -671,22 +865,27 @@ fn run_cmd(
     let registry = Registry::probe_only(&[kind]);
     let eng = registry
         .get(kind)
-        .map_err(|e| anyhow!("engine {kind}: {e}"))?;
+        .map_err(|e| engine_error(e, format!("engine {kind}")))?;
     let out = eng
         .run(&req)
-        .map_err(|e| anyhow!("engine {kind} on {}: {e}", eng.device()))?;
-    npy::write(output, &out.shape, &out.values, out.dtype)
-        .map_err(usage)
-        .context("writing the result")?;
+        .map_err(|e| engine_error(e, format!("engine {kind} on {}", eng.device())))?;
+    // The result and its auxiliary outputs: all written, or none.
+    let mut files = vec![(
+        output.to_path_buf(),
+        npy::encode(&out.shape, &out.values, out.dtype).map_err(usage)?,
+    )];
     for aux in &out.aux {
-        let path = aux_path(output, &aux.name);
-        npy::write(&path, &aux.shape, &aux.values, out.dtype)
-            .map_err(usage)
-            .context("writing an auxiliary output")?;
-        eprintln!("wrote {} {:?} -> {}", aux.name, aux.shape, path.display());
+        files.push((
+            aux_path(output, &aux.name),
+            npy::encode(&aux.shape, &aux.values, out.dtype).map_err(usage)?,
+        ));
+    }
+    write_outputs(&files)?;
+    for (aux, (path, _)) in out.aux.iter().zip(&files[1..]) {
+        errln!("wrote {} {:?} -> {}", aux.name, aux.shape, path.display());
     }
     let report = check::check_output(&req, &reference, &out);
-    eprintln!(
+    errln!(
         "{} on {} · {} {} · kernel {:.1} us · {report}",
         kind,
         eng.device(),
@@ -694,13 +893,32 @@ fn run_cmd(
         req.dtype,
         out.kernel_time.as_secs_f64() * 1e6
     );
-    eprintln!(
+    errln!(
         "wrote {:?} {} -> {}",
         out.shape,
         out.dtype,
         output.display()
     );
-    Ok(ExitCode::SUCCESS)
+    // The result is written either way (it is what the engine computed), but a FAIL is a failed
+    // check.
+    Ok(if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CHECK_FAILED)
+    })
+}
+
+/// Write `run`'s outputs all or none; an error names the path and the OS's cause (exit code 2).
+fn write_outputs(files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
+    for (i, (path, _)) in files.iter().enumerate() {
+        if files[..i].iter().any(|(p, _)| p == path) {
+            return Err(usage(format!(
+                "{}: two outputs would go to the same file; choose another --output name",
+                path.display()
+            )));
+        }
+    }
+    kernelbook::files::write_all_or_none(files).map_err(|e| usage(e.to_string()))
 }
 
 /// Where an auxiliary output goes: next to the main output, named `<stem>.<name>.npy`.
@@ -719,8 +937,8 @@ fn aux_path(output: &Path, name: &str) -> PathBuf {
 fn ops_cmd() -> Result<ExitCode> {
     use kernelbook::ops::{OpKind, ParamKind};
     for kind in OpKind::all() {
-        println!("{kind}");
-        println!("    {}", kind.summary());
+        outln!("{kind}");
+        outln!("    {}", kind.summary());
         let inputs: Vec<String> = kind
             .inputs()
             .iter()
@@ -735,7 +953,7 @@ fn ops_cmd() -> Result<ExitCode> {
                 s
             })
             .collect();
-        println!("    inputs: {}", inputs.join(", "));
+        outln!("    inputs: {}", inputs.join(", "));
         for p in kind.params() {
             let range = match p.kind {
                 ParamKind::Float {
@@ -758,13 +976,14 @@ fn ops_cmd() -> Result<ExitCode> {
                     format!("{}, default {default}", choices.join("|"))
                 }
             };
-            println!("    --param {}=  {range}: {}", p.name, p.help);
+            outln!("    --param {}=  {range}: {}", p.name, p.help);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn export_cmd(mut options: kernelbook::export::ExportOptions, size: &str) -> Result<ExitCode> {
+    use kernelbook::export::ExportError;
     let parsed = size
         .split_once(['x', 'X'])
         .and_then(|(w, h)| Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?)));
@@ -773,6 +992,7 @@ fn export_cmd(mut options: kernelbook::export::ExportOptions, size: &str) -> Res
             "--size '{size}': expected WIDTHxHEIGHT in pixels, e.g. 1280x800"
         ))
     })?;
+    options.stop = Some(stop_on_signals()?);
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:32} {pos}/{len} {msg}")
@@ -786,7 +1006,7 @@ fn export_cmd(mut options: kernelbook::export::ExportOptions, size: &str) -> Res
     bar.finish_and_clear();
     match report {
         Ok(report) => {
-            eprintln!(
+            errln!(
                 "wrote {} screenshot(s){} to {}",
                 report.screenshots.len(),
                 if options.figures {
@@ -796,11 +1016,56 @@ fn export_cmd(mut options: kernelbook::export::ExportOptions, size: &str) -> Res
                 },
                 options.out.display()
             );
-            Ok(ExitCode::SUCCESS)
+            if report.broken.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            // The other lessons were exported; the broken ones are bad input, said with their
+            // file:line:column.
+            for e in &report.broken {
+                errln!("error: {e}");
+            }
+            Err(usage(format!(
+                "{} lesson file(s) failed to load and were not exported",
+                report.broken.len()
+            )))
         }
-        Err(e @ kernelbook::export::ExportError::Render(_)) => Err(anyhow!("{e}")),
+        Err(ExportError::Lessons { message, errors }) => {
+            for e in &errors {
+                errln!("error: {e}");
+            }
+            Err(usage(message))
+        }
+        Err(e @ ExportError::Interrupted { signal, .. }) => Err(anyhow!(Interrupted {
+            signal,
+            message: format!("kernelbook export: {e}"),
+        })),
+        Err(e @ (ExportError::Render(_) | ExportError::NoAdapter(_))) => {
+            Err(cannot_run(e.to_string()))
+        }
         Err(e) => Err(usage(e.to_string())),
     }
+}
+
+/// Ctrl+C and SIGTERM set the returned flag to the signal's number, so that a long task stops
+/// between two files; a second one ends the process at once (128 + its number). Files are written
+/// atomically, so even then none is left half-written under its final name.
+fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicUsize>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    let which = Arc::new(AtomicUsize::new(0));
+    let stopping = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        let installed = signal_hook::flag::register_conditional_shutdown(
+            signal,
+            128 + signal,
+            stopping.clone(),
+        )
+        .and_then(|_| signal_hook::flag::register(signal, stopping.clone()))
+        .and_then(|_| signal_hook::flag::register_usize(signal, which.clone(), signal as usize));
+        installed.map_err(|e| anyhow!("cannot handle signal {signal}: {e}"))?;
+    }
+    Ok(which)
 }
 
 fn parse_size(s: &str, flag: &str) -> Result<(usize, usize)> {
@@ -848,6 +1113,8 @@ fn bench_cmd(
         )));
     }
     let registry = Registry::probe_only(&kinds);
+    let explicit = !engine.trim().eq_ignore_ascii_case("all");
+    let mut absent: Vec<String> = Vec::new();
     let mut plan = Vec::new();
     for slot in registry.slots() {
         match slot {
@@ -865,10 +1132,14 @@ fn bench_cmd(
                 }
             }
             Slot::Absent { kind, reason } if kinds.contains(kind) => {
-                eprintln!("{:<5} skipped: {reason}", kind.name());
+                errln!("{:<5} skipped: {reason}", kind.name());
+                absent.push(format!("engine {} cannot run here: {reason}", kind.name()));
             }
             Slot::Absent { .. } => {}
         }
+    }
+    if plan.is_empty() && explicit && !absent.is_empty() {
+        return Err(cannot_run(absent.join("; ")));
     }
     let bar = indicatif::ProgressBar::new(plan.len() as u64);
     bar.set_style(
@@ -891,14 +1162,19 @@ fn bench_cmd(
     bar.finish_and_clear();
     if json {
         let doc = serde_json::json!({"results": results, "failures": failures});
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        println!(
+        outln!(
             "{:<6} {:<44} {:>11} {:>10} {:>10} {:>9}  timing",
-            "engine", "case", "median", "GB/s", "copy GB/s", "% of copy"
+            "engine",
+            "case",
+            "median",
+            "GB/s",
+            "copy GB/s",
+            "% of copy"
         );
         for r in &results {
-            println!(
+            outln!(
                 "{:<6} {:<44} {:>8.1} us {:>10.1} {:>10} {:>9}  {:?}",
                 r.engine.name(),
                 r.case,
@@ -915,15 +1191,17 @@ fn bench_cmd(
             .collect();
         devices.dedup();
         for d in devices {
-            println!("{d}");
+            outln!("{d}");
         }
         for f in &failures {
-            println!("FAIL {f}");
+            outln!("FAIL {f}");
         }
     }
-    Ok(if failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    if !failures.is_empty() {
+        return Ok(ExitCode::from(EXIT_CHECK_FAILED));
+    }
+    if explicit && !absent.is_empty() {
+        return Err(cannot_run(absent.join("; ")));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,10 @@
 //! (`src/chart.rs`); only the drawing differs, and colours come from the same theme tokens and the
 //! same viridis scale, so a figure matches the screen.
 //!
+//! Both files are written atomically ([`crate::files`]). Text DejaVu Sans lacks (a lesson in
+//! Chinese, emoji) is drawn as the font's replacement box in the PNG and kept as text in the SVG
+//! (the viewer's fonts draw it); it never fails a figure.
+//!
 //! Non-finite values are drawn, not dropped, as on screen: a NaN or ±inf bar or point gets a marker
 //! and its label ("NaN", "+inf", "-inf") at the edge of the plot; heatmap NaN cells are grey.
 
@@ -53,12 +57,13 @@ pub fn write_figure(
     stem: &str,
 ) -> Result<Vec<std::path::PathBuf>, String> {
     let svg_path = dir.join(format!("{stem}.svg"));
-    std::fs::write(&svg_path, svg(chart)?)
-        .map_err(|e| format!("{}: cannot write: {e}", svg_path.display()))?;
+    crate::files::write_atomically(&svg_path, svg(chart)?.as_bytes()).map_err(|e| e.to_string())?;
     let png_path = dir.join(format!("{stem}.png"));
+    let mut png = std::io::Cursor::new(Vec::new());
     raster(chart, PRINT_SIZE)?
-        .save(&png_path)
-        .map_err(|e| format!("{}: cannot write: {e}", png_path.display()))?;
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| format!("{}: cannot encode: {e}", png_path.display()))?;
+    crate::files::write_atomically(&png_path, png.get_ref()).map_err(|e| e.to_string())?;
     Ok(vec![svg_path, png_path])
 }
 
@@ -487,6 +492,26 @@ mod tests {
             ],
         )
         .with_labels("class j", "probability y_j")
+    }
+
+    #[test]
+    fn text_no_bundled_font_has_is_drawn_not_fatal() {
+        let mut chart = sample_bars();
+        chart.title = "第一课 softmax 😀 🎉".into();
+        chart.x_label = "类别 j".into();
+        let s = svg(&chart).unwrap();
+        assert!(s.contains("第一课 softmax 😀 🎉"), "the SVG keeps the text");
+        let img = raster(&chart, (960, 600)).unwrap();
+        // The title row is drawn (replacement boxes are ink too), not left blank.
+        let inked = (0..40)
+            .flat_map(|y| (0..960).map(move |x| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0[0] < 128)
+            .count();
+        assert!(inked > 50, "{inked} dark pixels in the title row");
+        let dir = tempfile::tempdir().unwrap();
+        let written = write_figure(&chart, dir.path(), "zh").unwrap();
+        assert_eq!(written.len(), 2);
+        assert!(written.iter().all(|p| p.metadata().unwrap().len() > 100));
     }
 
     #[test]

@@ -8,17 +8,24 @@
 //!   egui_kittest's wgpu renderer (a software Vulkan adapter is enough) to PNG, and with
 //!   `--figures` each plot cell's charts as SVG and print PNG ([`figures`]).
 //! - [`default_screenshot_dir`]: where the app's screenshot key saves by default.
+//!
+//! Every file is written atomically ([`crate::files`]); an export stops between two files when
+//! asked to ([`ExportOptions::stop`], set by Ctrl+C or SIGTERM), so it leaves only complete files.
+//! Lesson text no bundled font has (Chinese, emoji) is drawn with an installed font found through
+//! the system's font fallback, or as a visible replacement box when there is none: never a panic.
 
 pub mod figures;
+pub mod render;
 
 use crate::chart::Chart;
 use crate::compare::Comparison;
-use crate::lesson::View;
+use crate::lesson::{LessonError, View};
 use crate::ui::cell::CellState;
 use crate::ui::{AppOptions, KernelbookApp, Remembered};
 use serde::Serialize;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use thiserror::Error;
 
 /// The app's name and version, as written into every exported file.
@@ -210,6 +217,27 @@ pub enum ExportError {
     Bad(String),
     #[error("rendering failed: {0}")]
     Render(String),
+    /// Lessons that could not be loaded, or a lesson that does not exist; the errors carry
+    /// file:line:column.
+    #[error("{message}")]
+    Lessons {
+        message: String,
+        errors: Vec<LessonError>,
+    },
+    /// A signal (its number) asked the export to stop; `written` complete files were left.
+    #[error(
+        "stopped by signal {signal} after {written} complete file(s); nothing half-written was left"
+    )]
+    Interrupted { signal: i32, written: usize },
+}
+
+impl From<crate::files::WriteError> for ExportError {
+    fn from(e: crate::files::WriteError) -> Self {
+        ExportError::Write {
+            path: e.path,
+            reason: e.cause,
+        }
+    }
 }
 
 /// Create `dir` (and its parents) and check that a file can be written there.
@@ -238,26 +266,30 @@ pub fn write_png(
         path: path.to_path_buf(),
         reason,
     };
-    let file = std::fs::File::create(path).map_err(|e| write_err(e.to_string()))?;
-    let mut encoder = png::Encoder::new(BufWriter::new(file), image.width(), image.height());
-    encoder.set_color(png::ColorType::Rgba);
-    encoder.set_depth(png::BitDepth::Eight);
-    for (key, text) in provenance.text_chunks() {
-        let latin1 = text.chars().all(|c| (c as u32) < 256 && c != '\0');
-        let added = if latin1 {
-            encoder.add_text_chunk(key, text)
-        } else {
-            encoder.add_itxt_chunk(key, text)
-        };
-        added.map_err(|e| write_err(e.to_string()))?;
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut bytes, image.width(), image.height());
+        encoder.set_color(png::ColorType::Rgba);
+        encoder.set_depth(png::BitDepth::Eight);
+        for (key, text) in provenance.text_chunks() {
+            let latin1 = text.chars().all(|c| (c as u32) < 256 && c != '\0');
+            let added = if latin1 {
+                encoder.add_text_chunk(key, text)
+            } else {
+                encoder.add_itxt_chunk(key, text)
+            };
+            added.map_err(|e| write_err(e.to_string()))?;
+        }
+        let mut writer = encoder
+            .write_header()
+            .map_err(|e| write_err(e.to_string()))?;
+        writer
+            .write_image_data(image.as_raw())
+            .map_err(|e| write_err(e.to_string()))?;
+        writer.finish().map_err(|e| write_err(e.to_string()))?;
     }
-    let mut writer = encoder
-        .write_header()
-        .map_err(|e| write_err(e.to_string()))?;
-    writer
-        .write_image_data(image.as_raw())
-        .map_err(|e| write_err(e.to_string()))?;
-    writer.finish().map_err(|e| write_err(e.to_string()))
+    crate::files::write_atomically(path, &bytes)?;
+    Ok(())
 }
 
 /// The text chunks of a PNG (tEXt, zTXt and iTXt), keyword and text.
@@ -368,6 +400,16 @@ pub struct ExportOptions {
     pub scale: f32,
     /// Also write every plot cell's charts as SVG and print PNG.
     pub figures: bool,
+    /// Set (to a signal's number) to stop between two files; `None`: never asked to stop.
+    pub stop: Option<Arc<AtomicUsize>>,
+}
+
+impl ExportOptions {
+    /// The signal that asked the export to stop, if one did.
+    fn stop_requested(&self) -> Option<i32> {
+        let signal = self.stop.as_ref()?.load(Ordering::SeqCst);
+        (signal != 0).then_some(signal as i32)
+    }
 }
 
 /// What an export wrote.
@@ -375,6 +417,8 @@ pub struct ExportOptions {
 pub struct ExportReport {
     pub screenshots: Vec<PathBuf>,
     pub figures: Vec<PathBuf>,
+    /// Lessons that could not be loaded (a full export goes on with the others and reports them).
+    pub broken: Vec<LessonError>,
 }
 
 /// The largest image an export renders, per side, in pixels.
@@ -405,13 +449,23 @@ pub fn export(
             options.theme
         )));
     }
+    if let Some(dir) = &options.lessons_dir
+        && !dir.is_dir()
+    {
+        return Err(ExportError::Bad(format!(
+            "--lessons {}: not a folder",
+            dir.display()
+        )));
+    }
     let lessons = crate::lesson::load_all(options.lessons_dir.as_deref());
+    let broken: Vec<LessonError> = lessons
+        .iter()
+        .filter_map(|l| l.as_ref().err().cloned())
+        .collect();
     let chosen: Vec<usize> = match &options.lesson {
         Some(name) => match crate::lesson::find(&lessons, name) {
             Some(i) => vec![i],
-            None => {
-                return Err(ExportError::Bad(format!("no lesson '{name}'")));
-            }
+            None => return Err(missing_lesson(name, &lessons, broken)),
         },
         None => (0..lessons.len()).filter(|&i| lessons[i].is_ok()).collect(),
     };
@@ -427,7 +481,9 @@ pub fn export(
     };
     let scale = options.scale;
     let logical = egui::vec2(w as f32 / scale, h as f32 / scale);
-    let built = std::panic::catch_unwind(|| {
+    let renderer = render::TiledRenderer::new().map_err(ExportError::NoAdapter)?;
+    // The harness is dropped if building it panics; nothing of it is used after.
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let app = KernelbookApp::new(
             &egui::Context::default(),
             app_options,
@@ -436,21 +492,34 @@ pub fn export(
         egui_kittest::Harness::builder()
             .with_size(logical)
             .with_pixels_per_point(scale)
-            .wgpu()
+            // Text no bundled font has: an installed font, else a visible box, never a panic.
+            .with_context_setup(crate::ui::theme::add_system_font_fallback)
+            .allow_missing_glyphs()
+            .renderer(renderer)
             .build_ui_state(|ui, app: &mut KernelbookApp| app.frame_ui(ui), app)
-    });
+    }));
     let mut harness = built.map_err(|p| ExportError::Render(panic_text(p.as_ref())))?;
     let total: usize = chosen
         .iter()
         .map(|&i| lessons[i].as_ref().map_or(0, |l| l.steps.len()))
         .sum();
-    let mut report = ExportReport::default();
+    let mut report = ExportReport {
+        broken,
+        ..ExportReport::default()
+    };
     let mut done = 0;
+    let interrupted = |signal: i32, report: &ExportReport| ExportError::Interrupted {
+        signal,
+        written: report.screenshots.len() + report.figures.len(),
+    };
     for &index in &chosen {
         let Ok(lesson) = &lessons[index] else {
             continue;
         };
         for step in 0..lesson.steps.len() {
+            if let Some(signal) = options.stop_requested() {
+                return Err(interrupted(signal, &report));
+            }
             let stem = format!("{}-step{:02}", lesson.id, step + 1);
             progress(done, total, &stem);
             harness.state_mut().go_to(index, step);
@@ -477,6 +546,9 @@ pub fn export(
                 for (cell_index, cell) in app.current_cells().into_iter().enumerate() {
                     let Some(result) = &cell.result else { continue };
                     for (name, chart) in cell_charts(&cell.spec.show, result) {
+                        if let Some(signal) = options.stop_requested() {
+                            return Err(interrupted(signal, &report));
+                        }
                         let fig_stem = format!("{stem}-cell{}-{name}", cell_index + 1);
                         let written = figures::write_figure(&chart, &options.out, &fig_stem)
                             .map_err(|reason| ExportError::Write {
@@ -492,6 +564,52 @@ pub fn export(
     }
     progress(done, total, "done");
     Ok(report)
+}
+
+/// Why `--lesson NAME` names nothing: a lesson file of that name that failed to load (its errors),
+/// or no such lesson (the ids there are, and any lesson that failed to load).
+fn missing_lesson(
+    name: &str,
+    lessons: &[crate::lesson::LoadedLesson],
+    broken: Vec<LessonError>,
+) -> ExportError {
+    let wanted = name.trim().to_lowercase();
+    // Lesson files are named `NN-id.md` or `id.md`.
+    let names_it = |e: &LessonError| {
+        let stem = Path::new(&e.file)
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        let bare = stem
+            .split_once('-')
+            .filter(|(n, _)| n.chars().all(|c| c.is_ascii_digit()))
+            .map_or(stem.as_str(), |(_, rest)| rest);
+        stem == wanted || bare == wanted
+    };
+    let (named, others): (Vec<LessonError>, Vec<LessonError>) =
+        broken.into_iter().partition(|e| names_it(e));
+    if !named.is_empty() {
+        return ExportError::Lessons {
+            message: format!("lesson '{name}' failed to load"),
+            errors: named,
+        };
+    }
+    let ids: Vec<&str> = lessons
+        .iter()
+        .filter_map(|l| l.as_ref().ok())
+        .map(|l| l.id.as_str())
+        .collect();
+    let mut message = format!("no lesson '{name}' (available: {})", ids.join(", "));
+    if !others.is_empty() {
+        message.push_str(&format!(
+            "; {} lesson file(s) failed to load (above)",
+            others.len()
+        ));
+    }
+    ExportError::Lessons {
+        message,
+        errors: others,
+    }
 }
 
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {

@@ -622,7 +622,8 @@ fn check_tau(tau: f64) -> Result<(), OpError> {
         return Err(OpError::BadParam {
             name: "tau".into(),
             reason: format!(
-                "must be > 0 (got {tau}): softmax((l + g)/tau) divides by tau (torch returns NaN at tau = 0); as tau -> 0 the soft sample approaches the one-hot hard sample"
+                "must be > 0 (got {}): softmax((l + g)/tau) divides by tau (torch returns NaN at tau = 0); as tau -> 0 the soft sample approaches the one-hot hard sample",
+                super::fmt_number(tau)
             ),
         });
     }

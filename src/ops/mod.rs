@@ -22,6 +22,7 @@ mod topic;
 pub use topic::{Op, OpDef, OpKind, OpValue, Topic, TopicOp};
 
 use crate::dtype::DType;
+pub use crate::format::fmt_number;
 use serde::Serialize;
 use std::fmt;
 use thiserror::Error;
@@ -230,19 +231,24 @@ pub fn check_float(name: &str, v: f64, kind: OpKind) -> Result<(), OpError> {
     if !v.is_finite() {
         return Err(OpError::BadParam {
             name: name.into(),
-            reason: format!("must be a finite number (got {v})"),
+            reason: format!("must be a finite number (got {})", fmt_number(v)),
         });
     }
     if v < min || v > max {
         return Err(OpError::BadParam {
             name: name.into(),
-            reason: format!("{v} is outside [{min}, {max}]"),
+            reason: format!(
+                "{} is outside [{}, {}]",
+                fmt_number(v),
+                fmt_number(min),
+                fmt_number(max)
+            ),
         });
     }
     if integer && v.fract() != 0.0 {
         return Err(OpError::BadParam {
             name: name.into(),
-            reason: format!("must be a whole number (got {v})"),
+            reason: format!("must be a whole number (got {})", fmt_number(v)),
         });
     }
     Ok(())

@@ -180,7 +180,8 @@ impl TopicOp for SoftmaxOp {
             return Err(OpError::BadParam {
                 name: "temperature".into(),
                 reason: format!(
-                    "must be > 0 (got {temperature}): dividing by T = 0 is undefined; as T -> 0 softmax approaches a one-hot argmax"
+                    "must be > 0 (got {}): dividing by T = 0 is undefined; as T -> 0 softmax approaches a one-hot argmax",
+                    super::fmt_number(temperature)
                 ),
             });
         }

@@ -1,33 +1,22 @@
 //! The notebook window: the lesson list, the current step as a notebook of blocks (prose, op cells,
 //! kernel source, predict-then-reveal questions), step-through navigation with a progress
 //! indicator, and the state remembered across restarts (last lesson and step, theme, screenshot
-//! folder). Classroom mode, the presenter view, sweeps, autoplay and screenshots are in
+//! folder, zoom, window size; stored by `state.rs`). Classroom mode, the presenter view, sweeps, autoplay and screenshots are in
 //! `classroom.rs`; this file wires them into the frame.
 
 use super::cell::{CellOptions, CellState, RooflineData, cell_ui};
 use super::classroom::{self, Classroom, Keys, PresenterInfo, RunningSweep};
 use super::kernel_view::kernel_ui;
 use super::roofline::{self, Measurement, Measurements};
+pub use super::state::Remembered;
 use super::theme::Theme;
 use super::worker::{CellKey, Worker, WorkerMsg};
 use crate::engine::{BackendInfo, EngineKind};
 use crate::lesson::{Answer, Block, Control, Lesson, LoadedLesson, ParamValue, PredictSpec};
 use egui::{Key, RichText, Ui};
 use egui_commonmark::{CommonMarkCache, CommonMarkViewer};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
-
-/// What is remembered across restarts (eframe storage), separate from everything computed.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Remembered {
-    pub lesson_id: Option<String>,
-    pub step: usize,
-    pub theme: Option<String>,
-    /// Where the screenshot key saves, when the user chose a folder.
-    pub screenshot_dir: Option<PathBuf>,
-}
 
 /// How the app is started.
 #[derive(Clone, Debug)]
@@ -59,6 +48,9 @@ pub struct AppOptions {
     /// Start-up measurement: when the process started; the app reports the time to its first
     /// frame and to the first step's results, then quits.
     pub startup_from: Option<std::time::Instant>,
+    /// Where to save the remembered state (on exit and every half minute when it changed);
+    /// `None` (tests, export): never saved.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for AppOptions {
@@ -76,11 +68,13 @@ impl Default for AppOptions {
             autoplay: None,
             screenshot_dir: None,
             startup_from: None,
+            state_file: None,
         }
     }
 }
 
-const STORAGE_KEY: &str = "kernelbook";
+/// How often the remembered state is saved while it changes (it is also saved on exit).
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct KernelbookApp {
     lessons: Vec<LoadedLesson>,
@@ -112,12 +106,22 @@ pub struct KernelbookApp {
     pub classroom: Classroom,
     /// The screenshot folder as typed in the top bar's menu.
     screenshot_dir_text: String,
+    /// The zoom and the window size now (remembered across restarts).
+    zoom_factor: f32,
+    window_size: Option<[f32; 2]>,
+    /// Whether a remembered window size was checked against the screen the window opened on.
+    window_checked: bool,
+    /// What was last saved, and when.
+    saved: Option<(Remembered, std::time::Instant)>,
 }
 
 impl KernelbookApp {
     /// Build the app; `remembered` comes from eframe storage (or tests).
     pub fn new(ctx: &egui::Context, options: AppOptions, remembered: Remembered) -> Self {
-        let lessons = crate::lesson::load_all(options.lessons_dir.as_deref());
+        // Long tables and long text cut once here, so that no step costs a frame more than it
+        // should.
+        let lessons =
+            super::prose::cap_lessons(crate::lesson::load_all(options.lessons_dir.as_deref()));
         let theme_name = remembered
             .theme
             .clone()
@@ -141,7 +145,17 @@ impl KernelbookApp {
             .autoplay
             .filter(|s| s.is_finite() && *s > 0.0)
             .map(std::time::Duration::from_secs_f64);
+        // As read: if validating replaced a value, the state differs and is saved again.
+        let as_read = remembered.clone();
+        let (remembered, _) = remembered.validated();
+        if remembered.zoom_factor != ctx.zoom_factor() {
+            ctx.set_zoom_factor(remembered.zoom_factor);
+        }
         let mut app = KernelbookApp {
+            zoom_factor: remembered.zoom_factor,
+            window_size: remembered.window_size,
+            window_checked: false,
+            saved: Some((as_read, std::time::Instant::now())),
             screenshot_dir_text: screenshot_dir.display().to_string(),
             classroom: Classroom::new(screenshot_dir, autoplay),
             lessons,
@@ -184,13 +198,76 @@ impl KernelbookApp {
         app
     }
 
-    /// Create from eframe's creation context, restoring remembered state.
-    pub fn from_creation_context(cc: &eframe::CreationContext<'_>, options: AppOptions) -> Self {
-        let remembered: Remembered = cc
-            .storage
-            .and_then(|s| eframe::get_value(s, STORAGE_KEY))
-            .unwrap_or_default();
+    /// Create from eframe's creation context with the state remembered from the last run (see
+    /// `state.rs`, which reads and validates it).
+    pub fn from_creation_context(
+        cc: &eframe::CreationContext<'_>,
+        options: AppOptions,
+        remembered: Remembered,
+    ) -> Self {
         Self::new(&cc.egui_ctx, options, remembered)
+    }
+
+    /// Save the remembered state to `AppOptions::state_file` (atomically) if it changed since the
+    /// last save. An error names the file and the cause.
+    pub fn save_state(&mut self) -> Result<(), String> {
+        let Some(path) = self.options.state_file.clone() else {
+            return Ok(());
+        };
+        let now = self.remembered();
+        if self.saved.as_ref().is_some_and(|(s, _)| *s == now) {
+            return Ok(());
+        }
+        super::state::save(&path, &now).map_err(|e| e.to_string())?;
+        self.saved = Some((now, std::time::Instant::now()));
+        Ok(())
+    }
+
+    /// Track the zoom and the window size; shrink a remembered window that is larger than the
+    /// screen it opened on; save the state now and then.
+    fn remember_window(&mut self, ctx: &egui::Context) {
+        self.zoom_factor = ctx.zoom_factor();
+        let (inner, monitor, fullscreen, maximized) = ctx.input(|i| {
+            let v = i.viewport();
+            (
+                v.inner_rect,
+                v.monitor_size,
+                v.fullscreen.unwrap_or(false),
+                v.maximized.unwrap_or(false),
+            )
+        });
+        if let (Some(monitor), false) = (monitor, self.window_checked) {
+            self.window_checked = true;
+            if let Some([w, h]) = self.window_size
+                && (w > monitor.x || h > monitor.y)
+            {
+                let fit = egui::vec2(
+                    w.min(monitor.x * 0.9).max(super::state::MIN_WINDOW[0]),
+                    h.min(monitor.y * 0.9).max(super::state::MIN_WINDOW[1]),
+                );
+                ctx.send_viewport_cmd(egui::ViewportCommand::InnerSize(fit));
+            }
+        }
+        if let Some(rect) = inner
+            && !fullscreen
+            && !maximized
+            && !self.classroom.active
+        {
+            self.window_size = Some([rect.width(), rect.height()]);
+        }
+        let due = self
+            .saved
+            .as_ref()
+            .is_none_or(|(_, at)| at.elapsed() >= SAVE_EVERY);
+        if due && self.options.state_file.is_some() {
+            if let Err(e) = self.save_state() {
+                self.classroom.toast(format!("State not saved: {e}"), true);
+            }
+            // Try again in half a minute, whether or not this worked.
+            if let Some((_, at)) = &mut self.saved {
+                *at = std::time::Instant::now();
+            }
+        }
     }
 
     fn lesson(&self) -> Option<&Lesson> {
@@ -245,6 +322,8 @@ impl KernelbookApp {
             step: self.step,
             theme: Some(theme.to_string()),
             screenshot_dir: Some(self.classroom.screenshot_dir.clone()),
+            zoom_factor: self.zoom_factor,
+            window_size: self.window_size,
         }
     }
 
@@ -729,6 +808,7 @@ impl KernelbookApp {
         self.theme.fit_to_screen(ctx.content_rect().height());
         self.theme.apply(&ctx);
         self.receive();
+        self.remember_window(&ctx);
         self.handle_keys(&ctx);
         self.advance_sweep(&ctx);
         self.advance_autoplay(&ctx);
@@ -856,6 +936,8 @@ impl KernelbookApp {
                 at(1.0)
             ));
             self.quit = Some(Ok(()));
+            // Reported once: the window takes another frame or two to close.
+            self.options.frame_stats = None;
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
     }
@@ -873,8 +955,10 @@ impl KernelbookApp {
             let saved = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
                 .ok_or_else(|| "screenshot has the wrong size".to_string())
                 .and_then(|img| {
-                    img.save(&path)
-                        .map_err(|e| format!("{}: {e}", path.display()))
+                    let mut png = std::io::Cursor::new(Vec::new());
+                    img.write_to(&mut png, image::ImageFormat::Png)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    crate::files::write_atomically(&path, png.get_ref()).map_err(|e| e.to_string())
                 });
             self.quit = Some(saved);
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
@@ -1414,7 +1498,14 @@ impl eframe::App for KernelbookApp {
         self.frame_ui(ui);
     }
 
-    fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        eframe::set_value(storage, STORAGE_KEY, &self.remembered());
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        if let Err(e) = self.save_state() {
+            use std::io::Write;
+            // Best effort: standard error may be gone too.
+            let _ = writeln!(
+                std::io::stderr(),
+                "warning: the remembered state was not saved: {e}"
+            );
+        }
     }
 }

@@ -51,30 +51,41 @@ pub struct Keys {
 
 impl Keys {
     /// Read the keys pressed this frame. Keys that a focused widget uses (arrows in a slider,
-    /// letters in a text field) are left to it.
+    /// letters in a text field) are left to it. A shortcut is a key pressed on its own: Ctrl+A
+    /// (select all), Alt+F, Cmd+S and the like belong to someone else and never fire one. The
+    /// modifiers are those of the key's own event, not of the end of the frame (a quick Ctrl+A
+    /// presses and releases Ctrl within one frame).
     pub fn read(ctx: &egui::Context) -> Keys {
-        let focused = ctx.memory(|m| m.focused().is_some());
+        let focused = ctx.memory(|m| m.focused().is_some()) || ctx.egui_wants_keyboard_input();
         ctx.input(|i| {
-            let p = |k: Key| i.key_pressed(k) && !i.modifiers.any();
+            let alone = |k: Key| {
+                i.events.iter().any(|e| {
+                    matches!(
+                        e,
+                        egui::Event::Key { key, pressed: true, modifiers, .. }
+                            if *key == k && !modifiers.any()
+                    )
+                })
+            };
             let mut keys = Keys {
-                screenshot: i.key_pressed(Key::F12),
-                classroom: i.key_pressed(Key::F5),
+                screenshot: alone(Key::F12),
+                classroom: alone(Key::F5),
                 ..Keys::default()
             };
             if focused {
                 return keys;
             }
-            keys.next = p(Key::ArrowRight) || p(Key::PageDown) || p(Key::Space);
-            keys.prev = p(Key::ArrowLeft) || p(Key::PageUp);
-            keys.home = p(Key::Home);
-            keys.end = p(Key::End);
-            keys.blank = p(Key::B) || p(Key::Period);
-            keys.fullscreen = p(Key::F);
+            keys.next = alone(Key::ArrowRight) || alone(Key::PageDown) || alone(Key::Space);
+            keys.prev = alone(Key::ArrowLeft) || alone(Key::PageUp);
+            keys.home = alone(Key::Home);
+            keys.end = alone(Key::End);
+            keys.blank = alone(Key::B) || alone(Key::Period);
+            keys.fullscreen = alone(Key::F);
             keys.escape = i.key_pressed(Key::Escape);
-            keys.presenter = p(Key::P);
-            keys.sweep = p(Key::S);
-            keys.measure = p(Key::M);
-            keys.autoplay = p(Key::A);
+            keys.presenter = alone(Key::P);
+            keys.sweep = alone(Key::S);
+            keys.measure = alone(Key::M);
+            keys.autoplay = alone(Key::A);
             keys
         })
     }

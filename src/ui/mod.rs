@@ -9,8 +9,11 @@ pub mod classroom;
 pub mod kernel_view;
 pub mod layout;
 pub mod plots;
+pub mod prose;
 pub mod roofline;
+pub mod state;
 pub mod theme;
 pub mod worker;
 
-pub use app::{AppOptions, KernelbookApp, Remembered};
+pub use app::{AppOptions, KernelbookApp};
+pub use state::Remembered;

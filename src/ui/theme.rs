@@ -11,7 +11,8 @@
 //! colour is never the only signal.
 //!
 //! [`install_fonts`] bundles DejaVu Sans (with Bold) and DejaVu Sans Mono, which cover the math
-//! glyphs lesson prose uses (σ Σ ∑ ≤ ≥ → ∞ ≈ · ⁻ ˣ ᵢ ⱼ √ ∈ θ τ ✔ ✘ ▶).
+//! glyphs lesson prose uses (σ Σ ∑ ≤ ≥ → ∞ ≈ · ⁻ ˣ ᵢ ⱼ √ ∈ θ τ ✔ ✘ ▶); other scripts and emoji come
+//! from the system's fonts ([`add_system_font_fallback`]).
 
 use crate::chart::SeriesRole;
 use crate::engine::EngineKind;
@@ -484,6 +485,17 @@ pub fn font_definitions() -> FontDefinitions {
 /// Installs [`font_definitions`]. Call once at start-up (fonts are per context, not per theme).
 pub fn install_fonts(ctx: &egui::Context) {
     ctx.set_fonts(font_definitions());
+}
+
+/// Lets `ctx` draw text the bundled fonts lack (Chinese, Japanese, Korean, emoji, ...) with a font
+/// installed on the system, found through its own font fallback (fontconfig on Linux). eframe does
+/// this for the window; `kernelbook export` has no eframe and calls this. Characters no installed
+/// font has are drawn as a visible box (egui's default policy; set it where a test harness chose to
+/// panic instead).
+pub fn add_system_font_fallback(ctx: &egui::Context) {
+    ctx.add_font_provider(Arc::new(
+        egui_system_font_provider::SystemFontProvider::new(),
+    ));
 }
 
 #[cfg(test)]

@@ -371,3 +371,177 @@ fn the_kernel_choice_and_the_m_key() {
         Some("This step has no roofline to measure.")
     );
 }
+
+/// A lesson whose one step's prose is `prose`, written to a temporary folder.
+fn prose_lesson(id: &str, prose: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(format!("{id}.md")),
+        format!(
+            "+++\nid = \"{id}\"\norder = 90\ntitle = \"{id}\"\nsummary = \"a lesson for a test\"\n+++\n\n## One step\n\n{prose}\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// A Markdown table of `rows` x `cols` cells.
+fn markdown_table(rows: usize, cols: usize) -> String {
+    let mut t = String::new();
+    let row = |cells: Vec<String>| format!("| {} |\n", cells.join(" | "));
+    t.push_str(&row((0..cols).map(|c| format!("col {c}")).collect()));
+    t.push_str(&row((0..cols).map(|_| "---".to_string()).collect()));
+    for r in 0..rows {
+        t.push_str(&row((0..cols)
+            .map(|c| format!("{}", (r + c) % 10))
+            .collect()));
+    }
+    t
+}
+
+/// The median time of one frame's UI pass (layout and painting into shapes; no rendering).
+fn median_frame(h: &mut Harness<'_, KernelbookApp>) -> std::time::Duration {
+    let mut times: Vec<_> = (0..9)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            h.step();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+#[test]
+fn a_huge_markdown_table_keeps_a_frame_under_16_ms() {
+    let dir = prose_lesson(
+        "big-table",
+        &format!(
+            "Before the table.\n\n{}\nAfter the table.",
+            markdown_table(3000, 50)
+        ),
+    );
+    let mut opts = options(Some(dir.path().to_path_buf()));
+    opts.lesson = Some("big-table".into());
+    opts.engines = vec![EngineKind::Cpu];
+    let mut h = harness((1280.0, 800.0), opts);
+    h.run();
+    assert!(
+        !labels_containing(&h, "Before the table.").is_empty(),
+        "the lesson loaded: {:?}",
+        h.state()
+            .lessons()
+            .iter()
+            .filter_map(|l| l.as_ref().err())
+            .collect::<Vec<_>>()
+    );
+    let frame = median_frame(&mut h);
+    // For scale: the same step without the table.
+    let plain = prose_lesson("plain", "Before the table.\n\nAfter the table.");
+    let mut opts = options(Some(plain.path().to_path_buf()));
+    opts.lesson = Some("plain".into());
+    opts.engines = vec![EngineKind::Cpu];
+    let mut p = harness((1280.0, 800.0), opts);
+    p.run();
+    eprintln!(
+        "one frame's UI pass: {:.2} ms with a 3000 x 50 table, {:.2} ms without",
+        frame.as_secs_f64() * 1e3,
+        median_frame(&mut p).as_secs_f64() * 1e3
+    );
+    assert!(
+        frame < std::time::Duration::from_millis(16),
+        "one frame's UI pass took {frame:?}"
+    );
+    // The reader is told the table was cut, and the prose after it is still there.
+    assert!(
+        !labels_containing(&h, "3000 rows").is_empty(),
+        "no note about the cut table"
+    );
+    assert!(!labels_containing(&h, "After the table.").is_empty());
+}
+
+/// A key pressed with `modifiers` and everything released within one frame, as a quick Ctrl+A
+/// reaches egui from a real keyboard: the frame ends with no modifier held.
+fn press_within_one_frame(
+    h: &mut Harness<'_, KernelbookApp>,
+    modifiers: egui::Modifiers,
+    key: Key,
+) {
+    let key_event = |pressed| egui::Event::Key {
+        key,
+        pressed,
+        modifiers,
+        repeat: false,
+        physical_key: None,
+    };
+    h.input_mut().events.extend([
+        egui::Event::ModifiersChanged(modifiers),
+        key_event(true),
+        key_event(false),
+        egui::Event::ModifiersChanged(egui::Modifiers::NONE),
+    ]);
+    h.step();
+    h.run();
+}
+
+#[test]
+fn shortcuts_ignore_modified_keys_and_text_fields() {
+    use egui::Modifiers;
+    let mut opts = options(Some(fixtures("lessons")));
+    opts.lesson = Some("fixture-break-it".into());
+    opts.engines = vec![EngineKind::Cpu];
+    let mut h = harness((1280.0, 800.0), opts);
+    h.run();
+    let autoplay = |h: &Harness<'_, KernelbookApp>| h.state().classroom.autoplay.is_some();
+    // Ctrl+A (select all), Alt+A, Cmd+A: none of them is the autoplay key.
+    for modifiers in [
+        Modifiers::CTRL,
+        Modifiers::ALT,
+        Modifiers::COMMAND,
+        Modifiers::MAC_CMD,
+    ] {
+        h.key_press_modifiers(modifiers, Key::A);
+        h.run();
+        assert!(!autoplay(&h), "{modifiers:?}+A turned autoplay on");
+        press_within_one_frame(&mut h, modifiers, Key::A);
+        assert!(!autoplay(&h), "a quick {modifiers:?}+A turned autoplay on");
+    }
+    let position = h.state().position();
+    press_within_one_frame(&mut h, Modifiers::CTRL, Key::ArrowRight);
+    assert_eq!(
+        h.state().position(),
+        position,
+        "Ctrl+Right is not 'next step'"
+    );
+    // A alone still is.
+    h.key_press(Key::A);
+    h.run();
+    assert!(autoplay(&h), "A alone starts autoplay");
+    h.key_press(Key::A);
+    h.run();
+    assert!(!autoplay(&h));
+    // Typing in a text field (the .npy path of a cell) never fires a shortcut.
+    h.query_all(
+        By::new()
+            .role(egui::accesskit::Role::TextInput)
+            .label(".npy"),
+    )
+    .next()
+    .expect("a cell has a .npy path field")
+    .focus();
+    h.run();
+    for key in [
+        Key::A,
+        Key::S,
+        Key::B,
+        Key::F,
+        Key::P,
+        Key::Space,
+        Key::ArrowRight,
+    ] {
+        h.key_press(key);
+        h.run();
+    }
+    assert!(!autoplay(&h), "typing 'a' in a text field started autoplay");
+    assert_eq!(h.state().position(), position, "typing moved the step");
+}

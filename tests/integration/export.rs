@@ -34,18 +34,39 @@ fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
 fn exports_one_png_per_step_of_every_lesson_with_provenance() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("new/folder"); // missing: created
+    // An author's folder with one good and one broken lesson: the good one is exported with the
+    // built-in ones, the broken one is reported with file:line:column and the exit code is 2.
+    let broken = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/broken");
     let o = kernelbook(&[
         "export",
         "--out",
         out.to_str().unwrap(),
         "--size",
         "800x500",
+        "--lessons",
+        broken.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let lessons: Vec<_> = kernelbook::lesson::builtin()
+    let t = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a broken lesson is not skipped silently: {t}"
+    );
+    assert!(
+        t.contains("bad.md:12:1: cell 'softmax': 'temprature'"),
+        "{t}"
+    );
+    assert!(t.contains("1 lesson file(s) failed to load"), "{t}");
+    let mut lessons: Vec<_> = kernelbook::lesson::builtin()
         .into_iter()
         .map(|l| l.expect("built-in lessons load"))
         .collect();
+    lessons.extend(
+        kernelbook::lesson::load_dir(&broken)
+            .into_iter()
+            .filter_map(Result::ok),
+    );
+    assert!(lessons.iter().any(|l| l.id == "fixture-good"));
     let expected: usize = lessons.iter().map(|l| l.steps.len()).sum();
     let pngs = files(&out, "png");
     assert_eq!(pngs.len(), expected, "{}", text(&o));
@@ -220,6 +241,10 @@ fn folders_that_cannot_be_written_are_clear_errors() {
         (vec!["--size", "wide"], "WIDTHxHEIGHT"),
         (vec!["--theme", "neon"], "unknown theme"),
         (vec!["--lesson", "nope"], "no lesson 'nope'"),
+        (
+            vec!["--lessons", "/nonexistent-lessons"],
+            "--lessons /nonexistent-lessons: not a folder",
+        ),
         (vec!["--scale", "0"], "scale"),
     ] {
         let out = dir.path().join("x");
@@ -229,4 +254,257 @@ fn folders_that_cannot_be_written_are_clear_errors() {
         assert_eq!(o.status.code(), Some(2), "{all:?}: {}", text(&o));
         assert!(text(&o).contains(want), "{all:?}: {}", text(&o));
     }
+}
+
+/// A lesson folder holding `text` as `NAME.md`.
+fn lesson_folder(name: &str, text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(format!("{name}.md")), text).unwrap();
+    dir
+}
+
+#[test]
+fn a_requested_broken_lesson_is_exit_2_with_file_line_column() {
+    let broken = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/broken");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = kernelbook(&[
+        "export",
+        "--out",
+        out.to_str().unwrap(),
+        "--lessons",
+        broken.to_str().unwrap(),
+        "--lesson",
+        "bad",
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("bad.md:12:1: "), "{t}");
+    assert!(t.contains("lesson 'bad' failed to load"), "{t}");
+    assert!(!out.exists() || files(&out, "png").is_empty());
+}
+
+const CHINESE_LESSON: &str = r#"+++
+id = "zh-softmax"
+order = 90
+title = "第一课 Softmax 😀"
+summary = "中文课程 🚀"
++++
+
+## 第一步：温度 🌡️
+
+把 logits 变成概率。日本語も。한국어도. Emoji: 😀🎉
+
+```cell softmax
+title = "温度 τ 🔥"
+input = [2.0, 1.0, 0.1, -1.0]
+temperature = { min = 0.05, max = 10.0, default = 1.0, log = true }
+show = ["bars", "check"]
+```
+"#;
+
+#[test]
+fn lessons_in_chinese_with_emoji_export_without_a_panic() {
+    let lessons = lesson_folder("zh", CHINESE_LESSON);
+    let dir = tempfile::tempdir().unwrap();
+    let o = kernelbook(&[
+        "export",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--lessons",
+        lessons.path().to_str().unwrap(),
+        "--lesson",
+        "zh-softmax",
+        "--size",
+        "640x400",
+        "--figures",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(!t.contains("panicked") && !t.contains("No glyph"), "{t}");
+    let png = dir.path().join("zh-softmax-step01.png");
+    let image = image::open(&png).unwrap().to_rgba8();
+    assert_eq!(image.dimensions(), (640, 400));
+    let chunks = kernelbook::export::read_text_chunks(&png).unwrap();
+    assert!(
+        chunks
+            .iter()
+            .any(|(k, v)| k == "Title" && v.contains("第一课")),
+        "{chunks:?}"
+    );
+    assert!(!files(dir.path(), "svg").is_empty(), "figures written too");
+}
+
+/// Every file under `dir` is complete under its final name: PNGs decode, SVGs are closed, and no
+/// temporary file is left.
+fn assert_only_complete_files(dir: &Path, log: &str) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            !name.ends_with(".tmp"),
+            "temporary file left: {name}\n{log}"
+        );
+        assert!(
+            path.metadata().unwrap().len() > 0,
+            "empty file {name}\n{log}"
+        );
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("png") => {
+                image::open(&path)
+                    .unwrap_or_else(|e| panic!("{name} is not a whole PNG: {e}\n{log}"));
+            }
+            Some("svg") => {
+                let s = std::fs::read_to_string(&path).unwrap();
+                assert!(s.trim_end().ends_with("</svg>"), "{name} is cut\n{log}");
+            }
+            _ => panic!("unexpected file {name}\n{log}"),
+        }
+    }
+}
+
+#[test]
+fn a_signal_during_export_leaves_only_complete_files() {
+    // Stopped at different moments (right as the first file appears, and later), with SIGTERM
+    // and with Ctrl+C's SIGINT: exit 128 + the signal, and only whole files.
+    for (signal, delay_ms) in [
+        (signal_hook::consts::SIGTERM, 0),
+        (signal_hook::consts::SIGTERM, 150),
+        (signal_hook::consts::SIGINT, 40),
+        (signal_hook::consts::SIGTERM, 600),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kernelbook"))
+            .args([
+                "export",
+                "--lesson",
+                "softmax",
+                "--size",
+                "640x400",
+                "--figures",
+                "--out",
+            ])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while std::fs::read_dir(dir.path()).unwrap().next().is_none()
+            && started.elapsed() < std::time::Duration::from_secs(60)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {}", child.id());
+        let o = child.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&o.stderr).into_owned();
+        if o.status.success() {
+            // The export finished before the signal arrived: nothing to check but the files.
+            eprintln!("export finished before signal {signal} after {delay_ms} ms");
+        } else {
+            assert_eq!(
+                o.status.code(),
+                Some(128 + signal),
+                "signal {signal}: {log}"
+            );
+            assert!(log.contains("stopped by signal"), "{log}");
+        }
+        assert_only_complete_files(dir.path(), &log);
+    }
+}
+
+#[test]
+fn the_largest_documented_size_renders_on_a_software_adapter() {
+    // 8192x8192 used to time out on lavapipe (one 10 s wait for the whole frame); it is drawn in
+    // tiles now.
+    let lessons = lesson_folder(
+        "big",
+        "+++\nid = \"big\"\norder = 90\ntitle = \"Big\"\nsummary = \"one step\"\n+++\n\n## One step\n\nSome prose.\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let size = format!("{0}x{0}", kernelbook::export::MAX_EXPORT_SIDE);
+    let o = kernelbook(&[
+        "export",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--lessons",
+        lessons.path().to_str().unwrap(),
+        "--lesson",
+        "big",
+        "--size",
+        &size,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let image = image::open(dir.path().join("big-step01.png"))
+        .unwrap()
+        .to_rgba8();
+    assert_eq!(
+        image.dimensions(),
+        (
+            kernelbook::export::MAX_EXPORT_SIDE,
+            kernelbook::export::MAX_EXPORT_SIDE
+        )
+    );
+}
+
+#[test]
+fn tiles_draw_the_same_picture_as_one_pass() {
+    use kernelbook::export::render::TiledRenderer;
+    use kernelbook::ui::{AppOptions, KernelbookApp, Remembered};
+    let required = std::env::var("KERNELBOOK_REQUIRE_WGPU").is_ok_and(|v| v == "1");
+    let draw = |tile: Option<u32>| {
+        let renderer = match TiledRenderer::new() {
+            Ok(r) => r,
+            Err(e) => {
+                assert!(!required, "no adapter to render with: {e}");
+                return None;
+            }
+        };
+        let renderer = match tile {
+            Some(px) => renderer.with_tile(px),
+            None => renderer,
+        };
+        let app = KernelbookApp::new(
+            &egui::Context::default(),
+            AppOptions {
+                lesson: Some("softmax".into()),
+                engines: vec![kernelbook::engine::EngineKind::Cpu],
+                inline_compute: true,
+                hide_timings: true,
+                ..AppOptions::default()
+            },
+            Remembered::default(),
+        );
+        let mut h = egui_kittest::Harness::builder()
+            .with_size(egui::vec2(1000.0, 700.0))
+            .with_pixels_per_point(1.5)
+            .renderer(renderer)
+            .build_ui_state(|ui, app: &mut KernelbookApp| app.frame_ui(ui), app);
+        h.run();
+        Some(h.render().expect("renders"))
+    };
+    let Some(whole) = draw(None) else {
+        eprintln!("skipped: no wgpu adapter");
+        return;
+    };
+    // 1500x1050 pixels in tiles of 256: seams in both directions, a ragged last row and column.
+    let tiled = draw(Some(256)).unwrap();
+    assert_eq!(whole.dimensions(), (1500, 1050));
+    assert_eq!(tiled.dimensions(), whole.dimensions());
+    let differing = whole
+        .pixels()
+        .zip(tiled.pixels())
+        .filter(|(a, b)| a.0.iter().zip(b.0).any(|(x, y)| x.abs_diff(y) > 2))
+        .count();
+    eprintln!("{differing} of {} pixels differ", whole.len() / 4);
+    assert!(
+        differing * 10_000 < (whole.len() / 4),
+        "{differing} pixels differ between the tiled and the whole picture"
+    );
 }
