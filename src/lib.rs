@@ -30,6 +30,7 @@ pub mod format;
 pub mod lesson;
 pub mod npy;
 pub mod ops;
+pub mod provenance;
 pub mod suite;
 pub mod ui;
 pub mod views;

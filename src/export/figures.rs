@@ -421,7 +421,7 @@ fn heatmap<DB: DrawingBackend>(
     ctx.draw_series((0..rows).flat_map(|r| {
         (0..cols).map(move |c| {
             let v = values[r * cols + c];
-            let color = rgb(crate::ui::plots::heatmap_color(
+            let color = rgb(crate::ui::colormap::heatmap_color(
                 v,
                 lo,
                 hi,
@@ -458,7 +458,7 @@ fn heatmap<DB: DrawingBackend>(
     bar.draw_series((0..steps).map(|i| {
         let t0 = i as f64 / steps as f64;
         let t1 = (i + 1) as f64 / steps as f64;
-        let color = rgb(crate::ui::plots::viridis((t0 + t1) / 2.0));
+        let color = rgb(crate::ui::colormap::viridis((t0 + t1) / 2.0));
         Rectangle::new(
             [(0.0, lo + t0 * (hi - lo)), (1.0, lo + t1 * (hi - lo))],
             color.filled(),

@@ -3,6 +3,7 @@
 //! and formatting of the input text field. The roofline view and the cell's UI both read it.
 
 use crate::compare::Comparison;
+use crate::provenance::{CellProvenance, engines_of};
 use crate::lesson::{CellSpec, Control, InputSpec, MAX_CELL_ELEMENTS, ParamValue};
 use crate::ops::{KernelVariant, Op, OpRequest, Tensor};
 use std::sync::Arc;
@@ -226,5 +227,47 @@ fn fmt_input_value(v: f32) -> String {
         format!("{v:e}")
     } else {
         format!("{v}")
+    }
+}
+
+impl CellState {
+    /// What the cell shows and how it was computed, for a picture's provenance.
+    pub fn provenance(&self) -> CellProvenance {
+        let cell = self;
+        let params = cell
+            .spec
+            .params
+            .iter()
+            .zip(&cell.values)
+            .filter_map(|(p, v)| v.to_param_string().map(|s| format!("{}={s}", p.name)))
+            .collect();
+        let kernel = cell.spec.kernel.as_ref().map(|_| {
+            let ran = cell
+                .result
+                .as_ref()
+                .map_or(cell.kernel, |r| r.request.kernel);
+            ran.name().to_string()
+        });
+        let (op, dtype, engines) = match &cell.result {
+            Some(r) => (
+                r.request.op.describe(),
+                r.request.dtype.to_string(),
+                engines_of(r),
+            ),
+            None => (cell.spec.op.name().to_string(), String::new(), Vec::new()),
+        };
+        CellProvenance {
+            op,
+            dtype,
+            params,
+            kernel,
+            seed: cell.seed,
+            input_shape: cell
+                .spec
+                .shape
+                .clone()
+                .unwrap_or_else(|| cell.input.shape.clone()),
+            engines,
+        }
     }
 }

@@ -6,6 +6,7 @@ pub mod app;
 pub mod cell;
 pub mod cell_state;
 pub mod classroom;
+pub mod colormap;
 pub mod kernel_view;
 pub mod layout;
 pub mod plots;
