@@ -262,4 +262,3 @@ pub fn default_screenshot_dir() -> PathBuf {
         None => PathBuf::from("kernelbook-screenshots"),
     }
 }
-

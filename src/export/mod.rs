@@ -20,11 +20,11 @@ pub mod render;
 use crate::chart::Chart;
 use crate::compare::Comparison;
 use crate::lesson::{LessonError, View};
-use crate::ui::{AppOptions, KernelbookApp, Remembered};
 pub use crate::provenance::{
     CellProvenance, EngineProvenance, Provenance, SaveError, app_version, default_screenshot_dir,
     prepare_folder, read_text_chunks, write_png,
 };
+use crate::ui::{AppOptions, KernelbookApp, Remembered};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

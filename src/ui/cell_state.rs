@@ -3,9 +3,9 @@
 //! and formatting of the input text field. The roofline view and the cell's UI both read it.
 
 use crate::compare::Comparison;
-use crate::provenance::{CellProvenance, engines_of};
 use crate::lesson::{CellSpec, Control, InputSpec, MAX_CELL_ELEMENTS, ParamValue};
 use crate::ops::{KernelVariant, Op, OpRequest, Tensor};
+use crate::provenance::{CellProvenance, engines_of};
 use std::sync::Arc;
 
 /// Inputs with more values than this are summarised instead of shown in the text field.

@@ -5,7 +5,6 @@
 use crate::format::Special;
 use egui::Color32;
 
-
 /// Matplotlib's viridis sampled at 10 evenly spaced points: perceptually uniform, readable in grey
 /// and with the common colour-vision deficiencies.
 const VIRIDIS: [[u8; 3]; 10] = [
@@ -44,4 +43,3 @@ pub fn heatmap_color(v: f64, lo: f64, hi: f64, nan: Color32) -> Color32 {
         None => viridis(0.5),
     }
 }
-

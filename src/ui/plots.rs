@@ -15,13 +15,13 @@
 //! Pan and zoom are off (they fight the page's scrolling); a double-click resets the view.
 //! The legend sits above the plot, outside the data, so it never hides a bar.
 
+pub use super::colormap::{heatmap_color, viridis};
 use crate::chart::{
     Chart, ChartKind, LineSeries, NonFiniteCounts, Series, SeriesRole, Special, format_value,
 };
 use crate::engine::EngineKind;
 use crate::ui::layout::{text_width, wrap_unless_fits};
 use crate::ui::theme::Theme;
-pub use super::colormap::{heatmap_color, viridis};
 use egui::{
     Align2, Color32, ColorImage, Id, Pos2, Rangef, Rect, Response, RichText, Role, Sense, Shape,
     Stroke, StrokeKind, TextureHandle, TextureOptions, Ui, Vec2, WidgetInfo, pos2, vec2,

@@ -4,7 +4,6 @@
 //! folder, zoom, window size; stored by `state.rs`). Classroom mode, the presenter view, sweeps, autoplay and screenshots are in
 //! `classroom.rs`; this file wires them into the frame.
 
-
 mod compute;
 mod instrument;
 mod keys;
